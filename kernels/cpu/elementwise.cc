@@ -1,0 +1,148 @@
+#include "kernels/cpu/elementwise.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels/check.h"
+
+namespace sparsevid::kernels::cpu {
+namespace {
+
+void CheckF32(const Tensor& t, const char* op) {
+  SV_CHECK(t.defined() && t.dtype() == DType::kF32, "%s: f32 tensors only", op);
+}
+
+void CheckSame(const Tensor& a, const Tensor& b, const char* op) {
+  CheckF32(a, op);
+  CheckF32(b, op);
+  SV_CHECK(a.numel() == b.numel(), "%s: %s vs %s", op, ShapeString(a.shape()).c_str(),
+           ShapeString(b.shape()).c_str());
+}
+
+template <typename F>
+void Map(const CpuContext& ctx, const Tensor& x, Tensor& y, const char* op, F f) {
+  CheckSame(x, y, op);
+  const int64_t n = x.numel();
+  const float* in = x.f32();
+  float* out = y.f32();
+  const int threads = ThreadsFor(ctx, n);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) out[i] = f(in[i]);
+}
+
+// Checks a per-channel vector against the last dim of x.
+const float* RowParam(const Tensor& p, int64_t d, const char* what) {
+  CheckF32(p, what);
+  SV_CHECK(p.numel() == d, "%s has shape %s, expected %lld elements", what,
+           ShapeString(p.shape()).c_str(), static_cast<long long>(d));
+  return p.f32();
+}
+
+}  // namespace
+
+void GeluTanh(const CpuContext& ctx, const Tensor& x, Tensor& y) {
+  const float k = std::sqrt(2.f / static_cast<float>(M_PI));
+  Map(ctx, x, y, "GeluTanh", [k](float v) {
+    return 0.5f * v * (1.f + std::tanh(k * (v + 0.044715f * v * v * v)));
+  });
+}
+
+void Silu(const CpuContext& ctx, const Tensor& x, Tensor& y) {
+  Map(ctx, x, y, "Silu", [](float v) { return v / (1.f + std::exp(-v)); });
+}
+
+void Scale(const CpuContext& ctx, const Tensor& x, float s, Tensor& y) {
+  Map(ctx, x, y, "Scale", [s](float v) { return v * s; });
+}
+
+void Clamp(const CpuContext& ctx, const Tensor& x, float lo, float hi, Tensor& y) {
+  SV_CHECK(lo <= hi, "Clamp: lo %g > hi %g", lo, hi);
+  Map(ctx, x, y, "Clamp", [lo, hi](float v) { return std::min(std::max(v, lo), hi); });
+}
+
+void Add(const CpuContext& ctx, const Tensor& a, const Tensor& b, Tensor& y) {
+  CheckSame(a, b, "Add");
+  CheckSame(a, y, "Add");
+  const int64_t n = a.numel();
+  const float *pa = a.f32(), *pb = b.f32();
+  float* out = y.f32();
+  const int threads = ThreadsFor(ctx, n);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) out[i] = pa[i] + pb[i];
+}
+
+void Mul(const CpuContext& ctx, const Tensor& a, const Tensor& b, Tensor& y) {
+  CheckSame(a, b, "Mul");
+  CheckSame(a, y, "Mul");
+  const int64_t n = a.numel();
+  const float *pa = a.f32(), *pb = b.f32();
+  float* out = y.f32();
+  const int threads = ThreadsFor(ctx, n);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) out[i] = pa[i] * pb[i];
+}
+
+void Modulate(const CpuContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale,
+              Tensor& y) {
+  CheckSame(x, y, "Modulate");
+  const int64_t d = x.dim(-1);
+  const float* sh = RowParam(shift, d, "Modulate shift");
+  const float* sc = RowParam(scale, d, "Modulate scale");
+  const int64_t rows = d ? x.numel() / d : 0;
+  const float* in = x.f32();
+  float* out = y.f32();
+  const int threads = ThreadsFor(ctx, x.numel());
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < d; ++i) out[r * d + i] = in[r * d + i] * (1.f + sc[i]) + sh[i];
+  }
+}
+
+void AddGated(const CpuContext& ctx, Tensor& x, const Tensor& y, const Tensor* gate) {
+  CheckSame(x, y, "AddGated");
+  const int64_t d = x.dim(-1);
+  const float* g = gate ? RowParam(*gate, d, "AddGated gate") : nullptr;
+  const int64_t rows = d ? x.numel() / d : 0;
+  float* px = x.f32();
+  const float* py = y.f32();
+  const int threads = ThreadsFor(ctx, x.numel());
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < d; ++i) px[r * d + i] += g ? py[r * d + i] * g[i] : py[r * d + i];
+  }
+}
+
+void SoftmaxRow(float* row, int64_t n) {
+  if (n == 0) return;
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, row[i]);
+  if (m == -std::numeric_limits<float>::infinity()) {
+    // Every entry masked: no distribution exists; output zeros, not NaN.
+    for (int64_t i = 0; i < n; ++i) row[i] = 0.f;
+    return;
+  }
+  float sum = 0.f;
+  for (int64_t i = 0; i < n; ++i) {
+    row[i] = std::exp(row[i] - m);
+    sum += row[i];
+  }
+  const float inv = 1.f / sum;
+  for (int64_t i = 0; i < n; ++i) row[i] *= inv;
+}
+
+void Softmax(const CpuContext& ctx, const Tensor& x, Tensor& y) {
+  CheckSame(x, y, "Softmax");
+  const int64_t d = x.dim(-1);
+  const int64_t rows = d ? x.numel() / d : 0;
+  const float* in = x.f32();
+  float* out = y.f32();
+  const int threads = ThreadsFor(ctx, x.numel());
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    if (out != in) std::copy(in + r * d, in + (r + 1) * d, out + r * d);
+    SoftmaxRow(out + r * d, d);
+  }
+}
+
+}  // namespace sparsevid::kernels::cpu

@@ -1,0 +1,61 @@
+#include "kernels/cpu/gemm.h"
+
+#include "kernels/check.h"
+#include "kernels/cpu/convert.h"
+
+namespace sparsevid::kernels::cpu {
+
+void Linear(const CpuContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
+            Tensor& y) {
+  SV_CHECK(x.dtype() == DType::kF32 && y.dtype() == DType::kF32, "Linear: x and y must be f32");
+  SV_CHECK(w.ndim() == 2 && x.ndim() >= 1, "Linear: weight %s must be [N, K]",
+           ShapeString(w.shape()).c_str());
+  const int64_t n = w.dim(0), k = w.dim(1);
+  SV_CHECK(x.dim(-1) == k, "Linear: x %s vs weight %s", ShapeString(x.shape()).c_str(),
+           ShapeString(w.shape()).c_str());
+  const int64_t m = k ? x.numel() / k : 0;
+  SV_CHECK(y.numel() == m * n && y.dim(-1) == n, "Linear: y %s, expected [%lld, %lld]",
+           ShapeString(y.shape()).c_str(), static_cast<long long>(m), static_cast<long long>(n));
+  if (bias) {
+    SV_CHECK(bias->numel() == n, "Linear: bias %s for N=%lld", ShapeString(bias->shape()).c_str(),
+             static_cast<long long>(n));
+  }
+  if (m == 0 || n == 0) return;
+
+  const float* wf = nullptr;
+  std::unique_ptr<Scratch> converted;
+  if (w.dtype() == DType::kF32) {
+    wf = w.f32();
+  } else {
+    converted = std::make_unique<Scratch>(ctx, n * k);
+    ConvertToF32(ctx, w, converted->data());
+    wf = converted->data();
+  }
+  float* out = y.f32();
+  if (k == 0) {
+    for (int64_t i = 0; i < m * n; ++i) out[i] = 0.f;
+  } else {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
+                static_cast<int>(k), 1.f, x.f32(), static_cast<int>(k), wf, static_cast<int>(k), 0.f,
+                out, static_cast<int>(n));
+  }
+  if (bias) {
+    std::unique_ptr<Scratch> bias_f32;
+    const float* b = nullptr;
+    if (bias->dtype() == DType::kF32) {
+      b = bias->f32();
+    } else {
+      bias_f32 = std::make_unique<Scratch>(ctx, n);
+      ConvertToF32(ctx, *bias, bias_f32->data());
+      b = bias_f32->data();
+    }
+    const int threads = ThreadsFor(ctx, m * n);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < m; ++i) {
+      float* row = out + i * n;
+      for (int64_t j = 0; j < n; ++j) row[j] += b[j];
+    }
+  }
+}
+
+}  // namespace sparsevid::kernels::cpu
