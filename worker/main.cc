@@ -1,0 +1,255 @@
+// sparsevid-worker: loads the model, dials the front and runs the jobs it
+// assigns. Config: YAML file (--config) with every key overridable by a
+// flag (--help lists them). Prints one JSON "ready" line on stdout with the
+// bound ports once the model is loaded and its servers are up.
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/config.h"
+#include "common/logging.h"
+#include "common/metrics.h"
+#include "common/signals.h"
+#include "common/version.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "worker/engine/pipeline.h"
+#include "worker/front_link.h"
+#include "worker/job_runner.h"
+#include "worker/worker_metrics.h"
+
+extern "C" {
+#include <libavutil/log.h>
+}
+
+namespace sparsevid::worker {
+namespace {
+
+struct WorkerConfig {
+  std::string front_address = "127.0.0.1:50052";
+  std::string worker_id;  // empty = <hostname>-<pid>
+  std::string model_dir = "models/sparsevid-shapes";
+  std::string device = "cpu";
+  int threads = 0;
+  int capacity = 1;
+  std::string health_address = "0.0.0.0:50062";
+  std::string metrics_address = "0.0.0.0:9092";
+  std::string log_level = "info";
+  int crf = 23;
+  std::string preset = "veryfast";
+  double drain_grace_seconds = 600;
+  int reconnect_max_backoff_ms = 10000;
+};
+
+void Declare(config::ConfigSchema& s, WorkerConfig& c) {
+  using config::InRange;
+  s.AddString("front.address", &c.front_address,
+              "host:port of the front's worker-link listener", config::NonEmpty());
+  s.AddString("worker.id", &c.worker_id, "worker id reported to the front; empty = hostname-pid");
+  s.AddInt("worker.capacity", &c.capacity, "jobs accepted at once (one runs, the rest wait)",
+           InRange(1, 64));
+  s.AddString("model.dir", &c.model_dir, "model directory (model.yaml + weights + tokenizer)",
+              config::NonEmpty());
+  s.AddString("engine.device", &c.device, "cpu or cuda[:N]", config::NonEmpty());
+  s.AddInt("engine.threads", &c.threads, "CPU threads for inference; 0 = all cores",
+           InRange(0, 1024));
+  s.AddString("health.address", &c.health_address,
+              "gRPC health + reflection listener (host:0 = free port)",
+              config::ListenAddress(false));
+  s.AddString("metrics.address", &c.metrics_address,
+              "Prometheus /metrics listener (host:0 = free port, empty = off)",
+              config::ListenAddress(true));
+  s.AddString("log.level", &c.log_level, "debug | info | warn | error",
+              config::OneOf({"debug", "info", "warn", "error"}));
+  s.AddInt("video.crf", &c.crf, "x264 constant rate factor of the output", InRange(0, 51));
+  s.AddString("video.preset", &c.preset, "x264 preset",
+              config::OneOf({"ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
+                             "slow", "slower", "veryslow"}));
+  s.AddDouble("drain.grace_seconds", &c.drain_grace_seconds,
+              "on SIGTERM, how long running jobs may finish before they are cancelled",
+              InRange(0.0, 86400.0));
+  s.AddInt("front.max_backoff_ms", &c.reconnect_max_backoff_ms,
+           "longest wait between re-dials of the front", InRange(100, 600000));
+}
+
+std::string DefaultWorkerId() {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  return std::string(host) + "-" + std::to_string(getpid());
+}
+
+v1::ModelLimits ToLimits(const engine::ModelInfo& i) {
+  v1::ModelLimits l;
+  l.set_spatial_multiple(i.spatial_multiple);
+  l.set_max_width(i.max_width);
+  l.set_max_height(i.max_height);
+  l.set_min_frames(i.min_frames);
+  l.set_max_frames(i.max_frames);
+  l.set_frame_multiple(i.temporal_stride);
+  l.set_max_prompt_tokens(i.max_prompt_tokens);
+  l.set_default_width(i.default_width);
+  l.set_default_height(i.default_height);
+  l.set_default_frames(i.default_frames);
+  l.set_default_fps(i.default_fps);
+  l.set_default_steps(i.default_steps);
+  l.set_default_guidance(i.default_guidance);
+  l.set_default_shift(i.default_shift);
+  l.set_default_keep_ratio(i.default_keep_ratio);
+  l.set_step_seconds_estimate(0);  // unknown until a job ran
+  return l;
+}
+
+// Waits for SIGTERM/SIGINT.
+class StopSignal {
+ public:
+  void Notify(int signo) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (signo_ == 0) signo_ = signo;
+    cv_.notify_all();
+  }
+  int Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return signo_ != 0; });
+    return signo_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int signo_ = 0;
+};
+
+int Main(int argc, char** argv) {
+  StopSignal stop;
+  // Before any thread exists, so every thread inherits the blocked mask.
+  SignalWatcher signals([&stop](int signo) { stop.Notify(signo); });
+  signals.Start();
+
+  WorkerConfig cfg;
+  config::ConfigSchema schema;
+  Declare(schema, cfg);
+  auto parsed = config::ParseCommandLine(schema, argc, argv,
+                                         "sparsevid-worker: runs video jobs for a front", std::cout);
+  if (!parsed.ok()) {
+    std::cerr << "sparsevid-worker: " << parsed.status().message() << "\n";
+    return 2;
+  }
+  if (*parsed == config::CommandLineOutcome::kHelpPrinted) return 0;
+  if (absl::Status st = logging::Init("worker", cfg.log_level); !st.ok()) {
+    std::cerr << "sparsevid-worker: " << st.message() << "\n";
+    return 2;
+  }
+  av_log_set_level(AV_LOG_ERROR);
+  if (cfg.worker_id.empty()) cfg.worker_id = DefaultWorkerId();
+
+  metrics::MetricsServer metrics_server;
+  if (absl::Status st = metrics_server.Start(cfg.metrics_address); !st.ok()) {
+    logging::Error("cannot serve metrics", {{"error", std::string(st.message())}});
+    return 1;
+  }
+  metrics::AddBuildInfo(metrics_server.registry(), "worker");
+  WorkerMetrics metrics(metrics_server.shared_registry());
+
+  if (!std::filesystem::is_regular_file(std::filesystem::path(cfg.model_dir) / "model.yaml")) {
+    logging::Error("model directory not found or has no model.yaml; pass --model.dir",
+                   {{"model_dir", cfg.model_dir}});
+    return 3;
+  }
+  const auto load_start = std::chrono::steady_clock::now();
+  engine::EngineOptions engine_options;
+  engine_options.device = cfg.device;
+  engine_options.threads = cfg.threads;
+  auto pipeline = engine::Pipeline::Load(cfg.model_dir, engine_options);
+  if (!pipeline.ok()) {
+    logging::Error("cannot load the model", {{"model_dir", cfg.model_dir},
+                                             {"error", std::string(pipeline.status().message())}});
+    return 3;
+  }
+  const double load_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+  metrics.SetEngineLoadSeconds(load_seconds);
+  const engine::ModelInfo& info = (*pipeline)->info();
+  logging::Info("model loaded", {{"model", info.name}, {"device", info.device},
+                                 {"load_seconds", load_seconds}});
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int health_port = 0;
+  builder.AddListeningPort(cfg.health_address, grpc::InsecureServerCredentials(), &health_port);
+  std::unique_ptr<grpc::Server> health_server = builder.BuildAndStart();
+  if (!health_server || health_port == 0) {
+    logging::Error("cannot listen for health checks", {{"address", cfg.health_address}});
+    return 1;
+  }
+  grpc::HealthCheckServiceInterface* health = health_server->GetHealthCheckService();
+  health->SetServingStatus(false);
+
+  FrontLinkOptions link_options;
+  link_options.front_address = cfg.front_address;
+  link_options.max_backoff = std::chrono::milliseconds(cfg.reconnect_max_backoff_ms);
+  v1::WorkerHello& hello = link_options.hello;
+  hello.set_worker_id(cfg.worker_id);
+  hello.set_model(info.name);
+  hello.set_device(info.device);
+  hello.set_capacity(cfg.capacity);
+  hello.set_version(VersionString());
+  *hello.mutable_limits() = ToLimits(info);
+  // Health says SERVING only while the worker can take jobs: model loaded
+  // and linked to the front.
+  std::atomic<bool> draining{false};
+  FrontLink link(link_options, &metrics, [&](bool connected) {
+    health->SetServingStatus(connected && !draining.load());
+  });
+
+  JobRunnerOptions runner_options;
+  runner_options.worker_id = cfg.worker_id;
+  runner_options.capacity = cfg.capacity;
+  runner_options.crf = cfg.crf;
+  runner_options.preset = cfg.preset;
+  auto runner = std::make_unique<JobRunner>(
+      pipeline->get(), &metrics, runner_options,
+      [&link](const std::string& job_id, v1::JobEvent ev) { link.OnJobEvent(job_id, std::move(ev)); },
+      [&link](int free_slots) { link.OnSlotFree(free_slots); });
+  link.Start(runner.get());
+
+  logging::EmitReadyLine({{"component", "worker"},
+                          {"worker_id", cfg.worker_id},
+                          {"health_port", health_port},
+                          {"metrics_port", metrics_server.port()},
+                          {"model", info.name},
+                          {"device", info.device},
+                          {"front", cfg.front_address}});
+
+  const int signo = stop.Wait();
+  // Drain: stop taking work, let the running job finish within the grace
+  // period, then cancel what is left and leave.
+  draining.store(true);
+  health->SetServingStatus(false);
+  link.StopAcceptingJobs();
+  logging::Info("draining", {{"signal", signo}, {"grace_seconds", cfg.drain_grace_seconds}});
+  const bool idle = runner->WaitIdle(std::chrono::milliseconds(
+      static_cast<int64_t>(cfg.drain_grace_seconds * 1000)));
+  if (!idle) {
+    runner->CancelAll("worker drain grace period over");
+    runner->WaitIdle(std::chrono::seconds(30));
+  }
+  link.Stop();
+  runner.reset();
+  health_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  logging::Info("stopped", {{"drained", idle}});
+  return 0;
+}
+
+}  // namespace
+}  // namespace sparsevid::worker
+
+int main(int argc, char** argv) { return sparsevid::worker::Main(argc, argv); }
