@@ -13,6 +13,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernels/backend.h"
@@ -52,7 +53,7 @@ sv::Tensor Correlated(sv::Backend& be, int64_t L, int64_t H, int64_t d, uint64_t
   return t;
 }
 
-void BenchGemm(sv::Backend& be, int reps) {
+void BenchGemm(sv::Backend& be, int threads, int reps) {
   std::printf("\n== GEMM: y[M,N] = x[M,K] w[N,K]^T (f32) ==\n");
   std::printf("%6s %6s %6s | %12s %12s %7s\n", "M", "N", "K", "Linear GF/s", "sgemm GF/s", "ratio");
   const int shapes[][3] = {{576, 1536, 384}, {3328, 2048, 512}, {1024, 1024, 1024}};
@@ -62,10 +63,13 @@ void BenchGemm(sv::Backend& be, int reps) {
     sv::Tensor y = be.Empty({M, N}), y2 = be.Empty({M, N});
     const double flop = 2.0 * M * N * K;
     const double t_lin = MedianSeconds(reps, [&] { be.Linear(x, w, nullptr, y); });
+    // Raw OpenBLAS with its own thread pool (the backend keeps it at 1).
+    openblas_set_num_threads(threads);
     const double t_raw = MedianSeconds(reps, [&] {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.f, x.f32(), K, w.f32(), K,
                   0.f, y2.f32(), N);
     });
+    openblas_set_num_threads(1);
     std::printf("%6d %6d %6d | %12.1f %12.1f %7.3f\n", M, N, K, flop / t_lin * 1e-9,
                 flop / t_raw * 1e-9, t_raw / t_lin);
   }
@@ -125,7 +129,8 @@ int main(int argc, char** argv) {
   }
   auto be = sv::CreateCpuBackend(threads);
   std::printf("backend: %s\n", be->name().c_str());
-  BenchGemm(*be, quick ? 3 : 5);
+  BenchGemm(*be, threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()),
+            quick ? 3 : 5);
   BenchAttention(*be, quick ? 2 : 3, quick);
   return 0;
 }

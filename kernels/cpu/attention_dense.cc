@@ -5,6 +5,7 @@
 
 #include "kernels/check.h"
 #include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/gemm.h"
 
 namespace sparsevid::kernels::cpu {
 namespace {
@@ -49,16 +50,14 @@ void Attention(const CpuContext& ctx, const Tensor& q, const Tensor& k, const Te
   const int64_t tile = std::max<int64_t>(1, std::min<int64_t>({Lq, 1024, kMaxTileScores / nk}));
   Scratch scores(ctx, tile * nk);
   float* s = scores.data();
-  const int ld = static_cast<int>(H * d);
+  const int64_t ld = H * d;
   for (int64_t h = 0; h < H; ++h) {
     const float* qh = q.f32() + h * d;
     const float* kh = k.f32() + h * d;
     const float* vh = v.f32() + h * d;
     for (int64_t r0 = 0; r0 < Lq; r0 += tile) {
       const int64_t rows = std::min(tile, Lq - r0);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
-                  static_cast<int>(nk), static_cast<int>(d), scale, qh + r0 * ld, ld, kh, ld, 0.f,
-                  s, static_cast<int>(nk));
+      Sgemm(ctx, /*trans_b=*/true, rows, nk, d, scale, qh + r0 * ld, ld, kh, ld, 0.f, s, nk);
       const float* bh = bias ? bias->f32() + (h * Lq + r0) * Lk : nullptr;
       const int threads = ThreadsFor(ctx, rows * nk);
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -70,9 +69,7 @@ void Attention(const CpuContext& ctx, const Tensor& q, const Tensor& k, const Te
         }
         SoftmaxRow(row, nk);
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
-                  static_cast<int>(d), static_cast<int>(nk), 1.f, s, static_cast<int>(nk), vh, ld,
-                  0.f, o + r0 * ld + h * d, ld);
+      Sgemm(ctx, /*trans_b=*/false, rows, d, nk, 1.f, s, nk, vh, ld, 0.f, o + r0 * ld + h * d, ld);
     }
   }
 }

@@ -6,6 +6,7 @@
 
 #include "kernels/check.h"
 #include "kernels/cpu/convert.h"
+#include "kernels/cpu/gemm.h"
 
 namespace sparsevid::kernels::cpu {
 namespace {
@@ -93,9 +94,7 @@ void Conv3d(const CpuContext& ctx, const Tensor& x, const Tensor& w, const Tenso
       }
       // y[o, t, r0:r0+rows, :] = W[o, :] . col; rows of y are strided by To*Ho*Wo.
       float* C_out = out + t * plane_out + r0 * Wo;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(O),
-                  static_cast<int>(n), static_cast<int>(K), 1.f, wf, static_cast<int>(K), B,
-                  static_cast<int>(ldb), 0.f, C_out, static_cast<int>(To * plane_out));
+      Sgemm(ctx, /*trans_b=*/false, O, n, K, 1.f, wf, K, B, ldb, 0.f, C_out, To * plane_out);
     }
   }
   if (bias) {

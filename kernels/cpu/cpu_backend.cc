@@ -38,7 +38,10 @@ void CheckHost(const Tensor& t, const char* op) {
 CpuBackend::CpuBackend(int threads) {
   ctx_.threads = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   ctx_.account = std::make_shared<HostMemoryAccount>();
-  openblas_set_num_threads(ctx_.threads);
+  // OpenMP is the only thread pool: OpenBLAS runs on the calling thread and
+  // big GEMMs are split over OpenMP threads (cpu/gemm.h), so the two pools
+  // never spin against each other on the same cores.
+  openblas_set_num_threads(1);
 }
 
 std::string CpuBackend::name() const {

@@ -34,20 +34,4 @@ class Scratch {
   std::shared_ptr<Storage> storage_;
 };
 
-// OpenBLAS (pthreads build) must not spawn its own threads from inside an
-// OpenMP region: for the lifetime of this scope every sgemm runs on the
-// calling thread. Used around OpenMP loops that call cblas on small blocks.
-class SerialBlasScope {
- public:
-  explicit SerialBlasScope(const CpuContext& ctx) : threads_(ctx.threads) {
-    openblas_set_num_threads(1);
-  }
-  ~SerialBlasScope() { openblas_set_num_threads(threads_); }
-  SerialBlasScope(const SerialBlasScope&) = delete;
-  SerialBlasScope& operator=(const SerialBlasScope&) = delete;
-
- private:
-  int threads_;
-};
-
 }  // namespace sparsevid::kernels::cpu

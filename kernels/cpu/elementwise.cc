@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "kernels/check.h"
+#include "kernels/cpu/fast_exp.h"
 
 namespace sparsevid::kernels::cpu {
 namespace {
@@ -115,20 +116,33 @@ void AddGated(const CpuContext& ctx, Tensor& x, const Tensor& y, const Tensor* g
 
 void SoftmaxRow(float* row, int64_t n) {
   if (n == 0) return;
-  float m = -std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < n; ++i) m = std::max(m, row[i]);
+  // Eight independent lanes so the max and sum reductions vectorise
+  // without -ffast-math.
+  constexpr int kLanes = 8;
+  float lane[kLanes];
+  std::fill(lane, lane + kLanes, -std::numeric_limits<float>::infinity());
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lane[j] = std::max(lane[j], row[i + j]);
+  }
+  float m = *std::max_element(lane, lane + kLanes);
+  for (; i < n; ++i) m = std::max(m, row[i]);
   if (m == -std::numeric_limits<float>::infinity()) {
     // Every entry masked: no distribution exists; output zeros, not NaN.
-    for (int64_t i = 0; i < n; ++i) row[i] = 0.f;
+    for (int64_t k = 0; k < n; ++k) row[k] = 0.f;
     return;
   }
-  float sum = 0.f;
-  for (int64_t i = 0; i < n; ++i) {
-    row[i] = std::exp(row[i] - m);
-    sum += row[i];
+  for (int64_t k = 0; k < n; ++k) row[k] = FastExp(row[k] - m);
+  std::fill(lane, lane + kLanes, 0.f);
+  i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lane[j] += row[i + j];
   }
+  float sum = 0.f;
+  for (int j = 0; j < kLanes; ++j) sum += lane[j];
+  for (; i < n; ++i) sum += row[i];
   const float inv = 1.f / sum;
-  for (int64_t i = 0; i < n; ++i) row[i] *= inv;
+  for (int64_t k = 0; k < n; ++k) row[k] *= inv;
 }
 
 void Softmax(const CpuContext& ctx, const Tensor& x, Tensor& y) {

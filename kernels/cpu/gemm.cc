@@ -1,9 +1,46 @@
 #include "kernels/cpu/gemm.h"
 
+#include <omp.h>
+
+#include <algorithm>
+
 #include "kernels/check.h"
 #include "kernels/cpu/convert.h"
 
 namespace sparsevid::kernels::cpu {
+
+void Sgemm(const CpuContext& ctx, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  const CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
+  const int threads =
+      static_cast<int>(std::min<int64_t>(ctx.threads, std::max<int64_t>(1, M * N * K / (1 << 18))));
+  if (threads <= 1) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  // Split the longer side of C into one contiguous slab per thread
+  // (multiples of 16 keep the BLAS micro-kernels on full tiles).
+  const bool split_rows = M >= N || M >= 16 * threads;
+  const int64_t extent = split_rows ? M : N;
+  const int64_t slab = ((extent + threads - 1) / threads + 15) / 16 * 16;
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t begin = std::min<int64_t>(extent, slab * omp_get_thread_num());
+    const int64_t len = std::min<int64_t>(slab, extent - begin);
+    if (len > 0) {
+      if (split_rows) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, len, N, K, alpha, A + begin * lda, lda, B,
+                    ldb, beta, C + begin * ldc, ldc);
+      } else {
+        const float* b = trans_b ? B + begin * ldb : B + begin;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, M, len, K, alpha, A, lda, b, ldb, beta,
+                    C + begin, ldc);
+      }
+    }
+  }
+}
 
 void Linear(const CpuContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
             Tensor& y) {
@@ -35,9 +72,7 @@ void Linear(const CpuContext& ctx, const Tensor& x, const Tensor& w, const Tenso
   if (k == 0) {
     for (int64_t i = 0; i < m * n; ++i) out[i] = 0.f;
   } else {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
-                static_cast<int>(k), 1.f, x.f32(), static_cast<int>(k), wf, static_cast<int>(k), 0.f,
-                out, static_cast<int>(n));
+    Sgemm(ctx, /*trans_b=*/true, m, n, k, 1.f, x.f32(), k, wf, k, 0.f, out, n);
   }
   if (bias) {
     std::unique_ptr<Scratch> bias_f32;

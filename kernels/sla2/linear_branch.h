@@ -25,8 +25,8 @@ struct KeyBlockStates {
   void Bind(float* memory, int64_t blocks_, int64_t d_);
 };
 
-// Fills states from k_phi, v [L, d]. Parallel over key blocks; must run
-// under a cpu::SerialBlasScope.
+// Fills states from k_phi, v [L, d]. Parallel over key blocks (OpenBLAS is
+// single-threaded, so each thread's sgemm stays on that thread).
 void BuildKeyBlockStates(const cpu::CpuContext& ctx, const float* k_phi, const float* v, int64_t L,
                          int64_t block_k, KeyBlockStates& states);
 

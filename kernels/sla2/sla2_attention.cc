@@ -141,7 +141,6 @@ void Sla2AttentionCpu(const cpu::CpuContext& ctx, const Tensor& q, const Tensor&
     s_v.resize(d);
   }
 
-  cpu::SerialBlasScope serial_blas(ctx);
   const int64_t row_stride = H * d;
   KeptLists kept;
   double alpha_sum = 0;
