@@ -59,8 +59,8 @@ int64_t LowBitScratchFloats(int64_t rows, int64_t block_k, int64_t d) {
 
 void LowBitSparseBlock(const int8_t* q8, float sq, int64_t rows, const int8_t* k8, const float* sk,
                        const float* v_hat, const float* s_v, int64_t L, int64_t d, int64_t block_k,
-                       const int32_t* kept, int64_t n_kept, float softmax_scale, float* out,
-                       float* scratch) {
+                       const int32_t* kept, int64_t n_kept, float* out, float* scratch) {
+  const float sqrt_d = static_cast<float>(std::sqrt(static_cast<double>(d)));
   float* s = scratch;
   float* m = s + rows * block_k;
   float* l = m + rows;
@@ -72,7 +72,7 @@ void LowBitSparseBlock(const int8_t* q8, float sq, int64_t rows, const int8_t* k
   for (int64_t kb = 0; kb < n_kept; ++kb) {
     const int64_t j = kept[kb];
     const int64_t c0 = j * block_k, cols = std::min(block_k, L - c0);
-    const float dequant = sq * sk[j] * softmax_scale;
+    const float skj = sk[j];
     for (int64_t r = 0; r < rows; ++r) {
       const int8_t* qr = q8 + r * d;
       float* sr = s + r * block_k;
@@ -81,7 +81,9 @@ void LowBitSparseBlock(const int8_t* q8, float sq, int64_t rows, const int8_t* k
         const int8_t* kc = k8 + (c0 + c) * d;
         int32_t dot = 0;  // exact integer product, as the INT8 tensor cores
         for (int64_t e = 0; e < d; ++e) dot += static_cast<int32_t>(qr[e]) * kc[e];
-        sr[c] = static_cast<float>(dot) * dequant;
+        // Same operation order as training/ (q.k * s_q * s_k / sqrt(d)), so
+        // P rounds to the same FP8 values.
+        sr[c] = static_cast<float>(dot) * sq * skj / sqrt_d;
         row_max = std::max(row_max, sr[c]);
       }
       const float m_new = std::max(m[r], row_max);

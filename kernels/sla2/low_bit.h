@@ -31,13 +31,12 @@ void QuantizeValuesFp8(const float* v, int64_t L, int64_t d, float* v_hat, float
 
 // Low-bit sparse branch of one query block (rows x d, INT8 with scale sq)
 // against the kept key blocks (ascending order, which fixes the online-softmax
-// order): k8 [L, d] INT8 with per-key-block scales sk, v_hat/s_v from
+// order; softmax scale 1/sqrt(d)): k8 [L, d] INT8 with per-key-block scales sk, v_hat/s_v from
 // QuantizeValuesFp8. Writes O_s [rows, d]; a row with no kept key is 0.
 // scratch: LowBitScratchFloats(rows, block_k, d) floats.
 int64_t LowBitScratchFloats(int64_t rows, int64_t block_k, int64_t d);
 void LowBitSparseBlock(const int8_t* q8, float sq, int64_t rows, const int8_t* k8, const float* sk,
                        const float* v_hat, const float* s_v, int64_t L, int64_t d, int64_t block_k,
-                       const int32_t* kept, int64_t n_kept, float softmax_scale, float* out,
-                       float* scratch);
+                       const int32_t* kept, int64_t n_kept, float* out, float* scratch);
 
 }  // namespace sparsevid::kernels::sla2

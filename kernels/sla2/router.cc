@@ -2,13 +2,26 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <numeric>
 
 namespace sparsevid::kernels::sla2 {
 
+double DecimalValue(float f) {
+  // The shortest decimal that reads back as f is what the config file said
+  // ("0.29"); parsed as a double it is the value Python multiplies with.
+  char buf[32];
+  for (int digits = 1; digits <= 9; ++digits) {
+    std::snprintf(buf, sizeof(buf), "%.*g", digits, static_cast<double>(f));
+    if (std::strtof(buf, nullptr) == f) return std::strtod(buf, nullptr);
+  }
+  return static_cast<double>(f);
+}
+
 int64_t KeptBlocksPerRow(float keep_ratio, int64_t T_n) {
-  const double product = static_cast<double>(keep_ratio) * static_cast<double>(T_n);
-  const auto k = static_cast<int64_t>(std::floor(product * (1.0 + 1e-6)));
+  const double product = DecimalValue(keep_ratio) * static_cast<double>(T_n);
+  const auto k = static_cast<int64_t>(std::floor(product));
   return std::max<int64_t>(1, std::min<int64_t>(T_n, k));
 }
 

@@ -10,9 +10,14 @@ namespace sparsevid::kernels::sla2 {
 // ceil(n / block).
 inline int64_t NumBlocks(int64_t n, int64_t block) { return (n + block - 1) / block; }
 
-// k = max(1, min(T_n, floor(keep_ratio * T_n))). keep_ratio arrives as a
-// float (0.03f = 0.0299999993), so the product is nudged by 1e-6 relative
-// before flooring: the decimal ratio the user meant decides, as in Python.
+// The double a float config value was written as: the shortest decimal
+// that reads back as f ("0.03" for 0.03f), parsed as a double.
+double DecimalValue(float f);
+
+// k = max(1, min(T_n, floor(keep_ratio * T_n))), the product in float64 of
+// DecimalValue(keep_ratio), so the count equals training/'s Python
+// keep_count for the same config text (0.03f * 100 floors to 2 in float
+// arithmetic; 0.03 * 100 = 3.0000000000000004 in Python).
 int64_t KeptBlocksPerRow(float keep_ratio, int64_t T_n);
 
 // pooled[b, :] = mean of rows [b*block, min(L, (b+1)*block)) of x [L, d].

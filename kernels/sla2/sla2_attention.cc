@@ -217,7 +217,7 @@ void Sla2AttentionCpu(const cpu::CpuContext& ctx, const Tensor& q, const Tensor&
       const int64_t nk = kept.begin[i + 1] - kept.begin[i];
       if (p.low_bit) {
         LowBitSparseBlock(q8.data() + r0 * d, sq[i], rows, k8.data(), sk.data(), v_hat.data(),
-                          s_v.data(), L, d, p.block_k, ki, nk, scale, o_s, scratch);
+                          s_v.data(), L, d, p.block_k, ki, nk, o_s, scratch);
       } else {
         SparseBlockF32(qh + r0 * d, rows, kh, vh, L, d, p.block_k, ki, nk, scale, o_s, scratch);
       }

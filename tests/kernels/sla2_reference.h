@@ -45,7 +45,7 @@ inline std::vector<uint8_t> RefRouterMask(const Tensor& q, const Tensor& k, cons
   const int64_t L = q.dim(0), H = q.dim(1), d = q.dim(2);
   const int64_t Tm = CeilDiv(L, cfg.block_q), Tn = CeilDiv(L, cfg.block_k);
   const int64_t keep = std::max<int64_t>(
-      1, std::min<int64_t>(Tn, static_cast<int64_t>(std::floor(cfg.keep_ratio * Tn + 1e-9))));
+      1, std::min<int64_t>(Tn, static_cast<int64_t>(std::floor(cfg.keep_ratio * Tn))));
   std::vector<uint8_t> mask(H * Tm * Tn, 0);
   auto project = [d](const std::vector<double>& x, const std::vector<float>& w) {
     if (w.empty()) return x;
@@ -101,7 +101,7 @@ inline std::vector<double> RefSla2(const Tensor& q, const Tensor& k, const Tenso
   const int64_t Tm = CeilDiv(L, cfg.block_q), Tn = CeilDiv(L, cfg.block_k);
   const std::vector<uint8_t> mask = cfg.mask.empty() ? RefRouterMask(q, k, cfg) : cfg.mask;
   const double scale = 1.0 / std::sqrt(double(d));
-  const float scale_f = 1.f / std::sqrt(static_cast<float>(d));  // as the kernel
+  const float sqrt_d = static_cast<float>(std::sqrt(double(d)));  // as training/ (Python float)
   std::vector<double> out(L * H * d, 0.0);
   for (int64_t h = 0; h < H; ++h) {
     const std::vector<float> ks = RefSmoothedK(k, h);
@@ -178,7 +178,7 @@ inline std::vector<double> RefSla2(const Tensor& q, const Tensor& k, const Tenso
           for (int64_t s = s0; s < s1; ++s) {
             int32_t dot = 0;
             for (int64_t c = 0; c < d; ++c) dot += int32_t(q8[t * d + c]) * k8[s * d + c];
-            S[s - s0] = float(dot) * (sq[i] * sk[j] * scale_f);
+            S[s - s0] = float(dot) * sq[i] * sk[j] / sqrt_d;
             mb = std::max(mb, S[s - s0]);
           }
           const float m_new = std::max(m, mb);

@@ -58,6 +58,12 @@ TEST(Sla2RouterTest, KeptBlockCount) {
   EXPECT_EQ(sla2::KeptBlocksPerRow(0.01f, 50), 1);    // floor(0.5) = 0 -> at least 1
   EXPECT_EQ(sla2::KeptBlocksPerRow(1.0f, 7), 7);
   EXPECT_EQ(sla2::KeptBlocksPerRow(2.0f, 7), 7);      // at most T_n
+  // Python: 0.29 * 100 = 28.999999999999996 -> 28; the same here.
+  EXPECT_EQ(sla2::KeptBlocksPerRow(0.29f, 100), 28);
+  EXPECT_EQ(sla2::DecimalValue(0.03f), 0.03);
+  EXPECT_EQ(sla2::DecimalValue(0.1f), 0.1);
+  // Any float survives the trip through its decimal form.
+  for (float f : RandomVector(200, 59, 0.f, 1.f)) EXPECT_EQ(static_cast<float>(sla2::DecimalValue(f)), f);
 }
 
 TEST(Sla2RouterTest, TopKTiesPreferLowerIndex) {
