@@ -1,0 +1,196 @@
+// Host side of the SLA2 CUDA operator: validation, workspace, stage order.
+#include "kernels/cuda/sla2_cuda.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "kernels/cuda/sla2_internal.cuh"
+
+namespace sparsevid::kernels::cuda {
+
+int64_t Sla2Problem::keep_count() const {
+  const int64_t t_n = k_blocks();
+  const auto k = static_cast<int64_t>(std::floor(static_cast<double>(keep_ratio) * t_n));
+  return std::max<int64_t>(1, std::min<int64_t>(t_n, k));
+}
+
+Sla2Dims MakeDims(const Sla2Problem& p) {
+  Sla2Dims d{};
+  d.batch = p.batch;
+  d.heads = p.heads;
+  d.head_dim = p.head_dim;
+  d.seq_len = p.seq_len;
+  d.q_blocks = static_cast<int>(p.q_blocks());
+  d.k_blocks = static_cast<int>(p.k_blocks());
+  d.stride_b = p.stride_b;
+  d.stride_l = p.stride_l;
+  d.stride_h = p.stride_h;
+  return d;
+}
+
+namespace {
+
+bool Aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
+
+// The top-k kernel keeps one row of T_n scores in shared memory.
+constexpr int64_t kMaxKeyBlocks = 36 * 1024;
+
+}  // namespace
+
+Sla2Status ValidateSla2Problem(const Sla2Problem& p) {
+  auto err = [](const std::string& m) { return Sla2Status::Error("SLA2 CUDA: " + m); };
+  if (p.batch < 1 || p.batch > 65535) return err("batch must be in [1, 65535], got " + std::to_string(p.batch));
+  if (p.heads < 1 || p.heads > 65535) return err("heads must be in [1, 65535], got " + std::to_string(p.heads));
+  if (p.seq_len < 1) return err("seq_len must be positive, got " + std::to_string(p.seq_len));
+  if (p.head_dim != 64 && p.head_dim != 128)
+    return err("head_dim must be 64 or 128, got " + std::to_string(p.head_dim));
+  if (p.block_q != kBlockQ || p.block_k != kBlockK)
+    return err("only block_q=128, block_k=64 are built, got " + std::to_string(p.block_q) + "x" +
+               std::to_string(p.block_k));
+  if (p.k_blocks() > kMaxKeyBlocks)
+    return err("seq_len " + std::to_string(p.seq_len) + " exceeds the router limit of " +
+               std::to_string(kMaxKeyBlocks * kBlockK) + " tokens");
+  if (!p.q || !p.k || !p.v || !p.out) return err("q, k, v and out must be device pointers");
+  if (p.out == p.q || p.out == p.k || p.out == p.v) return err("out must not alias q, k or v");
+  if (!Aligned16(p.q) || !Aligned16(p.k) || !Aligned16(p.v) || !Aligned16(p.out))
+    return err("q, k, v and out must be 16-byte aligned");
+  if (p.stride_l <= 0 || p.stride_h <= 0 || (p.batch > 1 && p.stride_b <= 0))
+    return err("strides must be positive (stride_b may be 0 only for batch 1)");
+  if (p.stride_l % 8 || p.stride_h % 8 || p.stride_b % 8)
+    return err("strides must be multiples of 8 elements (16-byte rows)");
+  if (p.stride_h < p.head_dim && p.heads > 1) return err("stride_h is smaller than head_dim");
+  if (p.block_mask == nullptr) {
+    if (!std::isfinite(p.keep_ratio) || p.keep_ratio <= 0.f || p.keep_ratio > 1.f)
+      return err("keep_ratio must be in (0, 1], got " + std::to_string(p.keep_ratio));
+  } else if (p.mask_stride_b < 0) {
+    return err("mask_stride_b must be >= 0");
+  }
+  return Sla2Status::Ok();
+}
+
+namespace {
+
+// cudaMalloc-backed growable buffer.
+template <typename T>
+cudaError_t Grow(T*& ptr, size_t& have, size_t need) {
+  if (need <= have) return cudaSuccess;
+  if (ptr != nullptr) cudaFree(ptr);
+  ptr = nullptr;
+  have = 0;
+  void* raw = nullptr;
+  const cudaError_t e = cudaMalloc(&raw, need);
+  if (e != cudaSuccess) return e;
+  ptr = static_cast<T*>(raw);
+  have = need;
+  return cudaSuccess;
+}
+
+}  // namespace
+
+Sla2Workspace::~Sla2Workspace() {
+  if (buffers_ == nullptr) return;
+  void* all[] = {buffers_->qbar,  buffers_->kbar,   buffers_->kmean,     buffers_->qproj,
+                 buffers_->kproj, buffers_->lut,    buffers_->counts,    buffers_->vamax,
+                 buffers_->vscale, buffers_->q8,    buffers_->qscale,    buffers_->k8,
+                 buffers_->kscale, buffers_->vt8,   buffers_->kphi,      buffers_->htot,
+                 buffers_->ztot,  buffers_->htot_bf16};
+  for (void* p : all) {
+    if (p != nullptr) cudaFree(p);
+  }
+  delete buffers_;
+}
+
+const int32_t* Sla2Workspace::lut() const { return buffers_ ? buffers_->lut : nullptr; }
+const int32_t* Sla2Workspace::counts() const { return buffers_ ? buffers_->counts : nullptr; }
+
+Sla2Status Sla2Workspace::Reserve(const Sla2Problem& p) {
+  if (Sla2Status st = ValidateSla2Problem(p); !st.ok()) return st;
+  if (buffers_ == nullptr) buffers_ = new Buffers();
+  Buffers& w = *buffers_;
+  const size_t bh = static_cast<size_t>(p.batch) * p.heads;
+  const size_t D = p.head_dim, tm = p.q_blocks(), tn = p.k_blocks();
+  const size_t cap = p.block_mask ? tn : static_cast<size_t>(p.keep_count());
+  size_t* s = w.sizes;
+  cudaError_t e = cudaSuccess;
+  auto grow = [&](auto*& ptr, int slot, size_t bytes) {
+    if (e == cudaSuccess) e = Grow(ptr, s[slot], bytes);
+  };
+  grow(w.qbar, 0, bh * tm * D * 4);
+  grow(w.kbar, 1, bh * tn * D * 4);
+  grow(w.kmean, 2, bh * D * 4);
+  if (p.proj_q) grow(w.qproj, 3, bh * tm * D * 4);
+  if (p.proj_k) grow(w.kproj, 4, bh * tn * D * 4);
+  grow(w.lut, 5, bh * tm * cap * 4);
+  grow(w.counts, 6, bh * tm * 4);
+  grow(w.vscale, 8, bh * D * 4);
+  if (p.low_bit) {
+    grow(w.vamax, 7, bh * D * 4);
+    grow(w.q8, 9, bh * tm * kBlockQ * D);
+    grow(w.qscale, 10, bh * tm * 4);
+    grow(w.k8, 11, bh * tn * kBlockK * D);
+    grow(w.kscale, 12, bh * tn * 4);
+    grow(w.vt8, 13, bh * tn * D * kBlockK);
+  }
+  if (p.alpha) {
+    grow(w.kphi, 14, bh * tn * kBlockK * D * 2);
+    grow(w.htot, 15, bh * D * D * 4);
+    grow(w.ztot, 16, bh * D * 4);
+    grow(w.htot_bf16, 17, bh * D * D * 2);
+  }
+  if (e != cudaSuccess)
+    return Sla2Status::Error(std::string("SLA2 CUDA: workspace allocation failed: ") +
+                             cudaGetErrorString(e));
+  lut_capacity_ = static_cast<int64_t>(cap);
+  return Sla2Status::Ok();
+}
+
+Sla2Status Sla2RunStage(Sla2Stage stage, const Sla2Problem& p, Sla2Workspace& ws,
+                        Sla2Stream stream) {
+  if (Sla2Status st = ws.Reserve(p); !st.ok()) return st;
+  const Sla2Dims d = MakeDims(p);
+  Sla2Workspace::Buffers& w = *ws.buffers();
+  const int64_t cap = ws.lut_capacity();
+  cudaError_t e = cudaSuccess;
+  const char* name = "";
+  switch (stage) {
+    case Sla2Stage::kPrepare:
+      name = "prepare";
+      e = LaunchPrepare(p, d, w, stream);
+      break;
+    case Sla2Stage::kRoute:
+      name = "route";
+      e = LaunchRoute(p, d, cap, w, stream);
+      break;
+    case Sla2Stage::kLinear:
+      name = "linear";
+      e = LaunchLinear(p, d, cap, w, stream);
+      break;
+    case Sla2Stage::kQuantize:
+      name = "quantize";
+      e = LaunchQuantize(p, d, w, stream);
+      break;
+    case Sla2Stage::kSparse:
+      name = "sparse";
+      e = p.low_bit ? LaunchSparseLowBit(p, d, cap, w, stream)
+                    : LaunchSparseBf16(p, d, cap, w, stream);
+      break;
+  }
+  if (e != cudaSuccess)
+    return Sla2Status::Error(std::string("SLA2 CUDA: ") + name + " stage failed: " +
+                             cudaGetErrorString(e));
+  return Sla2Status::Ok();
+}
+
+Sla2Status Sla2Forward(const Sla2Problem& p, Sla2Workspace& ws, Sla2Stream stream) {
+  for (Sla2Stage s : {Sla2Stage::kPrepare, Sla2Stage::kRoute, Sla2Stage::kLinear,
+                      Sla2Stage::kQuantize, Sla2Stage::kSparse}) {
+    if (Sla2Status st = Sla2RunStage(s, p, ws, stream); !st.ok()) return st;
+  }
+  return Sla2Status::Ok();
+}
+
+}  // namespace sparsevid::kernels::cuda

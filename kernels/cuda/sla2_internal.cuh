@@ -1,0 +1,93 @@
+// Internal pieces shared by the SLA2 CUDA translation units: workspace
+// buffers, the problem geometry passed to kernels, stage launchers, and the
+// cp.async tile loader.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/mma_sm80.cuh"
+#include "kernels/cuda/sla2_cuda.h"
+
+namespace sparsevid::kernels::cuda {
+
+constexpr int kBlockQ = 128;
+constexpr int kBlockK = 64;
+constexpr float kFp8Max = 448.0f;
+
+struct Sla2Workspace::Buffers {
+  // Router and smoothing.
+  float* qbar = nullptr;     // [B,H,T_m,D] pooled Q (mean over valid rows)
+  float* kbar = nullptr;     // [B,H,T_n,D] block sums of K, then pooled K~ = mean - mu
+  float* kmean = nullptr;    // [B,H,D] mu = mean over tokens of K
+  float* qproj = nullptr;    // [B,H,T_m,D] proj_q(qbar)
+  float* kproj = nullptr;    // [B,H,T_n,D] proj_k(kbar)
+  int32_t* lut = nullptr;    // [B,H,T_m,cap]
+  int32_t* counts = nullptr; // [B,H,T_m]
+  // Low-bit.
+  uint32_t* vamax = nullptr;  // [B,H,D] amax |V| per channel (float bits, >= 0)
+  float* vscale = nullptr;    // [B,H,D]
+  int8_t* q8 = nullptr;       // [B,H,T_m*128,D]
+  float* qscale = nullptr;    // [B,H,T_m]
+  int8_t* k8 = nullptr;       // [B,H,T_n*64,D] quantised K~
+  float* kscale = nullptr;    // [B,H,T_n]
+  uint8_t* vt8 = nullptr;     // [B,H,T_n,D,64] FP8 V^T, keys in Fp8KeyOfPosition order
+  // Linear branch.
+  __nv_bfloat16* kphi = nullptr;  // [B,H,T_n*64,D] phi(K~), padded rows 0
+  float* htot = nullptr;          // [B,H,D,D] sum over all key blocks of h_j
+  float* ztot = nullptr;          // [B,H,D]
+  __nv_bfloat16* htot_bf16 = nullptr;
+  size_t sizes[32] = {};  // allocated bytes per buffer, see Reserve
+};
+
+// Geometry in kernel arguments.
+struct Sla2Dims {
+  int batch, heads, head_dim;
+  int64_t seq_len;
+  int q_blocks, k_blocks;  // T_m, T_n
+  int64_t stride_b, stride_l, stride_h;
+  __device__ __host__ int64_t TokenOffset(int b, int64_t row, int h) const {
+    return b * stride_b + row * stride_l + h * stride_h;
+  }
+};
+
+__host__ __device__ __forceinline__ int64_t MinI64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+Sla2Dims MakeDims(const Sla2Problem& p);
+
+// Stage launchers (one per translation unit); they return the launch error.
+cudaError_t LaunchPrepare(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
+                          cudaStream_t s);
+cudaError_t LaunchRoute(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,
+                        Sla2Workspace::Buffers& w, cudaStream_t s);
+cudaError_t LaunchLinear(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,
+                         Sla2Workspace::Buffers& w, cudaStream_t s);
+cudaError_t LaunchQuantize(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
+                           cudaStream_t s);
+cudaError_t LaunchSparseBf16(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,
+                             Sla2Workspace::Buffers& w, cudaStream_t s);
+cudaError_t LaunchSparseLowBit(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,
+                               Sla2Workspace::Buffers& w, cudaStream_t s);
+
+namespace detail {
+
+// Copies kRows rows of kRowBytes bytes (row r at gbase + r * row_stride_bytes)
+// into a swizzled shared tile; rows >= valid_rows become zeros.
+template <int kRows, int kRowBytes, int kThreads>
+__device__ __forceinline__ void LoadTileAsync(uint32_t smem_base, const char* gbase,
+                                              int64_t row_stride_bytes, int valid_rows) {
+  constexpr int kChunks = kRowBytes / 16;
+  constexpr int kTotal = kRows * kChunks;
+  for (int idx = threadIdx.x; idx < kTotal; idx += kThreads) {
+    const int row = idx / kChunks;
+    const int chunk = idx % kChunks;
+    const bool valid = row < valid_rows;
+    const char* src = valid ? gbase + row * row_stride_bytes + chunk * 16 : gbase;
+    CpAsync16(smem_base + SwizzledOffset<kRowBytes>(row, chunk), src, valid);
+  }
+}
+
+}  // namespace detail
+}  // namespace sparsevid::kernels::cuda

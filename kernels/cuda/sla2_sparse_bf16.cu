@@ -1,0 +1,164 @@
+// Stage kSparse (bf16): FlashAttention-style online softmax over the kept
+// key blocks only, mma.sync tensor cores, cp.async double buffering, and the
+// alpha blend in the epilogue. One CTA = one 128-row query block of one head;
+// blockIdx.x runs over query blocks first so resident CTAs share one head's
+// K/V in L2.
+#include "kernels/cuda/sla2_internal.cuh"
+#include "kernels/cuda/sla2_warp_tiles.cuh"
+
+namespace sparsevid::kernels::cuda {
+namespace {
+
+struct SparseArgs {
+  const __nv_bfloat16* q;
+  const __nv_bfloat16* k;
+  const __nv_bfloat16* v;
+  const int32_t* lut;
+  const int32_t* counts;
+  int64_t lut_capacity;
+  const float* alpha;  // null: alpha = 1 and out holds no linear part
+  __nv_bfloat16* out;
+  Sla2Dims d;
+};
+
+constexpr int kThreads = 256;  // 8 warps x 16 query rows
+
+template <int D>
+__global__ void __launch_bounds__(kThreads, 2) SparseBf16Kernel(SparseArgs args) {
+  constexpr int kRowBytes = 2 * D;
+  constexpr int kTileBytes = kBlockK * kRowBytes;
+  extern __shared__ __align__(128) uint8_t smem[];
+  const Sla2Dims& d = args.d;
+  const int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int64_t bh = static_cast<int64_t>(b) * d.heads + h;
+  const int64_t row0 = static_cast<int64_t>(i) * kBlockQ;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const int cnt = args.counts[bh * d.q_blocks + i];
+  const int32_t* lut_row = args.lut + (bh * d.q_blocks + i) * args.lut_capacity;
+
+  const uint32_t q_s = detail::SmemAddr(smem);
+  auto k_tile = [&](int s) { return q_s + kBlockQ * kRowBytes + s * 2 * kTileBytes; };
+  auto v_tile = [&](int s) { return k_tile(s) + kTileBytes; };
+  auto load_block = [&](int n, int s) {
+    const int64_t key0 = static_cast<int64_t>(lut_row[n]) * kBlockK;
+    const int nvalid = static_cast<int>(MinI64(kBlockK, d.seq_len - key0));
+    const int64_t off = d.TokenOffset(b, key0, h);
+    detail::LoadTileAsync<kBlockK, kRowBytes, kThreads>(
+        k_tile(s), reinterpret_cast<const char*>(args.k + off), d.stride_l * 2, nvalid);
+    detail::LoadTileAsync<kBlockK, kRowBytes, kThreads>(
+        v_tile(s), reinterpret_cast<const char*>(args.v + off), d.stride_l * 2, nvalid);
+  };
+  const int q_valid = static_cast<int>(MinI64(kBlockQ, d.seq_len - row0));
+  detail::LoadTileAsync<kBlockQ, kRowBytes, kThreads>(
+      q_s, reinterpret_cast<const char*>(args.q + d.TokenOffset(b, row0, h)), d.stride_l * 2,
+      q_valid);
+  if (cnt > 0) load_block(0, 0);
+  detail::CpAsyncCommit();
+
+  // Scores in the log2 domain: exp(x/sqrt(D)) = exp2(x * log2(e)/sqrt(D)).
+  const float scale_log2 = 1.4426950408889634f * rsqrtf(static_cast<float>(D));
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  float o[D / 8][4];
+#pragma unroll
+  for (int nt = 0; nt < D / 8; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.f;
+
+  for (int n = 0; n < cnt; ++n) {
+    detail::CpAsyncWait<0>();
+    __syncthreads();  // stage n ready; all warps are done with the other stage
+    if (n + 1 < cnt) load_block(n + 1, (n + 1) & 1);
+    detail::CpAsyncCommit();
+    float s[8][4];
+    detail::WarpABt<D>(q_s, warp * 16, k_tile(n & 1), s);
+    const int64_t key0 = static_cast<int64_t>(lut_row[n]) * kBlockK;
+    if (key0 + kBlockK > d.seq_len) {  // partial last block: mask keys >= L
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const int64_t key = key0 + nt * 8 + 2 * t;
+        if (key >= d.seq_len) s[nt][0] = s[nt][2] = -INFINITY;
+        if (key + 1 >= d.seq_len) s[nt][1] = s[nt][3] = -INFINITY;
+      }
+    }
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+      mx0 = fmaxf(mx0, fmaxf(s[nt][0], s[nt][1]));
+      mx1 = fmaxf(mx1, fmaxf(s[nt][2], s[nt][3]));
+    }
+    // Every kept block has a valid key, so the new maxima are finite.
+    const float mn0 = fmaxf(m0, detail::QuadMax(mx0) * scale_log2);
+    const float mn1 = fmaxf(m1, detail::QuadMax(mx1) * scale_log2);
+    const float r0 = exp2f(m0 - mn0), r1 = exp2f(m1 - mn1);
+    m0 = mn0;
+    m1 = mn1;
+    l0 *= r0;
+    l1 *= r1;
+#pragma unroll
+    for (int nt = 0; nt < D / 8; ++nt) {
+      o[nt][0] *= r0;
+      o[nt][1] *= r0;
+      o[nt][2] *= r1;
+      o[nt][3] *= r1;
+    }
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+      s[nt][0] = exp2f(fmaf(s[nt][0], scale_log2, -mn0));
+      s[nt][1] = exp2f(fmaf(s[nt][1], scale_log2, -mn0));
+      s[nt][2] = exp2f(fmaf(s[nt][2], scale_log2, -mn1));
+      s[nt][3] = exp2f(fmaf(s[nt][3], scale_log2, -mn1));
+      l0 += s[nt][0] + s[nt][1];
+      l1 += s[nt][2] + s[nt][3];
+    }
+    uint32_t p[4][4];
+    detail::AccToAFrags(s, 1.f, p);
+    detail::WarpPV<D>(p, v_tile(n & 1), o);
+  }
+
+  l0 = detail::QuadSum(l0);
+  l1 = detail::QuadSum(l1);
+  const float alpha =
+      args.alpha ? args.alpha[static_cast<int64_t>(h) * d.q_blocks + i] : 1.f;
+  const float f0 = l0 > 0.f ? alpha / l0 : 0.f;  // no kept block: O_s = 0
+  const float f1 = l1 > 0.f ? alpha / l1 : 0.f;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t row = row0 + warp * 16 + g + half * 8;
+    if (row >= d.seq_len) continue;
+    const float f = half ? f1 : f0;
+    __nv_bfloat16* dst = args.out + d.TokenOffset(b, row, h);
+#pragma unroll
+    for (int nt = 0; nt < D / 8; ++nt) {
+      __nv_bfloat162* p2 = reinterpret_cast<__nv_bfloat162*>(dst + nt * 8 + 2 * t);
+      float x = o[nt][2 * half] * f, y = o[nt][2 * half + 1] * f;
+      if (args.alpha != nullptr) {  // out holds (1 - alpha) O_l from kLinear
+        const float2 lin = __bfloat1622float2(*p2);
+        x += lin.x;
+        y += lin.y;
+      }
+      *p2 = __floats2bfloat162_rn(x, y);
+    }
+  }
+}
+
+template <int D>
+cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
+                   Sla2Workspace::Buffers& w, cudaStream_t s) {
+  constexpr int kSmem = kBlockQ * 2 * D + 2 * 2 * kBlockK * 2 * D;
+  cudaError_t e =
+      cudaFuncSetAttribute(SparseBf16Kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  if (e != cudaSuccess) return e;
+  SparseArgs a{static_cast<const __nv_bfloat16*>(p.q), static_cast<const __nv_bfloat16*>(p.k),
+               static_cast<const __nv_bfloat16*>(p.v), w.lut, w.counts, cap, p.alpha,
+               static_cast<__nv_bfloat16*>(p.out), d};
+  SparseBf16Kernel<D><<<dim3(d.q_blocks, d.heads, d.batch), kThreads, kSmem, s>>>(a);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t LaunchSparseBf16(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
+                             Sla2Workspace::Buffers& w, cudaStream_t s) {
+  return d.head_dim == 64 ? Launch<64>(p, d, cap, w, s) : Launch<128>(p, d, cap, w, s);
+}
+
+}  // namespace sparsevid::kernels::cuda

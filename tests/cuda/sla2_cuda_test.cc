@@ -1,0 +1,420 @@
+// GPU test of the SLA2 CUDA operator against the CPU reference of the same
+// masked operator (tests/cuda/sla2_reference.h). Argument validation is
+// checked everywhere; the GPU cases print "SKIPPED: no CUDA device" and pass
+// on machines without a GPU (CI), and run through scripts/gpu_test.sh on the
+// GPU machine.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/sla2_cuda.h"
+#include "tests/cuda/sla2_reference.h"
+
+namespace sv = sparsevid::kernels::cuda;
+namespace ref = sparsevid::kernels::cuda::testing;
+
+namespace {
+
+int g_failures = 0;
+
+void Check(bool ok, const std::string& what) {
+  std::printf("%s %s\n", ok ? "[ OK ]  " : "[FAIL]  ", what.c_str());
+  if (!ok) ++g_failures;
+}
+
+uint16_t ToBf16(float f) {  // round to nearest even
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+float FromBf16(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+#define CUDA_OK(expr)                                                                   \
+  do {                                                                                  \
+    const cudaError_t e_ = (expr);                                                      \
+    if (e_ != cudaSuccess) {                                                            \
+      std::printf("[FAIL]  CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, \
+                  __LINE__);                                                            \
+      ++g_failures;                                                                     \
+      return;                                                                           \
+    }                                                                                   \
+  } while (0)
+
+// ---------------------------------------------------------------- validation
+
+void ValidationTests() {
+  alignas(16) static uint8_t fake[64];  // never dereferenced: validation only
+  sv::Sla2Problem good;
+  good.batch = 1;
+  good.seq_len = 1000;
+  good.heads = 2;
+  good.head_dim = 64;
+  good.q = good.k = good.v = fake;
+  good.out = fake + 16;
+  good.stride_l = 2 * 64;
+  good.stride_h = 64;
+  good.stride_b = 1000 * 128;
+  Check(sv::ValidateSla2Problem(good).ok(), "validation accepts a well-formed problem");
+  auto expect_error = [&](sv::Sla2Problem p, const char* keyword, const char* what) {
+    const sv::Sla2Status st = sv::ValidateSla2Problem(p);
+    Check(!st.ok() && st.message.find(keyword) != std::string::npos,
+          std::string("validation rejects ") + what + " (" + st.message + ")");
+  };
+  sv::Sla2Problem p = good;
+  p.head_dim = 96;
+  expect_error(p, "head_dim", "head_dim 96");
+  p = good;
+  p.q = nullptr;
+  expect_error(p, "device pointers", "a null q");
+  p = good;
+  p.keep_ratio = 0.f;
+  expect_error(p, "keep_ratio", "keep_ratio 0");
+  p = good;
+  p.keep_ratio = std::nanf("");
+  expect_error(p, "keep_ratio", "keep_ratio NaN");
+  p = good;
+  p.block_k = 128;
+  expect_error(p, "block_q=128", "an unsupported block size");
+  p = good;
+  p.q = fake + 2;
+  expect_error(p, "aligned", "a misaligned q");
+  p = good;
+  p.stride_l = 130;
+  expect_error(p, "multiples of 8", "a stride that is not a multiple of 8");
+  p = good;
+  p.seq_len = 0;
+  expect_error(p, "seq_len", "seq_len 0");
+  p = good;
+  p.out = const_cast<void*>(p.q);
+  expect_error(p, "alias", "out aliasing q");
+  sv::Sla2Workspace ws;
+  p = good;
+  p.head_dim = 32;
+  const sv::Sla2Status st = ws.Reserve(p);
+  Check(!st.ok(), "workspace reserve reports an invalid problem instead of allocating");
+}
+
+// ---------------------------------------------------------------- GPU cases
+
+enum class Inputs { kRandom, kCorrelated };
+enum class Layout { kBLHD, kBHLD };
+enum class MaskKind { kRouter, kRandomEdges, kRandomShared };
+
+struct Case {
+  std::string name;
+  int batch, heads, dim;
+  int64_t len;
+  float keep;
+  bool low_bit, alpha, proj;
+  Layout layout;
+  Inputs inputs;
+  MaskKind mask;
+};
+
+// Values in logical [B, L, H, D] order, bf16-representable.
+void MakeInputs(const Case& c, std::mt19937_64& rng, std::vector<float>& q,
+                std::vector<float>& k, std::vector<float>& v) {
+  const size_t n = static_cast<size_t>(c.batch) * c.len * c.heads * c.dim;
+  q.resize(n);
+  k.resize(n);
+  v.resize(n);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> bias(c.dim), freq(c.dim), phase(c.dim);
+  for (int d = 0; d < c.dim; ++d) {
+    bias[d] = 3.f * nd(rng);  // K channel offsets: what smoothing removes
+    freq[d] = 0.002f + 0.05f * std::abs(nd(rng));
+    phase[d] = 6.28f * std::abs(nd(rng));
+  }
+  size_t idx = 0;
+  for (int b = 0; b < c.batch; ++b)
+    for (int64_t l = 0; l < c.len; ++l)
+      for (int h = 0; h < c.heads; ++h)
+        for (int d = 0; d < c.dim; ++d, ++idx) {
+          float qv, kv, vv;
+          if (c.inputs == Inputs::kRandom) {
+            qv = 1.5f * nd(rng);
+            kv = nd(rng);
+            vv = nd(rng);
+          } else {  // smooth in token order with noise, like video features
+            const float wave = std::sin(freq[d] * l + phase[d] + h);
+            qv = 2.f * wave + 0.4f * nd(rng);
+            kv = bias[d] + 1.5f * std::sin(freq[d] * l * 1.3f + phase[d]) + 0.4f * nd(rng);
+            vv = std::cos(freq[d] * l + h) + 0.3f * nd(rng);
+          }
+          q[idx] = FromBf16(ToBf16(qv));
+          k[idx] = FromBf16(ToBf16(kv));
+          v[idx] = FromBf16(ToBf16(vv));
+        }
+}
+
+struct Strides {
+  int64_t b, l, h;
+};
+Strides StridesOf(const Case& c) {
+  if (c.layout == Layout::kBLHD)
+    return {c.len * c.heads * c.dim, int64_t{c.heads} * c.dim, c.dim};
+  return {c.len * c.heads * c.dim, c.dim, c.len * c.dim};
+}
+
+std::vector<uint16_t> ToDeviceLayout(const Case& c, const std::vector<float>& x) {
+  const Strides s = StridesOf(c);
+  std::vector<uint16_t> out(x.size());
+  size_t idx = 0;
+  for (int b = 0; b < c.batch; ++b)
+    for (int64_t l = 0; l < c.len; ++l)
+      for (int h = 0; h < c.heads; ++h)
+        for (int d = 0; d < c.dim; ++d, ++idx) out[b * s.b + l * s.l + h * s.h + d] = ToBf16(x[idx]);
+  return out;
+}
+
+double RelL2(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = static_cast<double>(a[i]) - b[i];
+    num += d * d;
+    den += static_cast<double>(b[i]) * b[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+void RunCase(const Case& c, uint64_t seed) {
+  std::printf("--- %s: B%d H%d D%d L%lld keep %.3f %s%s%s\n", c.name.c_str(), c.batch, c.heads,
+              c.dim, static_cast<long long>(c.len), c.keep, c.low_bit ? "low-bit" : "bf16",
+              c.alpha ? " +alpha" : "", c.proj ? " +proj" : "");
+  std::mt19937_64 rng(seed);
+  std::vector<float> q, k, v;
+  MakeInputs(c, rng, q, k, v);
+  ref::RefProblem rp;
+  rp.batch = c.batch;
+  rp.heads = c.heads;
+  rp.head_dim = c.dim;
+  rp.seq_len = c.len;
+  rp.keep_ratio = c.keep;
+  rp.low_bit = c.low_bit;
+  const int tm = rp.q_blocks(), tn = rp.k_blocks();
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::uniform_real_distribution<float> ud(0.15f, 0.9f);
+  std::vector<float> wq(c.dim * c.dim), wk(c.dim * c.dim), alpha(c.heads * tm);
+  for (int i = 0; i < c.dim; ++i)
+    for (int j = 0; j < c.dim; ++j) {
+      wq[i * c.dim + j] = (i == j) + 0.2f * nd(rng) / std::sqrt(float(c.dim));
+      wk[i * c.dim + j] = (i == j) + 0.2f * nd(rng) / std::sqrt(float(c.dim));
+    }
+  for (float& a : alpha) a = ud(rng);
+  if (c.proj) {
+    rp.proj_q = &wq;
+    rp.proj_k = &wk;
+  }
+  if (c.alpha) rp.alpha = &alpha;
+
+  ref::BlockMask ext;
+  if (c.mask != MaskKind::kRouter) {
+    const int mb = c.mask == MaskKind::kRandomShared ? 1 : c.batch;
+    ext.assign(static_cast<size_t>(mb) * c.heads * tm * tn, 0);
+    std::bernoulli_distribution keep(0.3);
+    for (auto& x : ext) x = keep(rng);
+    // Edge rows: all blocks kept (linear branch must be 0), only the
+    // partial last block, and none (sparse branch 0).
+    for (int j = 0; j < tn; ++j) ext[j] = 1;
+    if (tm > 1)
+      for (int j = 0; j < tn; ++j) ext[tn + j] = (j == tn - 1);
+    if (tm > 2)
+      for (int j = 0; j < tn; ++j) ext[2 * tn + j] = 0;
+  }
+
+  // Device buffers.
+  const size_t n = q.size();
+  void *dq, *dk, *dv, *dout;
+  float *dwq, *dwk, *dalpha;
+  uint8_t* dmask = nullptr;
+  CUDA_OK(cudaMalloc(&dq, n * 2));
+  CUDA_OK(cudaMalloc(&dk, n * 2));
+  CUDA_OK(cudaMalloc(&dv, n * 2));
+  CUDA_OK(cudaMalloc(&dout, n * 2));
+  CUDA_OK(cudaMalloc(&dwq, wq.size() * 4));
+  CUDA_OK(cudaMalloc(&dwk, wk.size() * 4));
+  CUDA_OK(cudaMalloc(&dalpha, alpha.size() * 4));
+  CUDA_OK(cudaMemcpy(dq, ToDeviceLayout(c, q).data(), n * 2, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dk, ToDeviceLayout(c, k).data(), n * 2, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dv, ToDeviceLayout(c, v).data(), n * 2, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemset(dout, 0xff, n * 2));  // NaN poison: every element must be written
+  CUDA_OK(cudaMemcpy(dwq, wq.data(), wq.size() * 4, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dwk, wk.data(), wk.size() * 4, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dalpha, alpha.data(), alpha.size() * 4, cudaMemcpyHostToDevice));
+  if (!ext.empty()) {
+    CUDA_OK(cudaMalloc(&dmask, ext.size()));
+    CUDA_OK(cudaMemcpy(dmask, ext.data(), ext.size(), cudaMemcpyHostToDevice));
+  }
+
+  sv::Sla2Problem p;
+  p.batch = c.batch;
+  p.heads = c.heads;
+  p.head_dim = c.dim;
+  p.seq_len = c.len;
+  p.q = dq;
+  p.k = dk;
+  p.v = dv;
+  p.out = dout;
+  const Strides s = StridesOf(c);
+  p.stride_b = s.b;
+  p.stride_l = s.l;
+  p.stride_h = s.h;
+  p.keep_ratio = c.keep;
+  p.proj_q = c.proj ? dwq : nullptr;
+  p.proj_k = c.proj ? dwk : nullptr;
+  p.alpha = c.alpha ? dalpha : nullptr;
+  p.low_bit = c.low_bit;
+  p.block_mask = dmask;
+  p.mask_stride_b = c.mask == MaskKind::kRandomShared ? 0 : int64_t{c.heads} * tm * tn;
+
+  sv::Sla2Workspace ws;
+  const sv::Sla2Status st = sv::Sla2Forward(p, ws);
+  Check(st.ok(), c.name + ": forward returns OK " + st.message);
+  CUDA_OK(cudaDeviceSynchronize());
+  CUDA_OK(cudaGetLastError());
+
+  // Block lists back as a mask; check their form.
+  const size_t rows = static_cast<size_t>(c.batch) * c.heads * tm;
+  std::vector<int32_t> lut(rows * ws.lut_capacity()), counts(rows);
+  CUDA_OK(cudaMemcpy(lut.data(), ws.lut(), lut.size() * 4, cudaMemcpyDeviceToHost));
+  CUDA_OK(cudaMemcpy(counts.data(), ws.counts(), counts.size() * 4, cudaMemcpyDeviceToHost));
+  ref::BlockMask gpu_mask(rows * tn, 0);
+  bool well_formed = true;
+  for (size_t r = 0; r < rows; ++r) {
+    if (counts[r] < 0 || counts[r] > ws.lut_capacity()) {
+      well_formed = false;
+      continue;
+    }
+    for (int x = 0; x < counts[r]; ++x) {
+      const int j = lut[r * ws.lut_capacity() + x];
+      if (j < 0 || j >= tn || (x > 0 && j <= lut[r * ws.lut_capacity() + x - 1])) well_formed = false;
+      else gpu_mask[r * tn + j] = 1;
+    }
+  }
+  Check(well_formed, c.name + ": block lists ascending, in range, counts valid");
+
+  if (c.mask == MaskKind::kRouter) {
+    std::vector<double> scores;
+    const ref::BlockMask cpu_mask = ref::RouteReference(rp, q, k, &scores);
+    const int keep = rp.keep_count();
+    int differing = 0, bad = 0;
+    bool counts_ok = true;
+    for (size_t r = 0; r < rows; ++r) {
+      counts_ok = counts_ok && counts[r] == keep;
+      if (std::equal(cpu_mask.begin() + r * tn, cpu_mask.begin() + (r + 1) * tn,
+                     gpu_mask.begin() + r * tn))
+        continue;
+      ++differing;
+      // A differing selection is acceptable only at a near-tie of scores.
+      std::vector<double> row(scores.begin() + r * tn, scores.begin() + (r + 1) * tn);
+      std::vector<double> sorted = row;
+      std::sort(sorted.begin(), sorted.end(), std::greater<double>());
+      const double kth = sorted[keep - 1];
+      const double tol = 1e-4 * (std::abs(sorted[0]) + std::abs(sorted[tn - 1]) + 1e-6);
+      for (int j = 0; j < tn; ++j)
+        if (gpu_mask[r * tn + j] && row[j] < kth - tol) ++bad;
+    }
+    Check(counts_ok, c.name + ": router keeps k = " + std::to_string(keep) + " blocks per row");
+    Check(bad == 0, c.name + ": router top-k matches the CPU router (" +
+                        std::to_string(differing) + " of " + std::to_string(rows) +
+                        " rows differ, all at near-ties)");
+  } else {
+    ref::BlockMask want(rows * tn);
+    for (int b = 0; b < c.batch; ++b) {
+      const size_t src = c.mask == MaskKind::kRandomShared ? 0 : static_cast<size_t>(b);
+      std::copy(ext.begin() + src * c.heads * tm * tn, ext.begin() + (src + 1) * c.heads * tm * tn,
+                want.begin() + static_cast<size_t>(b) * c.heads * tm * tn);
+    }
+    Check(want == gpu_mask, c.name + ": external mask converted to identical block lists");
+  }
+
+  std::vector<uint16_t> raw(n);
+  CUDA_OK(cudaMemcpy(raw.data(), dout, n * 2, cudaMemcpyDeviceToHost));
+  std::vector<float> out(n);
+  size_t idx = 0, non_finite = 0;
+  for (int b = 0; b < c.batch; ++b)
+    for (int64_t l = 0; l < c.len; ++l)
+      for (int h = 0; h < c.heads; ++h)
+        for (int d = 0; d < c.dim; ++d, ++idx) {
+          out[idx] = FromBf16(raw[b * s.b + l * s.l + h * s.h + d]);
+          if (!std::isfinite(out[idx])) ++non_finite;
+        }
+  Check(non_finite == 0, c.name + ": every output element written and finite (" +
+                             std::to_string(non_finite) + " not)");
+  const std::vector<float> want = ref::Sla2Reference(rp, q, k, v, gpu_mask);
+  const double err = RelL2(out, want);
+  const double tol = c.low_bit ? 3e-2 : 1e-2;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, ": rel L2 vs fp32 reference %.3e (limit %.0e)", err, tol);
+  Check(err <= tol, c.name + buf);
+  if (c.low_bit) {  // informative: distance to the unquantised operator
+    ref::RefProblem hp = rp;
+    hp.low_bit = false;
+    std::printf("        rel L2 of low-bit vs bf16 operator: %.3e\n",
+                RelL2(out, ref::Sla2Reference(hp, q, k, v, gpu_mask)));
+  }
+  for (void* ptr : {dq, dk, dv, dout, static_cast<void*>(dwq), static_cast<void*>(dwk),
+                    static_cast<void*>(dalpha), static_cast<void*>(dmask)})
+    if (ptr) cudaFree(ptr);
+}
+
+void GpuCases() {
+  // Lengths 4216 and 3920 have the tails of 32760 and 75600 (mod 128 and 64).
+  const std::vector<Case> cases = {
+      {"bf16-d128-router", 1, 2, 128, 3000, 0.1f, false, true, true, Layout::kBLHD,
+       Inputs::kRandom, MaskKind::kRouter},
+      {"bf16-d64-batch2-bhld-sparse-only", 2, 3, 64, 1000, 0.2f, false, false, false,
+       Layout::kBHLD, Inputs::kRandom, MaskKind::kRouter},
+      {"bf16-d128-correlated-tail32760", 1, 2, 128, 4216, 0.05f, false, true, true,
+       Layout::kBLHD, Inputs::kCorrelated, MaskKind::kRouter},
+      {"bf16-d128-external-mask-edges", 1, 2, 128, 777, 0.03f, false, true, false,
+       Layout::kBLHD, Inputs::kRandom, MaskKind::kRandomEdges},
+      {"lowbit-d128-router", 1, 2, 128, 3000, 0.1f, true, true, true, Layout::kBLHD,
+       Inputs::kRandom, MaskKind::kRouter},
+      {"lowbit-d64-correlated-batch2-tail75600", 2, 2, 64, 3920, 0.15f, true, true, false,
+       Layout::kBHLD, Inputs::kCorrelated, MaskKind::kRouter},
+      {"lowbit-d128-correlated-tail32760", 1, 3, 128, 4216, 0.05f, true, true, true,
+       Layout::kBLHD, Inputs::kCorrelated, MaskKind::kRouter},
+      {"lowbit-d64-shared-mask-edges", 2, 2, 64, 777, 0.03f, true, true, false, Layout::kBLHD,
+       Inputs::kRandom, MaskKind::kRandomShared},
+      {"bf16-d64-one-token", 1, 1, 64, 1, 0.03f, false, true, false, Layout::kBLHD,
+       Inputs::kRandom, MaskKind::kRouter},
+      {"lowbit-d128-129-tokens", 1, 2, 128, 129, 0.5f, true, true, true, Layout::kBLHD,
+       Inputs::kRandom, MaskKind::kRouter},
+  };
+  uint64_t seed = 20261117;
+  for (const Case& c : cases) RunCase(c, seed++);
+}
+
+}  // namespace
+
+int main() {
+  ValidationTests();
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    cudaGetLastError();
+    std::printf("SKIPPED: no CUDA device - the SLA2 GPU cases did not run "
+                "(argument validation above did)\n");
+    return g_failures == 0 ? 0 : 1;
+  }
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  std::printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor,
+              prop.multiProcessorCount);
+  GpuCases();
+  std::printf("%s: %d failure(s)\n", g_failures ? "FAILED" : "PASSED", g_failures);
+  return g_failures == 0 ? 0 : 1;
+}
