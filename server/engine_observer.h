@@ -1,0 +1,31 @@
+// What the job engine reports for metrics. FrontMetrics implements it with
+// Prometheus; tests may leave it out. Called under the engine lock: keep
+// implementations cheap and never call back into the engine.
+#pragma once
+
+#include <string>
+
+#include "absl/time/time.h"
+
+namespace sparsevid::front {
+
+class EngineObserver {
+ public:
+  virtual ~EngineObserver() = default;
+  // Gauges, refreshed after every change.
+  virtual void SetQueueDepth(int depth) = 0;
+  virtual void SetJobsInState(const std::string& state, int count) = 0;
+  virtual void SetWorkers(int connected, int free_slots) = 0;
+  // A submit refused: reason is queue_full, invalid, draining, duplicate.
+  virtual void OnRejected(const std::string& reason) = 0;
+  virtual void OnJobStarted(absl::Duration queue_wait) = 0;
+  virtual void OnFirstProgress(absl::Duration since_submit) = 0;
+  // outcome: succeeded, failed, cancelled, expired (deadline).
+  virtual void OnJobFinished(const std::string& outcome, absl::Duration since_submit) = 0;
+  // Cancel request to the worker confirming its slot is free (or to leaving
+  // the queue for a queued job).
+  virtual void OnCancelCompleted(absl::Duration latency) = 0;
+  virtual void OnRequeued() = 0;
+};
+
+}  // namespace sparsevid::front
