@@ -37,6 +37,8 @@ void Attention(const CpuContext& ctx, const Tensor& q, const Tensor& k, const Te
              ShapeString(bias->shape()).c_str(), static_cast<long long>(H),
              static_cast<long long>(Lq), static_cast<long long>(Lk));
   }
+  SV_CHECK(out.raw() != q.raw() && out.raw() != k.raw() && out.raw() != v.raw(),
+           "Attention: out must not alias q, k or v");
   const int64_t nk = key_valid < 0 ? Lk : key_valid;
   float* o = out.f32();
   if (nk == 0) {  // every key masked: no distribution, define the output as 0

@@ -36,6 +36,7 @@ void Conv3d(const CpuContext& ctx, const Tensor& x, const Tensor& w, const Tenso
   if (bias) SV_CHECK(bias->numel() == O, "Conv3d: bias of %lld for %lld outputs",
                      static_cast<long long>(bias->numel()), static_cast<long long>(O));
 
+  SV_CHECK(x.raw() != y.raw(), "Conv3d cannot run in place");
   const int64_t K = C * kt * kh * kw;
   std::unique_ptr<Scratch> w_f32;
   const float* wf = w.f32();

@@ -58,6 +58,7 @@ void Linear(const CpuContext& ctx, const Tensor& x, const Tensor& w, const Tenso
              static_cast<long long>(n));
   }
   if (m == 0 || n == 0) return;
+  SV_CHECK(x.raw() != y.raw(), "Linear cannot write its output over its input");
 
   const float* wf = nullptr;
   std::unique_ptr<Scratch> converted;

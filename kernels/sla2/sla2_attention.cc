@@ -107,6 +107,8 @@ void Sla2AttentionCpu(const cpu::CpuContext& ctx, const Tensor& q, const Tensor&
              ShapeString(p.block_mask->shape()).c_str(), DTypeName(p.block_mask->dtype()),
              static_cast<long long>(H), static_cast<long long>(T_m), static_cast<long long>(T_n));
   }
+  SV_CHECK(out.raw() != q.raw() && out.raw() != k.raw() && out.raw() != v.raw(),
+           "Sla2Attention: out must not alias q, k or v");
   Sla2Stats local;
   local.total_blocks = H * T_m * T_n;
   if (L == 0 || d == 0) {
