@@ -6,15 +6,33 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "kernels/cuda/sla2_internal.cuh"
 
 namespace sparsevid::kernels::cuda {
 
+namespace {
+
+// The shortest decimal that reads back as f ("0.03" for 0.03f), as a double:
+// the value training/ (Python) multiplies with, so k matches its keep_count
+// and the CPU backend's KeptBlocksPerRow (kernels/sla2/router.h).
+double DecimalValue(float f) {
+  char buf[32];
+  for (int digits = 1; digits <= 9; ++digits) {
+    std::snprintf(buf, sizeof(buf), "%.*g", digits, static_cast<double>(f));
+    if (std::strtof(buf, nullptr) == f) return std::strtod(buf, nullptr);
+  }
+  return static_cast<double>(f);
+}
+
+}  // namespace
+
 int64_t Sla2Problem::keep_count() const {
   const int64_t t_n = k_blocks();
-  const auto k = static_cast<int64_t>(std::floor(static_cast<double>(keep_ratio) * t_n));
+  const auto k = static_cast<int64_t>(std::floor(DecimalValue(keep_ratio) * t_n));
   return std::max<int64_t>(1, std::min<int64_t>(t_n, k));
 }
 

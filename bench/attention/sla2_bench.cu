@@ -1,0 +1,221 @@
+// SLA2 CUDA benchmark at the Wan2.1 shapes: the sparse kernel alone and the
+// whole module (router + linear + sparse + blend), bf16 and low-bit, keep 3 %
+// and 5 %. Prints ms, effective TFLOPS (4 B H L^2 D / t) and percent of the
+// ideal time of docs/kernels.md §4 (kept fraction of the dense work at the
+// tensor-core peak: 989 TFLOPS bf16, 1979 TOPS 8-bit). Writes the block lists
+// it routed (lut_<shape>_<keep>.bin) so bench/attention/peers.py can time
+// FlexAttention on the same blocks in the same run.
+//
+//   sla2_bench [--lut-dir DIR] [--iters N] [--shapes 1.3B,14B]
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/sla2_cuda.h"
+
+namespace sv = sparsevid::kernels::cuda;
+
+namespace {
+
+#define CHECK_CUDA(expr)                                                                   \
+  do {                                                                                     \
+    const cudaError_t e_ = (expr);                                                         \
+    if (e_ != cudaSuccess) {                                                               \
+      std::fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, \
+                   __LINE__);                                                              \
+      std::exit(1);                                                                        \
+    }                                                                                      \
+  } while (0)
+
+void CheckStatus(const sv::Sla2Status& st) {
+  if (!st.ok()) {
+    std::fprintf(stderr, "%s\n", st.message.c_str());
+    std::exit(1);
+  }
+}
+
+// Deterministic pseudo-normal bf16 values (sum of uniforms), no host pass.
+__global__ void FillKernel(__nv_bfloat16* x, size_t n, uint32_t seed, float scale) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 0x9E3779B1u ^ seed ^ static_cast<uint32_t>(i >> 32);
+    float s = 0.f;
+    for (int r = 0; r < 4; ++r) {
+      h ^= h >> 15;
+      h *= 0x2C1B3C6Du;
+      h ^= h >> 12;
+      h *= 0x297A2D39u;
+      h ^= h >> 15;
+      s += (h & 0xFFFFFF) * (1.f / 16777216.f);
+    }
+    x[i] = __float2bfloat16((s - 2.f) * 1.7320508f * scale);  // variance ~ scale^2
+  }
+}
+
+struct Shape {
+  const char* name;
+  int batch, heads;
+  int64_t len;
+  int dim;
+};
+
+template <typename F>
+float MedianMs(F&& fn, int iters) {
+  cudaEvent_t a, b;
+  CHECK_CUDA(cudaEventCreate(&a));
+  CHECK_CUDA(cudaEventCreate(&b));
+  for (int i = 0; i < 2; ++i) fn();  // warm-up
+  CHECK_CUDA(cudaDeviceSynchronize());
+  std::vector<float> ts;
+  for (int i = 0; i < iters; ++i) {
+    CHECK_CUDA(cudaEventRecord(a));
+    fn();
+    CHECK_CUDA(cudaEventRecord(b));
+    CHECK_CUDA(cudaEventSynchronize(b));
+    float ms = 0.f;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
+    ts.push_back(ms);
+  }
+  CHECK_CUDA(cudaGetLastError());
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(ts.begin(), ts.end());
+  return ts[ts.size() / 2];
+}
+
+void WriteLut(const std::string& path, const sv::Sla2Problem& p, const sv::Sla2Workspace& ws) {
+  const int64_t rows = int64_t{p.batch} * p.heads * p.q_blocks();
+  std::vector<int32_t> counts(rows), lut(rows * ws.lut_capacity());
+  CHECK_CUDA(cudaMemcpy(counts.data(), ws.counts(), counts.size() * 4, cudaMemcpyDeviceToHost));
+  CHECK_CUDA(cudaMemcpy(lut.data(), ws.lut(), lut.size() * 4, cudaMemcpyDeviceToHost));
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) {
+    std::fprintf(stderr, "cannot write %s\n", path.c_str());
+    return;
+  }
+  const int32_t header[5] = {p.batch, p.heads, static_cast<int32_t>(p.q_blocks()),
+                             static_cast<int32_t>(p.k_blocks()),
+                             static_cast<int32_t>(ws.lut_capacity())};
+  std::fwrite(header, 4, 5, f);
+  std::fwrite(counts.data(), 4, counts.size(), f);
+  std::fwrite(lut.data(), 4, lut.size(), f);
+  std::fclose(f);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string lut_dir = ".";
+  int iters = 20;
+  std::string shapes = "1.3B,14B";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--lut-dir")) lut_dir = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--iters")) iters = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--shapes")) shapes = argv[i + 1];
+    else {
+      std::fprintf(stderr, "usage: %s [--lut-dir DIR] [--iters N] [--shapes 1.3B,14B]\n", argv[0]);
+      return 2;
+    }
+  }
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::printf("SKIPPED: no CUDA device\n");
+    return 0;
+  }
+  cudaDeviceProp prop{};
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount,
+              prop.l2CacheSize >> 20);
+  const Shape all[] = {{"1.3B", 1, 12, 32760, 128}, {"14B", 1, 40, 75600, 128}};
+  std::printf("%-5s %-8s %-5s %-9s %9s %10s %8s\n", "shape", "mode", "keep", "part", "ms",
+              "eff_TFLOPS", "%ideal");
+  for (const Shape& s : all) {
+    if (shapes.find(s.name) == std::string::npos) continue;
+    const size_t n = size_t(s.batch) * s.len * s.heads * s.dim;
+    __nv_bfloat16 *q, *k, *v, *out;
+    CHECK_CUDA(cudaMalloc(&q, n * 2));
+    CHECK_CUDA(cudaMalloc(&k, n * 2));
+    CHECK_CUDA(cudaMalloc(&v, n * 2));
+    CHECK_CUDA(cudaMalloc(&out, n * 2));
+    FillKernel<<<1024, 256>>>(q, n, 1u, 1.f);
+    FillKernel<<<1024, 256>>>(k, n, 2u, 1.f);
+    FillKernel<<<1024, 256>>>(v, n, 3u, 1.f);
+    const int tm = static_cast<int>((s.len + 127) / 128);
+    std::vector<float> eye(s.dim * s.dim, 0.f), alpha(size_t(s.heads) * tm, 0.7f);
+    for (int i = 0; i < s.dim; ++i) eye[i * s.dim + i] = 1.f;
+    float *proj, *dalpha;
+    CHECK_CUDA(cudaMalloc(&proj, eye.size() * 4));
+    CHECK_CUDA(cudaMalloc(&dalpha, alpha.size() * 4));
+    CHECK_CUDA(cudaMemcpy(proj, eye.data(), eye.size() * 4, cudaMemcpyHostToDevice));
+    CHECK_CUDA(cudaMemcpy(dalpha, alpha.data(), alpha.size() * 4, cudaMemcpyHostToDevice));
+    const double dense_flops = 4.0 * s.batch * s.heads * double(s.len) * s.len * s.dim;
+    const int shape_iters = s.len > 50000 ? std::max(5, iters / 2) : iters;
+    sv::Sla2Workspace ws;
+    for (int low_bit = 0; low_bit < 2; ++low_bit) {
+      for (float keep : {0.03f, 0.05f}) {
+        sv::Sla2Problem p;
+        p.batch = s.batch;
+        p.heads = s.heads;
+        p.seq_len = s.len;
+        p.head_dim = s.dim;
+        p.q = q;
+        p.k = k;
+        p.v = v;
+        p.out = out;
+        p.stride_l = int64_t{s.heads} * s.dim;
+        p.stride_h = s.dim;
+        p.stride_b = s.len * p.stride_l;
+        p.keep_ratio = keep;
+        p.proj_q = proj;
+        p.proj_k = proj;
+        p.alpha = dalpha;
+        p.low_bit = low_bit;
+        CheckStatus(ws.Reserve(p));
+        const double density = double(p.keep_count()) / p.k_blocks();
+        const double ideal_ms = density * dense_flops / (low_bit ? 1979e12 : 989e12) * 1e3;
+        auto report = [&](const char* part, float ms) {
+          std::printf("%-5s %-8s %-5.2f %-9s %9.3f %10.1f %7.1f%%\n", s.name,
+                      low_bit ? "low-bit" : "bf16", keep, part, ms, dense_flops / (ms * 1e-3) / 1e12,
+                      100.0 * ideal_ms / ms);
+          std::fflush(stdout);
+        };
+        auto stage = [&](sv::Sla2Stage st, const sv::Sla2Problem& pp) {
+          CheckStatus(sv::Sla2RunStage(st, pp, ws));
+        };
+        // Route once (and quantise) so the sparse kernel alone has its inputs.
+        stage(sv::Sla2Stage::kPrepare, p);
+        stage(sv::Sla2Stage::kRoute, p);
+        stage(sv::Sla2Stage::kQuantize, p);
+        CHECK_CUDA(cudaDeviceSynchronize());
+        if (!low_bit) {
+          char name[256];
+          std::snprintf(name, sizeof name, "%s/lut_%s_%.2f.bin", lut_dir.c_str(), s.name, keep);
+          WriteLut(name, p, ws);
+        }
+        sv::Sla2Problem sparse_only = p;
+        sparse_only.alpha = nullptr;  // O = O_s: the bare sparse kernel, no blend read
+        report("sparse", MedianMs([&] { stage(sv::Sla2Stage::kSparse, sparse_only); }, shape_iters));
+        report("router", MedianMs([&] {
+                 stage(sv::Sla2Stage::kPrepare, p);
+                 stage(sv::Sla2Stage::kRoute, p);
+               }, shape_iters));
+        if (low_bit) report("quantize", MedianMs([&] { stage(sv::Sla2Stage::kQuantize, p); }, shape_iters));
+        report("linear", MedianMs([&] { stage(sv::Sla2Stage::kLinear, p); }, shape_iters));
+        report("module", MedianMs([&] { CheckStatus(sv::Sla2Forward(p, ws)); }, shape_iters));
+      }
+    }
+    cudaFree(q);
+    cudaFree(k);
+    cudaFree(v);
+    cudaFree(out);
+    cudaFree(proj);
+    cudaFree(dalpha);
+  }
+  return 0;
+}
