@@ -228,7 +228,8 @@ absl::StatusOr<GenerateStats> PipelineImpl::Generate(const GenerateParams& param
 absl::StatusOr<GenerateStats> PipelineImpl::Run(const ResolvedParams& p, const Tensor& noise,
                                                 const ProgressCallback& progress,
                                                 const FrameSink& frames,
-                                                const CancelToken& cancel, Tensor* final_latent) {
+                                                const CancelToken& cancel, Tensor* final_latent,
+                                                Tensor* video_out) {
   kernels::Backend& b = *backend_;
   b.ResetPeakBytes();
   GenerateStats stats;
@@ -313,7 +314,19 @@ absl::StatusOr<GenerateStats> PipelineImpl::Run(const ResolvedParams& p, const T
   t0 = Clock::now();
   const int chunks = static_cast<int>(p.latent_shape[1]);
   int chunk = 0;
+  std::vector<float> video_all;  // [3][F][H][W], only when requested
+  int64_t video_h = 0, video_w = 0;
+  std::vector<std::vector<float>> planes(3);
   SV_RETURN_IF_ERROR(vae_->Decode(latent, [&](const Tensor& video, int first) -> absl::Status {
+    if (video_out) {
+      const std::vector<float> v = video.ToVector();
+      const size_t plane = v.size() / 3;
+      for (int c = 0; c < 3; ++c) {
+        planes[c].insert(planes[c].end(), v.begin() + c * plane, v.begin() + (c + 1) * plane);
+      }
+      video_h = video.dim(2);
+      video_w = video.dim(3);
+    }
     const FrameBatch batch = ToFrameBatch(video, first);
     stats.frames += static_cast<int>(batch.frames.size());
     if (frames) SV_RETURN_IF_ERROR(frames(batch));
@@ -329,6 +342,10 @@ absl::StatusOr<GenerateStats> PipelineImpl::Run(const ResolvedParams& p, const T
     return cancel.Check();
   }));
   stats.vae_decode_seconds = Since(t0);
+  if (video_out) {
+    for (auto& pl : planes) video_all.insert(video_all.end(), pl.begin(), pl.end());
+    *video_out = Tensor::FromVector(video_all, {3, stats.frames, video_h, video_w});
+  }
   stats.peak_bytes = b.PeakBytes();
   return stats;
 }

@@ -41,11 +41,13 @@ class PipelineImpl : public Pipeline {
 
   absl::StatusOr<ResolvedParams> Resolve(const GenerateParams& params) const;
   // The generation proper, from token ids and the initial noise (host
-  // [z_dim, T', h, w]). `final_latent` (optional) receives the clean latent.
+  // [z_dim, T', h, w]). Optional outputs for tests: `final_latent` receives
+  // the clean latent, `video` the decoded float video [3, F, H, W] in [-1, 1].
   absl::StatusOr<GenerateStats> Run(const ResolvedParams& p, const kernels::Tensor& noise,
                                     const ProgressCallback& progress, const FrameSink& frames,
                                     const CancelToken& cancel,
-                                    kernels::Tensor* final_latent = nullptr);
+                                    kernels::Tensor* final_latent = nullptr,
+                                    kernels::Tensor* video = nullptr);
 
   const ModelConfig& config() const { return cfg_; }
   kernels::Backend& backend() { return *backend_; }
