@@ -1,0 +1,50 @@
+// sparsevid.v1.VideoService over the JobEngine (callback API). Each handler
+// converts the request, makes engine calls and maps the absl::Status once
+// (common/status.h). Streams keep one write in flight and pull the next
+// event from the engine when it completes, so a slow client never makes the
+// front buffer more than one message per stream.
+#pragma once
+
+#include "server/front_metrics.h"
+#include "server/job_engine.h"
+#include "sparsevid/v1/video_service.grpc.pb.h"
+
+namespace sparsevid::front {
+
+class VideoServiceImpl final : public sparsevid::v1::VideoService::CallbackService {
+ public:
+  // `metrics` may be null.
+  VideoServiceImpl(JobEngine& engine, FrontMetrics* metrics)
+      : engine_(engine), metrics_(metrics) {}
+
+  grpc::ServerWriteReactor<sparsevid::v1::JobEvent>* Generate(
+      grpc::CallbackServerContext* context,
+      const sparsevid::v1::GenerateRequest* request) override;
+  grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* context,
+                                   const sparsevid::v1::GenerateRequest* request,
+                                   sparsevid::v1::Job* response) override;
+  grpc::ServerWriteReactor<sparsevid::v1::JobEvent>* Watch(
+      grpc::CallbackServerContext* context,
+      const sparsevid::v1::WatchRequest* request) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context,
+                                   const sparsevid::v1::GetJobRequest* request,
+                                   sparsevid::v1::Job* response) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* context,
+                                      const sparsevid::v1::CancelJobRequest* request,
+                                      sparsevid::v1::Job* response) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context,
+                                     const sparsevid::v1::ListJobsRequest* request,
+                                     sparsevid::v1::ListJobsResponse* response) override;
+  grpc::ServerWriteReactor<sparsevid::v1::Chunk>* FetchResult(
+      grpc::CallbackServerContext* context,
+      const sparsevid::v1::FetchResultRequest* request) override;
+
+ private:
+  grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
+                                        const char* method, const absl::Status& status);
+
+  JobEngine& engine_;
+  FrontMetrics* metrics_;
+};
+
+}  // namespace sparsevid::front

@@ -1,0 +1,183 @@
+#include "server/worker_link_service.h"
+
+#include <deque>
+#include <memory>
+#include <mutex>
+
+#include "common/logging.h"
+#include "common/status.h"
+
+namespace sparsevid::front {
+namespace {
+
+using sparsevid::v1::FrontMessage;
+using sparsevid::v1::WorkerMessage;
+
+class WorkerStream;
+
+// The engine's handle on the stream. Send only queues (called under the
+// engine lock); it touches the reactor only while the stream is alive.
+class StreamChannel final : public WorkerChannel {
+ public:
+  explicit StreamChannel(WorkerStream* stream) : stream_(stream) {}
+  void Send(const FrontMessage& message) override;
+  // Called from the reactor when its write completes.
+  void OnWriteDone(bool ok, const std::function<void()>& finish_if_pending);
+  // No more writes: returns true if a write is still in flight.
+  bool Close();
+
+ private:
+  std::mutex mu_;
+  WorkerStream* stream_;  // null once closed
+  std::deque<FrontMessage> outbox_;
+  bool writing_ = false;
+};
+
+class WorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMessage> {
+ public:
+  WorkerStream(JobEngine& engine, FrontMetrics* metrics, grpc::CallbackServerContext* context)
+      : engine_(engine),
+        metrics_(metrics),
+        context_(context),
+        channel_(std::make_shared<StreamChannel>(this)) {
+    StartRead(&in_);
+  }
+
+  void Write(const FrontMessage* message) { StartWrite(message); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      End(absl::OkStatus(), "stream closed by the worker");
+      return;
+    }
+    absl::Status s = Handle(in_);
+    if (!s.ok()) {
+      logging::Warn("worker protocol violation", {{"worker", WorkerId()},
+                                                  {"error", std::string(s.message())}});
+      End(s, std::string(s.message()));
+      return;
+    }
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    channel_->OnWriteDone(ok, [this] { FinishNow(); });
+  }
+
+  void OnCancel() override { End(absl::CancelledError("worker stream cancelled"), "cancelled"); }
+
+  void OnDone() override {
+    End(absl::CancelledError("stream done"), "stream done");
+    delete this;
+  }
+
+ private:
+  std::string WorkerId() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return worker_id_;
+  }
+
+  absl::Status Handle(const WorkerMessage& m) {
+    switch (m.msg_case()) {
+      case WorkerMessage::kHello: {
+        if (!WorkerId().empty()) {
+          return absl::InvalidArgumentError("hello: sent twice on one stream");
+        }
+        absl::Status s = engine_.AddWorker(m.hello(), channel_);
+        if (!s.ok()) return s;
+        bool ended;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          worker_id_ = m.hello().worker_id();
+          ended = ended_;
+        }
+        // The stream ended while the hello was handled: undo it.
+        if (ended) engine_.RemoveWorker(m.hello().worker_id(), "stream ended");
+        return absl::OkStatus();
+      }
+      case WorkerMessage::kReady:
+        if (WorkerId().empty()) return absl::InvalidArgumentError("ready: before hello");
+        return engine_.WorkerReady(WorkerId(), m.ready().free_slots());
+      case WorkerMessage::kJobEvent:
+        if (WorkerId().empty()) return absl::InvalidArgumentError("job_event: before hello");
+        return engine_.WorkerEvent(WorkerId(), m.job_event());
+      default:
+        return absl::InvalidArgumentError("msg: empty or unknown worker message");
+    }
+  }
+
+  // Ends the stream once: the worker leaves the engine first (which may
+  // still Send through the channel), then the channel closes.
+  void End(const absl::Status& status, const std::string& why) {
+    std::string worker_id;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (ended_) return;
+      ended_ = true;
+      final_status_ = ToGrpcStatus(status, context_);
+      worker_id = worker_id_;
+    }
+    if (!worker_id.empty()) engine_.RemoveWorker(worker_id, why);
+    if (metrics_) metrics_->OnRpc("WorkerLink.Connect", final_status_.error_code());
+    if (!channel_->Close()) FinishNow();
+  }
+
+  void FinishNow() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finished_) return;
+    finished_ = true;
+    Finish(final_status_);
+  }
+
+  JobEngine& engine_;
+  FrontMetrics* metrics_;
+  grpc::CallbackServerContext* context_;
+  std::shared_ptr<StreamChannel> channel_;
+  WorkerMessage in_;
+  std::mutex mu_;
+  std::string worker_id_;  // set by a successful hello
+  bool ended_ = false;
+  bool finished_ = false;
+  grpc::Status final_status_;
+};
+
+void StreamChannel::Send(const FrontMessage& message) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stream_ == nullptr) return;
+  outbox_.push_back(message);
+  if (!writing_) {
+    writing_ = true;
+    stream_->Write(&outbox_.front());
+  }
+}
+
+void StreamChannel::OnWriteDone(bool ok, const std::function<void()>& finish_if_pending) {
+  bool finish = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!outbox_.empty()) outbox_.pop_front();
+    if (ok && stream_ != nullptr && !outbox_.empty()) {
+      stream_->Write(&outbox_.front());
+      return;
+    }
+    writing_ = false;
+    finish = stream_ == nullptr;  // closed while this write was in flight
+    if (!ok) outbox_.clear();
+  }
+  if (finish) finish_if_pending();
+}
+
+bool StreamChannel::Close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stream_ = nullptr;
+  return writing_;
+}
+
+}  // namespace
+
+grpc::ServerBidiReactor<WorkerMessage, FrontMessage>* WorkerLinkServiceImpl::Connect(
+    grpc::CallbackServerContext* context) {
+  return new WorkerStream(engine_, metrics_, context);
+}
+
+}  // namespace sparsevid::front
