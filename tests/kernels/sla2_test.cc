@@ -222,6 +222,24 @@ TEST_F(Sla2Test, AlphaDefaultsAndResampling) {
   Check(q, k, v, p, cfg, "resampled alpha");
 }
 
+// H = 1 < threads: the backend parallelises inside the head instead of
+// across heads; a 1-thread backend runs everything serially. Both must match.
+TEST_F(Sla2Test, SingleHeadAndSingleThread) {
+  const int64_t L = 515, H = 1, d = 32, Tm = 5;
+  Tensor q = RandomTensor({L, H, d}, 86, -2, 2), k = RandomTensor({L, H, d}, 87, -2, 2);
+  Tensor v = RandomTensor({L, H, d}, 88);
+  Tensor alpha = RandomTensor({H, Tm}, 89, 0.f, 1.f);
+  Sla2Params p;
+  p.keep_ratio = 0.2f;
+  p.alpha = &alpha;
+  RefSla2Config cfg;
+  cfg.keep_ratio = 0.2;
+  cfg.alpha = alpha.ToVector();
+  Check(q, k, v, p, cfg, "one head");
+  be_ = CreateCpuBackend(1);
+  Check(q, k, v, p, cfg, "one thread");
+}
+
 TEST_F(Sla2Test, BadParamsStop) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   Tensor q = be_->Zeros({100, 2, 8});
