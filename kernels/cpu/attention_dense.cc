@@ -1,5 +1,7 @@
 #include "kernels/cpu/attention_dense.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -49,30 +51,35 @@ void Attention(const CpuContext& ctx, const Tensor& q, const Tensor& k, const Te
     if (out.nbytes()) std::memset(o, 0, out.nbytes());
     return;
   }
-  const int64_t tile = std::max<int64_t>(1, std::min<int64_t>({Lq, 1024, kMaxTileScores / nk}));
-  Scratch scores(ctx, tile * nk);
-  float* s = scores.data();
+  // Work items are (head, query tile); each runs start to finish on one
+  // thread (serial sgemm, softmax, serial sgemm), so the whole call is one
+  // parallel region without barriers.
+  const int threads = ctx.threads;
+  const int64_t tile =
+      std::max<int64_t>(1, std::min<int64_t>({Lq, 256, kMaxTileScores / (nk * threads)}));
+  const int64_t tiles = (Lq + tile - 1) / tile;
+  Scratch scores(ctx, tile * nk * threads);
   const int64_t ld = H * d;
-  for (int64_t h = 0; h < H; ++h) {
-    const float* qh = q.f32() + h * d;
-    const float* kh = k.f32() + h * d;
-    const float* vh = v.f32() + h * d;
-    for (int64_t r0 = 0; r0 < Lq; r0 += tile) {
-      const int64_t rows = std::min(tile, Lq - r0);
-      Sgemm(ctx, /*trans_b=*/true, rows, nk, d, scale, qh + r0 * ld, ld, kh, ld, 0.f, s, nk);
-      const float* bh = bias ? bias->f32() + (h * Lq + r0) * Lk : nullptr;
-      const int threads = ThreadsFor(ctx, rows * nk);
-#pragma omp parallel for num_threads(threads) schedule(static)
-      for (int64_t r = 0; r < rows; ++r) {
-        float* row = s + r * nk;
-        if (bh) {
-          const float* br = bh + r * Lk;
-          for (int64_t j = 0; j < nk; ++j) row[j] += br[j];
-        }
-        SoftmaxRow(row, nk);
+  const int item_threads = static_cast<int>(std::min<int64_t>(threads, H * tiles));
+#pragma omp parallel for num_threads(item_threads) schedule(dynamic, 1)
+  for (int64_t item = 0; item < H * tiles; ++item) {
+    const int64_t h = item / tiles, r0 = (item % tiles) * tile;
+    const int64_t rows = std::min(tile, Lq - r0);
+    float* s = scores.data() + tile * nk * (item_threads > 1 ? omp_get_thread_num() : 0);
+    const CpuContext serial{1, nullptr};
+    Sgemm(serial, /*trans_b=*/true, rows, nk, d, scale, q.f32() + r0 * ld + h * d, ld,
+          k.f32() + h * d, ld, 0.f, s, nk);
+    const float* bh = bias ? bias->f32() + (h * Lq + r0) * Lk : nullptr;
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = s + r * nk;
+      if (bh) {
+        const float* br = bh + r * Lk;
+        for (int64_t j = 0; j < nk; ++j) row[j] += br[j];
       }
-      Sgemm(ctx, /*trans_b=*/false, rows, d, nk, 1.f, s, nk, vh, ld, 0.f, o + r0 * ld + h * d, ld);
+      SoftmaxRow(row, nk);
     }
+    Sgemm(serial, /*trans_b=*/false, rows, d, nk, 1.f, s, nk, v.f32() + h * d, ld, 0.f,
+          o + r0 * ld + h * d, ld);
   }
 }
 

@@ -1,6 +1,7 @@
-// Dense softmax attention. Per head, query tiles of up to 1024 rows: one
-// sgemm for the tile's scores against all keys, a row softmax, one sgemm
-// for the output. Scratch is one tile (tile x Lk floats), never L x L x H.
+// Dense softmax attention. Work items are (head, query tile of <= 256 rows):
+// one sgemm for the tile's scores against all keys, a row softmax, one sgemm
+// for the output, all on one thread. Scratch is one tile per thread
+// (tile x Lk floats), never L x L x H.
 #pragma once
 
 #include "kernels/cpu/cpu_context.h"

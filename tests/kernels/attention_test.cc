@@ -49,7 +49,7 @@ TEST_F(AttentionTest, MatchesNaive) {
   struct Case { int64_t Lq, Lk, H, d; bool bias; int64_t key_valid; };
   for (const Case& c : {Case{1, 1, 1, 1, false, -1}, Case{37, 53, 3, 7, false, -1},
                         Case{64, 29, 2, 16, true, -1}, Case{21, 40, 2, 8, false, 33},
-                        Case{1500, 40, 1, 8, true, 17}}) {  // Lq > one 1024-row tile
+                        Case{1500, 40, 1, 8, true, 17}}) {  // many 256-row tiles, H = 1
     Tensor q = RandomTensor({c.Lq, c.H, c.d}, 50, -2, 2), k = RandomTensor({c.Lk, c.H, c.d}, 51, -2, 2);
     Tensor v = RandomTensor({c.Lk, c.H, c.d}, 52), b = RandomTensor({c.H, c.Lq, c.Lk}, 53);
     Tensor out = be_->Empty({c.Lq, c.H, c.d});
