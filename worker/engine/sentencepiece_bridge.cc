@@ -6,6 +6,13 @@
 #include "sentencepiece_processor.h"
 #include "sentencepiece_trainer.h"
 
+// Exported by libsentencepiece but declared only in its private common.h:
+// the trainer's INFO chatter would otherwise flood test logs.
+namespace sentencepiece::logging {
+int GetMinLogLevel();
+void SetMinLogLevel(int level);
+}  // namespace sentencepiece::logging
+
 namespace sparsevid::engine {
 
 struct SentencePieceBridge::Impl {
@@ -55,7 +62,10 @@ std::string SentencePieceBridge::Train(const std::vector<std::string>& sentences
       "--model_type=unigram --vocab_size=" + std::to_string(vocab_size) +
       " --pad_id=0 --eos_id=1 --unk_id=2 --bos_id=-1 --hard_vocab_limit=false"
       " --character_coverage=1.0 --num_threads=1";
+  const int old_level = sentencepiece::logging::GetMinLogLevel();
+  sentencepiece::logging::SetMinLogLevel(2);  // errors only
   const auto st = sentencepiece::SentencePieceTrainer::Train(args, &it, &serialized);
+  sentencepiece::logging::SetMinLogLevel(old_level);
   if (!st.ok()) return st.ToString();
   std::ofstream out(model_path, std::ios::binary | std::ios::trunc);
   out.write(serialized.data(), serialized.size());
