@@ -2,21 +2,21 @@
 // assigns. Config: YAML file (--config) with every key overridable by a
 // flag (--help lists them). Prints one JSON "ready" line on stdout with the
 // bound ports once the model is loaded and its servers are up.
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <filesystem>
 #include <iostream>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/metrics.h"
-#include "common/signals.h"
 #include "common/version.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
@@ -107,31 +107,43 @@ v1::ModelLimits ToLimits(const engine::ModelInfo& i) {
   return l;
 }
 
-// Waits for SIGTERM/SIGINT.
+// SIGTERM / SIGINT for the worker. common/signals.h blocks the signals in
+// the threads created after it starts, but OpenBLAS and OpenMP start their
+// threads in library constructors before main(), so a signal could land on
+// one of those and kill the process. A handler works whichever thread
+// receives the signal; it only writes to a pipe (async-signal-safe).
 class StopSignal {
  public:
-  void Notify(int signo) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (signo_ == 0) signo_ = signo;
-    cv_.notify_all();
+  StopSignal() {
+    if (pipe(fds_) != 0) fds_[0] = fds_[1] = -1;
+    write_fd_.store(fds_[1]);
+    struct sigaction sa {};
+    sa.sa_handler = &StopSignal::Handle;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
   }
+  // Blocks until a signal arrived; returns its number.
   int Wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [this] { return signo_ != 0; });
-    return signo_;
+    unsigned char signo = 0;
+    while (read(fds_[0], &signo, 1) < 0 && errno == EINTR) {
+    }
+    return signo;
   }
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int signo_ = 0;
+  static void Handle(int signo) {
+    const unsigned char b = static_cast<unsigned char>(signo);
+    const int saved = errno;
+    (void)!write(write_fd_.load(), &b, 1);
+    errno = saved;
+  }
+  static inline std::atomic<int> write_fd_{-1};
+  int fds_[2] = {-1, -1};
 };
 
 int Main(int argc, char** argv) {
   StopSignal stop;
-  // Before any thread exists, so every thread inherits the blocked mask.
-  SignalWatcher signals([&stop](int signo) { stop.Notify(signo); });
-  signals.Start();
 
   WorkerConfig cfg;
   config::ConfigSchema schema;
