@@ -13,6 +13,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_format.h"
 #include "client/exit_codes.h"
+#include "client/health_check.h"
 #include "client/output_file.h"
 #include "client/progress_view.h"
 #include "client/video_client.h"
@@ -382,11 +383,34 @@ int Main(int argc, char** argv) {
       ->check(CLI::IsMember({"queued", "running", "succeeded", "failed", "cancelled"}));
   list->add_option("--page-size", page_size, "jobs per page (1..1000)");
 
+  std::string health_service;
+  double health_wait = 0;
+  auto* health = app.add_subcommand("health", "check grpc.health.v1 of a front or worker");
+  health->add_option("--service", health_service, "service name (default: the whole server)");
+  health->add_option("--wait", health_wait, "poll up to this many seconds until SERVING")
+      ->check(CLI::NonNegativeNumber);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? kExitOk : kExitUsage;
+  }
+
+  if (health->parsed()) {
+    const auto wait = std::chrono::milliseconds(static_cast<int64_t>(health_wait * 1000));
+    absl::StatusOr<HealthStatus> st =
+        wait.count() > 0 ? WaitForServing(g.address, health_service, wait)
+                         : CheckHealth(g.address, health_service, std::chrono::seconds(5));
+    if (!st.ok()) return ReportRpcError(st.status(), g);
+    if (g.json) {
+      std::cout << nlohmann::json({{"address", g.address}, {"status", HealthStatusName(*st)}})
+                       .dump()
+                << "\n";
+    } else {
+      std::cout << HealthStatusName(*st) << "\n";
+    }
+    return *st == HealthStatus::kServing ? kExitOk : kExitUnavailable;
   }
 
   ClientOptions options;

@@ -34,14 +34,14 @@ namespace sparsevid::worker {
 namespace {
 
 struct WorkerConfig {
-  std::string front_address = "127.0.0.1:50052";
+  std::string front_address = "127.0.0.1:50051";
   std::string worker_id;  // empty = <hostname>-<pid>
   std::string model_dir = "models/sparsevid-shapes";
   std::string device = "cpu";
   int threads = 0;
   int capacity = 1;
-  std::string health_address = "0.0.0.0:50062";
-  std::string metrics_address = "0.0.0.0:9092";
+  std::string health_address = "0.0.0.0:50061";
+  std::string metrics_address = "0.0.0.0:9465";
   std::string log_level = "info";
   int crf = 23;
   std::string preset = "veryfast";
