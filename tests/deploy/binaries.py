@@ -97,7 +97,8 @@ class Process:
             self.name, timeout, buf, self.log_tail()))
 
     def log_tail(self, n=4000):
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         with open(self.log_path) as f:
             return f.read()[-n:]
 

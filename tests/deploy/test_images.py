@@ -93,8 +93,13 @@ class DockerfileTest(unittest.TestCase):
             self.assertEqual(len(expose), 1, stage)
             self.assertEqual(sorted(int(p) for p in expose[0].split()[1:]), sorted(ports), stage)
             health = [l for l in lines if l.startswith("HEALTHCHECK ")][0]
-            metrics_port = ports[1]
-            self.assertIn('"127.0.0.1", "%d", "/metrics"' % metrics_port, health, stage)
+            if binary == "sparsevid-front":
+                # gRPC health on the gRPC port, through the CLI in the image.
+                self.assertIn('"/usr/local/bin/sparsevid", "-a", "127.0.0.1:%d", "health"'
+                              % ports[0], health)
+                self.assertIn("/out/bin/sparsevid ", " ".join(lines))
+            else:
+                self.assertIn('"127.0.0.1", "%d", "/metrics"' % ports[1], health, stage)
 
     def test_cuda_stage_builds_with_cuda_and_sets_the_toolkit_variables(self):
         self.assertIn("-DSPARSEVID_CUDA=ON", " ".join(self.stages["build-cuda"]))

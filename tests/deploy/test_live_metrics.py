@@ -10,6 +10,7 @@ short video is generated first so that every labelled series exists.
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import unittest
@@ -128,6 +129,8 @@ class LiveMetricsTest(unittest.TestCase):
         for p in (cls.worker, cls.front):
             if p is not None:
                 p.stop(timeout=60)
+        # Failures carry the logs in their messages; the model is ~MBs.
+        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def families(self):
         fams = dict(binaries.parse_exposition(self.front_text))
@@ -169,8 +172,10 @@ class LiveMetricsTest(unittest.TestCase):
     def test_zz_sigterm_drains_both_processes_cleanly(self):
         # The preStop/grace-period settings rely on SIGTERM draining and
         # exiting 0 (worker first, as a node drain would, then the front).
-        self.assertEqual(self.worker.stop(timeout=60), 0, self.worker.log_tail())
-        self.assertEqual(self.front.stop(timeout=60), 0, self.front.log_tail())
+        worker_code = self.worker.stop(timeout=60)
+        self.assertEqual(worker_code, 0, self.worker.log_tail())
+        front_code = self.front.stop(timeout=60)
+        self.assertEqual(front_code, 0, self.front.log_tail())
 
     def test_ready_ports_match_the_deployment_shape(self):
         # Both binaries bound what they were told; the ports they announced

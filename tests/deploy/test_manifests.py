@@ -379,7 +379,7 @@ class ManifestTest(Rendered):
         rule = self.objects["cpu"].get("PrometheusRule", "sparsevid")
         exprs = {r["record"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]
                  if "record" in r}
-        value = float(re.fullmatch(r"vector\(([0-9.]+)\)", exprs["sparsevid:model_trained_keep_ratio"])
+        value = float(re.fullmatch(r"vector\(([0-9.]+)\)", exprs["sparsevid:model_keep_ratio:trained"])
                       .group(1))
         eff = self.effective(self.objects["cpu"], "front")
         self.assertAlmostEqual(value, float(eff["limits.default_keep_ratio"]))

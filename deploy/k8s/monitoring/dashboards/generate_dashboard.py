@@ -78,7 +78,7 @@ PANELS = [
     ("Attention (SLA2)", [
         ("Attention density", "percentunit",
          [q("avg(sparsevid_worker_attention_density_ratio{%s})" % NS, "mean over workers"),
-          q("sparsevid:model_trained_keep_ratio", "trained keep ratio")],
+          q("sparsevid:model_keep_ratio:trained", "trained keep ratio")],
          "Kept fraction of key blocks in the last step, against the model's trained keep ratio."),
         ("Attention share of step time", "percentunit",
          [q("sum(rate(sparsevid_worker_attention_seconds_sum{%s}[%s])) / "
