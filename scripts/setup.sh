@@ -12,7 +12,7 @@ PKGS=(
   libyaml-cpp-dev libopenblas-dev libsentencepiece-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libspdlog-dev nlohmann-json3-dev libcli11-dev
-  python3 python3-numpy python3-yaml yamllint
+  python3 python3-numpy python3-yaml yamllint prometheus
 )
 missing=()
 for p in "${PKGS[@]}"; do

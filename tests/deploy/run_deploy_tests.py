@@ -21,6 +21,7 @@ import deploy_env  # noqa: E402
 SUITES = {
     "promql": ["test_promql_names"],
     "lint": ["test_lint"],
+    "rules": ["test_rules"],
     "manifests": ["test_manifests"],
     "live": ["test_live_metrics"],
     "images": ["test_images.DockerfileTest"],
