@@ -1,7 +1,5 @@
 #include "kernels/cpu/gemm.h"
 
-#include <omp.h>
-
 #include <algorithm>
 
 #include "kernels/check.h"
@@ -20,24 +18,27 @@ void Sgemm(const CpuContext& ctx, bool trans_b, int64_t M, int64_t N, int64_t K,
     cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  // Split the longer side of C into one contiguous slab per thread
-  // (multiples of 16 keep the BLAS micro-kernels on full tiles).
+  // Split the longer side of C into slabs (multiples of 16 keep the BLAS
+  // micro-kernels on full tiles), a few per thread and handed out
+  // dynamically, so a thread that loses its core to another process holds
+  // up at most one slab.
   const bool split_rows = M >= N || M >= 16 * threads;
   const int64_t extent = split_rows ? M : N;
-  const int64_t slab = ((extent + threads - 1) / threads + 15) / 16 * 16;
-#pragma omp parallel num_threads(threads)
-  {
-    const int64_t begin = std::min<int64_t>(extent, slab * omp_get_thread_num());
+  const int64_t min_slab = 64;
+  const int64_t slabs = std::max<int64_t>(threads, std::min<int64_t>(4 * threads, extent / min_slab));
+  const int64_t slab = ((extent + slabs - 1) / slabs + 15) / 16 * 16;
+  const int64_t count = (extent + slab - 1) / slab;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t begin = i * slab;
     const int64_t len = std::min<int64_t>(slab, extent - begin);
-    if (len > 0) {
-      if (split_rows) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, len, N, K, alpha, A + begin * lda, lda, B,
-                    ldb, beta, C + begin * ldc, ldc);
-      } else {
-        const float* b = trans_b ? B + begin * ldb : B + begin;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, M, len, K, alpha, A, lda, b, ldb, beta,
-                    C + begin, ldc);
-      }
+    if (split_rows) {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, len, N, K, alpha, A + begin * lda, lda, B, ldb,
+                  beta, C + begin * ldc, ldc);
+    } else {
+      const float* b = trans_b ? B + begin * ldb : B + begin;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, M, len, K, alpha, A, lda, b, ldb, beta,
+                  C + begin, ldc);
     }
   }
 }
