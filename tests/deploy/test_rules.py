@@ -1,6 +1,7 @@
 """The PrometheusRule's rules, checked and unit-tested with promtool
 (Debian package prometheus): every expression parses, and each alert fires
 on a synthetic failure scenario and stays silent on a healthy one."""
+import json
 import os
 import shutil
 import subprocess
@@ -167,6 +168,25 @@ class RulesTest(unittest.TestCase):
         # A link-down worker and requeues have no meaningful "healthy" twin
         # beyond the metric being absent.
         self.assertEqual(alerts - silent, {"SparsevidWorkerLinkDown", "SparsevidJobsRequeued"})
+
+    def test_dashboard_and_keda_queries_parse(self):
+        # promtool has no offline query checker, so each query becomes a
+        # recording rule of a throw-away file that `check rules` parses.
+        # Grafana's variables are replaced by values of the right kind.
+        with open(os.path.join(manifests.K8S, "monitoring", "dashboards", "sparsevid.json")) as f:
+            board = json.load(f)
+        exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+        objs = manifests.Objects(manifests.render(manifests.OVERLAYS["cpu"]))
+        exprs += [t["metadata"]["query"] for so in objs.of_kind("ScaledObject")
+                  for t in so["spec"]["triggers"]]
+        self.assertGreater(len(exprs), 30)
+        rules = [{"record": "check:query_%d:expr" % i,
+                  "expr": e.replace("$__rate_interval", "1m").replace("$namespace", "sparsevid")}
+                 for i, e in enumerate(exprs)]
+        path = self.write("queries.yaml", {"groups": [{"name": "queries", "rules": rules}]})
+        proc = subprocess.run([self.promtool, "check", "rules", path], capture_output=True,
+                              text=True, timeout=60)
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
 
     def test_every_alert_is_documented(self):
         with open(os.path.join(deploy_env.REPO, "docs", "operations.md")) as f:
