@@ -18,7 +18,8 @@ class LintTest(unittest.TestCase):
         yamllint = shutil.which("yamllint")
         self.assertIsNotNone(yamllint, "yamllint not installed (scripts/setup.sh installs it)")
         proc = subprocess.run([yamllint, "--strict", "-c", os.path.join(DEPLOY, ".yamllint.yaml"),
-                               DEPLOY], capture_output=True, text=True, timeout=120)
+                               "deploy"], capture_output=True, text=True, timeout=120,
+                              cwd=deploy_env.REPO)
         self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
 
     def test_dashboard_matches_its_generator(self):
