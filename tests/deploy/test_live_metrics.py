@@ -22,8 +22,9 @@ import deploy_env
 import manifests
 import promql_names
 
-# Series that come from Prometheus itself, not from our binaries.
-EXTERNAL_SERIES = {"up"}
+# Series that come from elsewhere: Prometheus itself (up), the kubelet's
+# cAdvisor and kube-state-metrics (both part of kube-prometheus-stack).
+EXTERNAL_SERIES = {"up", "container_memory_working_set_bytes", "kube_pod_container_resource_limits"}
 # Labels Prometheus attaches to every scraped series (target labels).
 TARGET_LABELS = {"namespace", "pod", "job", "instance", "service", "container", "endpoint"}
 

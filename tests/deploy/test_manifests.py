@@ -361,6 +361,18 @@ class ManifestTest(Rendered):
                 self.assertEqual(d["metadata"].get("namespace"), "sparsevid",
                                  "%s: %s/%s" % (name, d["kind"], d["metadata"]["name"]))
 
+    def test_secret_placeholders_are_empty_and_not_applied(self):
+        path = os.path.join(manifests.K8S, "future", "secrets.yaml")
+        with open(path) as f:
+            docs = [d for d in yaml.safe_load_all(f) if d]
+        self.assertEqual({d["metadata"]["name"] for d in docs},
+                         {"sparsevid-front-tls", "sparsevid-api-keys"})
+        for d in docs:
+            self.assertTrue(all(v == "" for v in d.get("stringData", {}).values()))
+            self.assertNotIn("data", d)
+        for objs in self.objects.values():
+            self.assertEqual(objs.of_kind("Secret"), [])
+
     def test_gateway_routes_the_public_api_to_the_front(self):
         route = self.objects["gateway"].get("GRPCRoute", "sparsevid")
         svc = self.objects["cpu"].get("Service", "sparsevid-front")

@@ -116,6 +116,13 @@ PANELS = [
         ("Worker memory peak", "bytes",
          [q("max by (pod) (sparsevid_worker_memory_peak_bytes{%s})" % NS, "{{pod}}")],
          "Largest engine memory peak per worker (device memory on GPU workers)."),
+        ("Container memory vs limit", "bytes",
+         [q('max by (pod, container) (container_memory_working_set_bytes{%s,container=~"front|worker"})'
+            % NS, "{{pod}}"),
+          q('max by (container) (kube_pod_container_resource_limits{%s,container=~"front|worker",'
+            'resource="memory"})' % NS, "limit {{container}}")],
+         "Working set from the kubelet (cAdvisor) against the limit from kube-state-metrics; "
+         "an OOM kill of a worker requeues its job."),
         ("Model load time", "s",
          [q("max by (pod) (sparsevid_worker_engine_load_seconds{%s})" % NS, "{{pod}}")],
          "Start-up cost of a new worker: relevant to scale-up speed and scale to zero."),
