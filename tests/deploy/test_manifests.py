@@ -19,8 +19,9 @@ WORKER_CONFIG = os.path.join(deploy_env.REPO, "configs", "worker.yaml")
 BASE_CONFIG_DIR = os.path.join(manifests.K8S, "base", "config")
 DOCKERFILE = os.path.join(deploy_env.REPO, "deploy", "docker", "Dockerfile")
 # What the worker does on SIGTERM after drain.grace_seconds: cancel the
-# running job and wait up to this long for it (worker/main.cc).
-WORKER_CANCEL_WAIT_SECONDS = 30
+# running job, wait up to 30 s for it, then stop its health server within
+# 1 s (worker/main.cc).
+WORKER_CANCEL_WAIT_SECONDS = 30 + 1
 # What the front does after its grace period: fail running jobs and give
 # streams this long to deliver final events (server/main.cc).
 FRONT_SHUTDOWN_SECONDS = 2
