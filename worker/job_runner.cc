@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "worker/video/fmp4_encoder.h"
 
 namespace sparsevid::worker {
@@ -154,7 +155,7 @@ bool JobRunner::Cancel(const std::string& job_id, const std::string& reason) {
   v1::JobEvent ev;
   ev.mutable_cancelled()->set_reason(reason);
   on_event_(job_id, std::move(ev));
-  metrics_->CountJob(JobOutcome::kCancelled);
+  RecordOutcome(job_id, JobOutcome::kCancelled, reason);
   cv_.notify_all();
   on_slot_free_(free);
   return true;
@@ -327,9 +328,17 @@ void JobRunner::Run(Job& job) {
   metrics_->ObserveEncode(encode_seconds);
   metrics_->AddGenerated(encoder->frames(), stats->video_tokens, encoder->bytes_written());
   metrics_->ObservePeakBytes(stats->peak_bytes);
-  metrics_->CountJob(JobOutcome::kSucceeded);
+  RecordOutcome(job_id, JobOutcome::kSucceeded,
+                absl::StrCat(encoder->frames(), " frames, ", encoder->bytes_written(), " bytes"));
   encoder.reset();
   on_event_(job_id, std::move(ev));
+}
+
+void JobRunner::RecordOutcome(const std::string& job_id, JobOutcome outcome,
+                              const std::string& detail) {
+  metrics_->CountJob(outcome);
+  logging::Info("job finished", {{"outcome", JobOutcomeName(outcome)}, {"detail", detail}},
+                job_id);
 }
 
 void JobRunner::Finish(Job& job, absl::Status status) {
@@ -341,12 +350,14 @@ void JobRunner::Finish(Job& job, absl::Status status) {
       reason = job.cancel_reason;
     }
     ev.mutable_cancelled()->set_reason(reason.empty() ? std::string(status.message()) : reason);
-    metrics_->CountJob(JobOutcome::kCancelled);
+    RecordOutcome(job.assign.job_id(), JobOutcome::kCancelled, ev.cancelled().reason());
   } else {
     ev = FailedEvent(status);
-    metrics_->CountJob(status.code() == absl::StatusCode::kDeadlineExceeded
-                           ? JobOutcome::kDeadlineExceeded
-                           : JobOutcome::kFailed);
+    RecordOutcome(job.assign.job_id(),
+                  status.code() == absl::StatusCode::kDeadlineExceeded
+                      ? JobOutcome::kDeadlineExceeded
+                      : JobOutcome::kFailed,
+                  status.ToString());
   }
   on_event_(job.assign.job_id(), std::move(ev));
 }

@@ -66,6 +66,8 @@ class JobRunner {
   void Loop();
   void Run(Job& job);
   void Finish(Job& job, absl::Status status);
+  // Counts the outcome and writes the "job finished" log line.
+  void RecordOutcome(const std::string& job_id, JobOutcome outcome, const std::string& detail);
 
   engine::Pipeline* pipeline_;
   WorkerMetrics* metrics_;

@@ -14,6 +14,7 @@
 
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
+#include "prometheus/text_serializer.h"
 
 extern "C" {
 #include <libavutil/log.h>
@@ -157,8 +158,17 @@ class JobRunnerTest : public testing::Test {
     return a;
   }
 
+  // The Prometheus text exposition of the runner's metrics.
+  std::string MetricsText() const {
+    return prometheus::TextSerializer().Serialize(registry_->Collect());
+  }
+  static bool Has(const std::string& text, const std::string& line) {
+    return text.find(line + "\n") != std::string::npos;
+  }
+
   ScriptedPipeline pipeline_;
-  WorkerMetrics metrics_{std::make_shared<prometheus::Registry>()};
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+  WorkerMetrics metrics_{registry_};
   EventLog log_;
   std::atomic<int> last_free_{-1};
   std::unique_ptr<JobRunner> runner_;
@@ -218,6 +228,15 @@ TEST_F(JobRunnerTest, CompletedJobStreamsProgressThenChunksThenStats) {
             "64,48,8/1,5");
   EXPECT_TRUE(runner_->WaitIdle(5s));
   EXPECT_EQ(runner_->free_slots(), 1);
+  const std::string m = MetricsText();
+  EXPECT_TRUE(Has(m, "sparsevid_worker_jobs_total{outcome=\"succeeded\"} 1")) << m;
+  EXPECT_TRUE(Has(m, "sparsevid_worker_frames_generated_total 5")) << m;
+  EXPECT_TRUE(Has(m, "sparsevid_worker_tokens_generated_total 123")) << m;
+  EXPECT_TRUE(Has(m, "sparsevid_worker_denoise_step_seconds_count 4")) << m;
+  EXPECT_TRUE(Has(m, "sparsevid_worker_attention_density_ratio 0.25")) << m;
+  EXPECT_TRUE(Has(m, "sparsevid_worker_layer_attention_density_ratio{layer=\"1\"} 0.3")) << m;
+  EXPECT_TRUE(Has(m, "sparsevid_worker_video_encode_seconds_count 1")) << m;
+  EXPECT_TRUE(Has(m, "sparsevid_worker_slots{state=\"busy\"} 0")) << m;
 }
 
 TEST_F(JobRunnerTest, CancelStopsRunningJobAtNextStep) {
@@ -232,6 +251,7 @@ TEST_F(JobRunnerTest, CancelStopsRunningJobAtNextStep) {
   ASSERT_TRUE(final_event.has_cancelled()) << final_event.DebugString();
   EXPECT_EQ(final_event.cancelled().reason(), "user asked");
   EXPECT_LT(latency, 500ms) << "cancel must act at the next step (50 ms)";
+  EXPECT_TRUE(Has(MetricsText(), "sparsevid_worker_jobs_total{outcome=\"cancelled\"} 1"));
   EXPECT_TRUE(runner_->WaitIdle(5s));
   EXPECT_EQ(last_free_.load(), 1);
   for (const auto& e : log_.Of("slow")) EXPECT_FALSE(e.has_chunk());
@@ -248,6 +268,7 @@ TEST_F(JobRunnerTest, DeadlineFailsJobWithDeadlineExceeded) {
   v1::JobEvent final_event = log_.WaitFinal("late");
   ASSERT_TRUE(final_event.has_failed()) << final_event.DebugString();
   EXPECT_EQ(final_event.failed().code(), static_cast<int>(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_TRUE(Has(MetricsText(), "sparsevid_worker_jobs_total{outcome=\"deadline_exceeded\"} 1"));
 }
 
 TEST_F(JobRunnerTest, SubmitNeverBlocksAndRespectsCapacity) {

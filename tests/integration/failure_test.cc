@@ -100,14 +100,21 @@ TEST(FrontDrainTest, SigtermStopsIntakeFinishesRunningJobThenExits) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status;
 }
 
-TEST(WorkerLinkTest, WorkerReconnectsAfterFrontRestartAndItsJobIsNotLeftRunning) {
+TEST(WorkerLinkTest, WorkerCancelsItsJobWhenTheFrontDiesAndReconnects) {
   ServiceHarness h;
   ASSERT_TRUE(h.StartFront().ok());
   ASSERT_TRUE(h.StartWorker().ok());
   const int port = h.front_port();
+  std::string id;
+  {
+    client::VideoClient c = h.Client();
+    id = StartLongJob(c);
+    ASSERT_FALSE(id.empty());
+  }
   h.front().Signal(SIGKILL);
   ASSERT_TRUE(h.front().WaitExit(10s).has_value());
-  // The worker notices (health NOT_SERVING) and re-dials with backoff.
+  // The worker notices (health NOT_SERVING), cancels the orphaned job at its
+  // next step and re-dials with backoff.
   const std::string worker_health = absl::StrCat("127.0.0.1:", h.worker_health_port(0));
   bool down = false;
   for (int i = 0; i < 200 && !down; ++i) {
@@ -116,6 +123,20 @@ TEST(WorkerLinkTest, WorkerReconnectsAfterFrontRestartAndItsJobIsNotLeftRunning)
     if (!down) std::this_thread::sleep_for(20ms);
   }
   EXPECT_TRUE(down);
+  const std::string cancelled_line = "\"job_id\":\"" + id + "\"";
+  bool cancelled = false;
+  for (int i = 0; i < 250 && !cancelled; ++i) {
+    const std::string log = h.worker(0).Stderr();
+    for (size_t pos = log.find(cancelled_line); pos != std::string::npos && !cancelled;
+         pos = log.find(cancelled_line, pos + 1)) {
+      const size_t start = log.rfind('\n', pos) + 1;
+      const std::string line = log.substr(start, log.find('\n', pos) - start);
+      cancelled = line.find("\"msg\":\"job finished\"") != std::string::npos &&
+                  line.find("\"outcome\":\"cancelled\"") != std::string::npos;
+    }
+    if (!cancelled) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(cancelled) << "the worker kept running a job nobody waits for";
   ASSERT_TRUE(h.StartFront({}, port).ok()) << h.front().Stderr();
   auto up = client::WaitForServing(worker_health, "", 20s);
   ASSERT_TRUE(up.ok() && *up == client::HealthStatus::kServing);
@@ -124,6 +145,27 @@ TEST(WorkerLinkTest, WorkerReconnectsAfterFrontRestartAndItsJobIsNotLeftRunning)
   ASSERT_NE(job.final_event(), nullptr) << job.rpc;
   EXPECT_TRUE(job.final_event()->has_completed()) << job.final_event()->DebugString();
   EXPECT_TRUE(h.worker(0).running());
+}
+
+TEST(WorkerDrainTest, SigtermLetsTheRunningJobFinishThenTheWorkerExits) {
+  ServiceHarness h;
+  ASSERT_TRUE(h.StartFront().ok());
+  ASSERT_TRUE(h.StartWorker().ok());
+  client::VideoClient c = h.Client();
+  const std::string id = StartLongJob(c, ServiceHarness::SlowRequest(30));
+  ASSERT_FALSE(id.empty());
+  h.worker(0).Signal(SIGTERM);
+  // Submitted while the worker drains: it must not take it.
+  absl::StatusOr<v1::Job> waiting = c.Submit(ServiceHarness::SmallRequest());
+  ASSERT_TRUE(waiting.ok()) << waiting.status();
+  auto done = WaitForState(c, id, v1::JOB_STATE_SUCCEEDED, 60s);
+  EXPECT_TRUE(done.ok()) << done.status();
+  std::optional<int> status = h.worker(0).WaitExit(30s);
+  ASSERT_TRUE(status.has_value()) << "worker did not exit after draining";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status;
+  auto j = c.GetJob(waiting->job_id());
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(j->state(), v1::JOB_STATE_QUEUED) << "the draining worker took new work";
 }
 
 TEST(WorkerLinkTest, GarbageOnTheWorkerLinkDoesNotHurtTheFront) {
