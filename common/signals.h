@@ -1,9 +1,10 @@
-// SIGTERM / SIGINT handling without async-signal-safety traps: the signals
-// are blocked in every thread and one watcher thread receives them with
-// sigtimedwait, then runs an ordinary callback (e.g. start draining).
+// SIGTERM / SIGINT handling without async-signal-safety traps: the signal
+// handler only writes the signal number to a pipe; a watcher thread reads
+// it and runs an ordinary callback (e.g. start draining). Works whichever
+// thread the kernel delivers the signal to, so threads started before
+// main (OpenBLAS) do not matter.
 #pragma once
 
-#include <atomic>
 #include <functional>
 #include <thread>
 
@@ -14,13 +15,12 @@ class SignalWatcher {
   // Called on the watcher thread for every SIGTERM or SIGINT received.
   using Callback = std::function<void(int signo)>;
 
-  // Blocks SIGTERM and SIGINT in the calling thread, so call Start before
-  // any other thread is created (new threads inherit the mask).
   explicit SignalWatcher(Callback callback);
-  ~SignalWatcher();  // stops and joins the watcher thread
+  ~SignalWatcher();  // stops the thread and restores default handling
   SignalWatcher(const SignalWatcher&) = delete;
   SignalWatcher& operator=(const SignalWatcher&) = delete;
 
+  // Installs the handlers and starts the thread. One watcher per process.
   void Start();
   void Stop();
 
@@ -28,7 +28,6 @@ class SignalWatcher {
   void Run();
 
   Callback callback_;
-  std::atomic<bool> stop_{false};
   std::thread thread_;
 };
 

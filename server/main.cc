@@ -44,7 +44,7 @@ void SetHealth(grpc::Server& server, bool serving) {
 }
 
 int Run(int argc, char** argv) {
-  // Signals first: every thread created later inherits the blocked mask.
+  // Signals are turned into callbacks on a watcher thread (common/signals.h).
   absl::Notification stop;
   std::atomic<int> signals{0};
   absl::Notification skip_grace;
