@@ -130,6 +130,10 @@ bool FrontLink::RunConnection() {
   auto stream = stub_->Connect(&context);
   v1::WorkerMessage hello;
   *hello.mutable_hello() = options_.hello;
+  if (runner_->step_seconds_estimate() > 0) {
+    hello.mutable_hello()->mutable_limits()->set_step_seconds_estimate(
+        runner_->step_seconds_estimate());
+  }
   if (!stream->Write(hello)) {
     grpc::Status st = stream->Finish();
     std::lock_guard<std::mutex> lock(mu_);
@@ -230,8 +234,9 @@ void FrontLink::HandleAssign(const v1::Assign& assign) {
     }
     active_jobs_.insert(job_id);
   }
-  absl::Status st = accepting_.load() ? runner_->Submit(assign)
-                                      : absl::UnavailableError("worker is draining");
+  // While draining, an Assign that crossed our Ready(0) on the wire still
+  // runs if a slot is free: refusing it would fail the client's job.
+  absl::Status st = runner_->Submit(assign);
   if (st.ok()) {
     logging::Info("job assigned", {{"attempt", assign.attempt()}}, job_id);
     return;

@@ -304,6 +304,11 @@ void JobRunner::Run(Job& job) {
   if (!status.ok()) return Finish(job, status);
   if (pending_chunk) emit_chunk(true);
   last_decode_seconds_ = stats->vae_decode_seconds;
+  if (denoise_steps_seen > 0) {
+    const double mean = step_sum / denoise_steps_seen;
+    const double old = step_seconds_estimate_.load();
+    step_seconds_estimate_.store(old > 0 ? 0.7 * old + 0.3 * mean : mean);
+  }
 
   v1::JobEvent ev;
   v1::JobStats* s = ev.mutable_completed()->mutable_stats();

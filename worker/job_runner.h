@@ -6,6 +6,7 @@
 // the event callback from the inference thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -60,6 +61,9 @@ class JobRunner {
 
   int free_slots() const;
   int capacity() const { return options_.capacity; }
+  // Mean denoise step time of the jobs run so far (moving average), 0 until
+  // one ran; the front uses it for ETAs (ModelLimits.step_seconds_estimate).
+  double step_seconds_estimate() const { return step_seconds_estimate_.load(); }
 
  private:
   struct Job;
@@ -81,6 +85,7 @@ class JobRunner {
   std::shared_ptr<Job> running_;              // guarded by mu_
   bool stopping_ = false;                     // guarded by mu_
   double last_decode_seconds_ = 0;            // inference thread only, for ETAs
+  std::atomic<double> step_seconds_estimate_{0};
   std::thread thread_;
 };
 

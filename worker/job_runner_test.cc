@@ -228,6 +228,7 @@ TEST_F(JobRunnerTest, CompletedJobStreamsProgressThenChunksThenStats) {
             "64,48,8/1,5");
   EXPECT_TRUE(runner_->WaitIdle(5s));
   EXPECT_EQ(runner_->free_slots(), 1);
+  EXPECT_NEAR(runner_->step_seconds_estimate(), 0.005, 1e-9);
   const std::string m = MetricsText();
   EXPECT_TRUE(Has(m, "sparsevid_worker_jobs_total{outcome=\"succeeded\"} 1")) << m;
   EXPECT_TRUE(Has(m, "sparsevid_worker_frames_generated_total 5")) << m;
