@@ -48,9 +48,12 @@ void FrontLink::Stop() {
     std::unique_lock<std::mutex> lock(mu_);
     if (stopping_ && !dial_thread_.joinable()) return;
     stopping_ = true;
-    // Let final job events already queued reach the front.
-    cv_.wait_for(lock, std::chrono::seconds(3), [this] { return outbox_.empty() || !stream_open_; });
-    if (live_context_ != nullptr) live_context_->TryCancel();
+    cv_.notify_all();
+    // Graceful close: the writer sends what is queued (final job events),
+    // then half-closes; the front answers by ending the stream. Cancel only
+    // if that does not happen in time.
+    const bool closed = cv_.wait_for(lock, std::chrono::seconds(5), [this] { return !stream_open_; });
+    if (!closed && live_context_ != nullptr) live_context_->TryCancel();
   }
   cv_.notify_all();
   if (dial_thread_.joinable()) dial_thread_.join();
@@ -207,11 +210,15 @@ void FrontLink::WriterLoop(grpc::ClientReaderWriter<v1::WorkerMessage, v1::Front
     v1::WorkerMessage msg;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return !outbox_.empty() || !stream_open_; });
+      cv_.wait(lock, [this] { return !outbox_.empty() || !stream_open_ || stopping_; });
       if (!stream_open_) return;
+      if (outbox_.empty()) {  // stopping with nothing left to send
+        lock.unlock();
+        stream->WritesDone();
+        return;
+      }
       msg = std::move(outbox_.front());
       outbox_.pop_front();
-      if (outbox_.empty()) cv_.notify_all();  // Stop() waits for an empty outbox
     }
     if (!stream->Write(msg)) {
       context->TryCancel();  // unblocks the reader, which ends the connection
