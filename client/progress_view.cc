@@ -123,8 +123,10 @@ void ProgressView::DrawBar() {
   std::string status;
   if (queue_position_ > 0) {
     status = absl::StrFormat("queued %d/%d", queue_position_, queue_depth_);
-  } else {
+  } else if (total_ > 0) {
     status = absl::StrFormat("%s %d/%d", stage_, step_, total_);
+  } else {
+    status = stage_;
   }
   human_ << "\r\033[K[" << bar << "] " << status << "  ETA " << FormatSeconds(eta_);
   if (bytes_ > 0) human_ << "  " << bytes_ / 1024 << " KiB";
