@@ -14,6 +14,9 @@ PKGS=(
   libspdlog-dev nlohmann-json3-dev libcli11-dev
   python3 python3-numpy python3-yaml yamllint prometheus
 )
+# The deploy tests render manifests with kubectl; Debian's kubernetes-client
+# conflicts with an upstream kubectl package, so only install it if none is there.
+command -v kubectl >/dev/null 2>&1 || PKGS+=(kubernetes-client)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
