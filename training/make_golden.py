@@ -232,7 +232,7 @@ def case_pipeline(out, cfg):
               for col in ("red", "green", "blue") for shape in ("circle", "square")
               for d in ("left", "right") for bg in ("black", "white")] + ["blurry"]
     tok_path = os.path.join(mdir, "spiece.model")
-    train_tokenizer(corpus, 64, tok_path)
+    train_tokenizer(corpus, 64, tok_path, model_type="unigram")
     tok = Tokenizer(tok_path)
     c["t5"]["vocab_size"] = tok.vocab_size
     t5 = make_t5(c, 8)

@@ -33,7 +33,7 @@ def block_pool(x, block):
     b, h, length, d = x.shape
     t = num_blocks(length, block)
     xp = F.pad(x, (0, 0, 0, t * block - length))
-    sums = xp.view(b, h, t, block, d).sum(3)
+    sums = xp.reshape(b, h, t, block, d).sum(3)
     counts = torch.full((t,), float(block), dtype=x.dtype, device=x.device)
     counts[-1] = float(length - (t - 1) * block)
     return sums / counts[:, None]
@@ -110,7 +110,7 @@ def quant_int8_blocks(x, block):
     b, h, length, d = x.shape
     t = num_blocks(length, block)
     xp = F.pad(x, (0, 0, 0, t * block - length))
-    amax = xp.abs().view(b, h, t, block * d).amax(-1)
+    amax = xp.abs().reshape(b, h, t, block * d).amax(-1)
     scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
     scale_rows = scale.repeat_interleave(block, dim=-1)[..., :length].unsqueeze(-1)
     qx = torch.clamp(round_half_away(x / scale_rows), -127.0, 127.0)
@@ -137,7 +137,7 @@ def sparse_branch_low_bit(q, k_smooth, v, mask_c, block_q, block_k):
 
     keep_rows = mask_c.repeat_interleave(block_q, dim=-2)[..., :length, :]  # [B,H,L,T_n]
     pad = t_n * block_k - length
-    sb = F.pad(s, (0, pad), value=float("-inf")).view(b, h, length, t_n, block_k)
+    sb = F.pad(s, (0, pad), value=float("-inf")).reshape(b, h, length, t_n, block_k)
     bmax = sb.amax(-1).masked_fill(~keep_rows, float("-inf"))
     m_run = torch.cummax(bmax, dim=-1).values  # running max after each block
     m_fin = m_run[..., -1:]
@@ -162,13 +162,13 @@ def linear_branch(q, k_smooth, v, lin_weight, block_q, block_k):
     qf = torch.softmax(q, dim=-1)
     kf = F.pad(torch.softmax(k_smooth, dim=-1), (0, 0, 0, t_n * block_k - length))  # padded rows 0
     vp = F.pad(v, (0, 0, 0, t_n * block_k - length))
-    kf = kf.view(b, h, t_n, block_k, d)
-    vp = vp.view(b, h, t_n, block_k, v.shape[-1])
+    kf = kf.reshape(b, h, t_n, block_k, d)
+    vp = vp.reshape(b, h, t_n, block_k, v.shape[-1])
     hj = torch.einsum("bhtnd,bhtne->bhtde", kf, vp)
     zj = kf.sum(3)
     hi = torch.einsum("bhmn,bhnde->bhmde", lin_weight, hj)
     zi = torch.einsum("bhmn,bhnd->bhmd", lin_weight, zj)
-    qfp = F.pad(qf, (0, 0, 0, t_m * block_q - length)).view(b, h, t_m, block_q, d)
+    qfp = F.pad(qf, (0, 0, 0, t_m * block_q - length)).reshape(b, h, t_m, block_q, d)
     num = torch.einsum("bhmrd,bhmde->bhmre", qfp, hi)
     den = torch.einsum("bhmrd,bhmd->bhmr", qfp, zi).unsqueeze(-1)
     safe = torch.where(den > 0, den, torch.ones_like(den))

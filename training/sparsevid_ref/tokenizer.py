@@ -14,12 +14,12 @@ def clean(text):
     return re.sub(r"\s+", " ", text).strip()
 
 
-def train(sentences, vocab_size, model_path):
-    """Trains a unigram model on `sentences`; writes model_path (spiece.model)."""
+def train(sentences, vocab_size, model_path, model_type="bpe"):
+    """Trains a sentencepiece model (BPE: whole words of the small prompt language) on `sentences`."""
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(sentences), model_writer=model, vocab_size=vocab_size,
-        model_type="unigram", pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1,
+        model_type=model_type, pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1,
         hard_vocab_limit=False, character_coverage=1.0, num_threads=1,
         minloglevel=2)
     with open(model_path, "wb") as f:

@@ -77,14 +77,28 @@ class SelfAttention(nn.Module):
                                                    v.transpose(1, 2)).transpose(1, 2)
             else:
                 y = sla2_ops.dense_attention(q, k, v)
+        elif mode == "distill":  # SLA2 stage 1: dense output flows on, soft SLA2 is scored
+            with torch.no_grad():
+                y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                                   v.transpose(1, 2)).transpose(1, 2)
+            p = self.sla2
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                y_soft = sla2_ops.sla2_attention(
+                    q.float(), k.float(), v.float(), p.proj_q.weight, p.proj_k.weight,
+                    p.alpha_logit, attn["keep_ratio"], attn["block_q"], attn["block_k"],
+                    mode="sla2_soft")
+                attn["losses"].append(F.mse_loss(y_soft, y.float()))
         else:
             p = self.sla2
-            y, mask = sla2_ops.sla2_attention(
-                q, k, v, p.proj_q.weight, p.proj_k.weight, p.alpha_logit, attn["keep_ratio"],
-                attn["block_q"], attn["block_k"], mode=mode, return_mask=True)
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                y, mask = sla2_ops.sla2_attention(
+                    q.float(), k.float(), v.float(), p.proj_q.weight, p.proj_k.weight,
+                    p.alpha_logit, attn["keep_ratio"], attn["block_q"], attn["block_k"],
+                    mode=mode, return_mask=True)
+            y = y.to(x.dtype)
             hook = attn.get("on_sla2")
-            if hook is not None:  # stage-1 distillation and statistics
-                hook(q, k, v, y, mask)
+            if hook is not None:  # statistics (kept fraction)
+                hook(mask)
         return self.o(y.reshape(b, length, dim))
 
 
