@@ -208,6 +208,34 @@ int main(int argc, char** argv) {
         if (low_bit) report("quantize", MedianMs([&] { stage(sv::Sla2Stage::kQuantize, p); }, shape_iters));
         report("linear", MedianMs([&] { stage(sv::Sla2Stage::kLinear, p); }, shape_iters));
         report("module", MedianMs([&] { CheckStatus(sv::Sla2Forward(p, ws)); }, shape_iters));
+        // Where the module's time goes: events between its stages, in
+        // Sla2Forward's order.
+        const sv::Sla2Stage order[] = {sv::Sla2Stage::kPrepare, sv::Sla2Stage::kRoute,
+                                       sv::Sla2Stage::kLinear, sv::Sla2Stage::kQuantize,
+                                       sv::Sla2Stage::kSparse};
+        const char* names[] = {"m.prepare", "m.route", "m.linear", "m.quantize", "m.sparse"};
+        cudaEvent_t ev[6];
+        for (cudaEvent_t& e : ev) CHECK_CUDA(cudaEventCreate(&e));
+        std::vector<std::vector<float>> split(5);
+        for (int it = 0; it < shape_iters + 2; ++it) {
+          CHECK_CUDA(cudaEventRecord(ev[0]));
+          for (int st = 0; st < 5; ++st) {
+            stage(order[st], p);
+            CHECK_CUDA(cudaEventRecord(ev[st + 1]));
+          }
+          CHECK_CUDA(cudaEventSynchronize(ev[5]));
+          for (int st = 0; it >= 2 && st < 5; ++st) {
+            float ms = 0.f;
+            CHECK_CUDA(cudaEventElapsedTime(&ms, ev[st], ev[st + 1]));
+            split[st].push_back(ms);
+          }
+        }
+        for (int st = 0; st < 5; ++st) {
+          if (!low_bit && order[st] == sv::Sla2Stage::kQuantize) continue;
+          std::sort(split[st].begin(), split[st].end());
+          report(names[st], split[st][split[st].size() / 2]);
+        }
+        for (cudaEvent_t& e : ev) cudaEventDestroy(e);
       }
     }
     cudaFree(q);

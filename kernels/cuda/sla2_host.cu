@@ -115,7 +115,7 @@ Sla2Workspace::~Sla2Workspace() {
                  buffers_->kproj, buffers_->lut,    buffers_->counts,    buffers_->vamax,
                  buffers_->vscale, buffers_->q8,    buffers_->qscale,    buffers_->k8,
                  buffers_->kscale, buffers_->vt8,   buffers_->kphi,      buffers_->htot,
-                 buffers_->ztot,  buffers_->htot_bf16};
+                 buffers_->ztot,  buffers_->ktotal};
   for (void* p : all) {
     if (p != nullptr) cudaFree(p);
   }
@@ -140,6 +140,7 @@ Sla2Status Sla2Workspace::Reserve(const Sla2Problem& p) {
   grow(w.qbar, 0, bh * tm * D * 4);
   grow(w.kbar, 1, bh * tn * D * 4);
   grow(w.kmean, 2, bh * D * 4);
+  grow(w.ktotal, 17, bh * D * 4);
   if (p.proj_q) grow(w.qproj, 3, bh * tm * D * 4);
   if (p.proj_k) grow(w.kproj, 4, bh * tn * D * 4);
   grow(w.lut, 5, bh * tm * cap * 4);
@@ -157,7 +158,6 @@ Sla2Status Sla2Workspace::Reserve(const Sla2Problem& p) {
     grow(w.kphi, 14, bh * tn * kBlockK * D * 2);
     grow(w.htot, 15, bh * D * D * 4);
     grow(w.ztot, 16, bh * D * 4);
-    grow(w.htot_bf16, 17, bh * D * D * 2);
   }
   if (e != cudaSuccess)
     return Sla2Status::Error(std::string("SLA2 CUDA: workspace allocation failed: ") +

@@ -19,9 +19,10 @@ constexpr float kFp8Max = 448.0f;
 
 struct Sla2Workspace::Buffers {
   // Router and smoothing.
-  float* qbar = nullptr;     // [B,H,T_m,D] pooled Q (mean over valid rows)
+  float* qbar = nullptr;     // [B,H,T_m,D] block sums of Q, then pooled Q (mean)
   float* kbar = nullptr;     // [B,H,T_n,D] block sums of K, then pooled K~ = mean - mu
   float* kmean = nullptr;    // [B,H,D] mu = mean over tokens of K
+  float* ktotal = nullptr;   // [B,H,D] sum over tokens of K
   float* qproj = nullptr;    // [B,H,T_m,D] proj_q(qbar)
   float* kproj = nullptr;    // [B,H,T_n,D] proj_k(kbar)
   int32_t* lut = nullptr;    // [B,H,T_m,cap]
@@ -38,7 +39,6 @@ struct Sla2Workspace::Buffers {
   __nv_bfloat16* kphi = nullptr;  // [B,H,T_n*64,D] phi(K~), padded rows 0
   float* htot = nullptr;          // [B,H,D,D] sum over all key blocks of h_j
   float* ztot = nullptr;          // [B,H,D]
-  __nv_bfloat16* htot_bf16 = nullptr;
   size_t sizes[32] = {};  // allocated bytes per buffer, see Reserve
 };
 

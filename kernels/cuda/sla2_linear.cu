@@ -1,10 +1,10 @@
 // Stage kLinear: the linear branch over the key blocks a query block did NOT
-// keep, by pre-aggregation (conventions.md step 5):
-//   numerator   = phi(Q_i) H_tot - sum_{j kept} (phi(Q_i) phi(K~_j)^T) V_j
-//   denominator = phi(Q_i) z_tot - sum_{j kept} rowsum(phi(Q_i) phi(K~_j)^T)
-// H_tot = sum over all key blocks of phi(K~_j)^T V_j comes from StatesKernel;
-// the kept-block correction reuses the tile machinery of the sparse kernel.
-// The result is written as (1 - alpha) * O_l into out; kSparse adds alpha*O_s.
+// keep, by pre-aggregation (conventions.md step 5, sla2.md §2.4):
+//   H_i = H_tot - sum_{j kept} phi(K~_j)^T V_j,  z_i = z_tot - sum_{j kept} colsum phi(K~_j)
+//   O_l = phi(Q_i) H_i / (phi(Q_i) z_i)
+// H_tot, z_tot (all key blocks) come from StatesKernel; each query tile
+// subtracts its kept blocks on tensor cores. The result is written as
+// (1 - alpha) * O_l into out; kSparse adds alpha * O_s.
 #include <algorithm>
 
 #include "kernels/cuda/sla2_internal.cuh"
@@ -54,17 +54,22 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
   for (int j = j_begin; j < j_end; ++j) {
     const int64_t key0 = static_cast<int64_t>(j) * kBlockK;
     const int nvalid = static_cast<int>(MinI64(kBlockK, d.seq_len - key0));
+    const int64_t off = d.TokenOffset(b, key0, h);
     detail::LoadTileAsync<kBlockK, kRowBytes, kThreads>(
-        vt_s, reinterpret_cast<const char*>(v + d.TokenOffset(b, key0, h)), d.stride_l * 2,
-        nvalid);
+        kt_s, reinterpret_cast<const char*>(k + off), d.stride_l * 2, nvalid);
+    detail::LoadTileAsync<kBlockK, kRowBytes, kThreads>(
+        vt_s, reinterpret_cast<const char*>(v + off), d.stride_l * 2, nvalid);
     detail::CpAsyncCommit();
+    detail::CpAsyncWait<0>();
+    __syncthreads();
+    // phi(K~) rows in place (softmax over channels), also stored for LinearKernel.
     for (int r = warp; r < kBlockK; r += kWarps) {
+      uint8_t* ptr = kt + SwizzledOffset<kRowBytes>(r, c0 / 8) + (c0 % 8) * 2;
       float x[kPerLane];
       if (r < nvalid) {
-        const __nv_bfloat16* src = k + d.TokenOffset(b, key0 + r, h) + c0;
 #pragma unroll
         for (int e = 0; e < kPerLane; e += 2) {
-          const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(src + e));
+          const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(ptr + 2 * e));
           x[e] = f.x - mu[e];
           x[e + 1] = f.y - mu[e + 1];
         }
@@ -91,17 +96,15 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
       uint32_t packed[kPerLane / 2];
 #pragma unroll
       for (int e = 0; e < kPerLane; e += 2) packed[e / 2] = detail::PackBf16(x[e], x[e + 1]);
-      uint8_t* dst = kt + SwizzledOffset<kRowBytes>(r, c0 / 8) + (c0 % 8) * 2;
       __nv_bfloat16* gdst = kphi + (bh * d.k_blocks * kBlockK + key0 + r) * D + c0;
       if constexpr (kPerLane == 4) {
-        *reinterpret_cast<uint2*>(dst) = make_uint2(packed[0], packed[1]);
+        *reinterpret_cast<uint2*>(ptr) = make_uint2(packed[0], packed[1]);
         *reinterpret_cast<uint2*>(gdst) = make_uint2(packed[0], packed[1]);
       } else {
-        *reinterpret_cast<uint32_t*>(dst) = packed[0];
+        *reinterpret_cast<uint32_t*>(ptr) = packed[0];
         *reinterpret_cast<uint32_t*>(gdst) = packed[0];
       }
     }
-    detail::CpAsyncWait<0>();
     __syncthreads();
     // acc[D x D] += phi(K~)^T V: A = phi^T via transposed ldmatrix.
     const int m0 = warp * 16;
@@ -130,18 +133,12 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
   for (int e = 0; e < kPerLane; ++e) atomicAdd(ztot + bh * D + c0 + e, z[e]);
 }
 
-__global__ void ToBf16Kernel(const float* __restrict__ x, __nv_bfloat16* __restrict__ y,
-                             int64_t n) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n) y[i] = __float2bfloat16_rn(x[i]);
-}
-
 struct LinearArgs {
   const __nv_bfloat16* q;
   const __nv_bfloat16* kphi;
   const __nv_bfloat16* v;
-  const __nv_bfloat16* htot;  // [B,H,D,D] bf16
-  const float* ztot;          // [B,H,D]
+  const float* htot;  // [B,H,D,D]
+  const float* ztot;  // [B,H,D]
   const int32_t* lut;
   const int32_t* counts;
   int64_t lut_capacity;
@@ -150,16 +147,23 @@ struct LinearArgs {
   Sla2Dims d;
 };
 
-constexpr int kTileThreads = 256;  // 8 warps x 16 query rows
+constexpr int kTileThreads = 256;  // 8 warps
 
+// Per query tile: G = sum_{j kept} phi(K~_j)^T V_j (D x D, tensor cores,
+// the same transposed-A product as StatesKernel) and the kept column sums;
+// then H_i = H_tot - G, z_i = z_tot - zsub, and O_l = phi(Q) H_i / phi(Q) z_i.
+// One D x D product per kept block instead of two 128-row ones.
 template <int D>
 __global__ void __launch_bounds__(kTileThreads, 2) LinearKernel(LinearArgs args) {
   constexpr int kRowBytes = 2 * D;
   constexpr int kStageBytes = 2 * kBlockK * kRowBytes;  // phi(K~) tile + V tile
   constexpr int kPerLane = D / 32;
-  static_assert(D * kRowBytes <= kStageBytes, "H_tot must fit one stage");
+  constexpr int kRowWarps = D / 16;           // warps along G's rows (channels)
+  constexpr int kColSplit = 8 / kRowWarps;    // warps along G's columns
+  constexpr int kCols = D / kColSplit;        // G columns per warp
+  static_assert(D * kRowBytes <= kStageBytes, "H_i must fit one stage");
   extern __shared__ __align__(128) uint8_t smem[];
-  __shared__ float den_full[kBlockQ];
+  __shared__ float zsub[D], zloc[D], den_s[kBlockQ];
   const Sla2Dims& d = args.d;
   const int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int64_t bh = static_cast<int64_t>(b) * d.heads + h;
@@ -172,108 +176,136 @@ __global__ void __launch_bounds__(kTileThreads, 2) LinearKernel(LinearArgs args)
 
   const uint32_t q_s = detail::SmemAddr(smem);
   const uint32_t stage_s = q_s + kBlockQ * kRowBytes;
-  auto kphi_tile = [&](int s) { return stage_s + s * kStageBytes; };
-  auto v_tile = [&](int s) { return stage_s + s * kStageBytes + kBlockK * kRowBytes; };
+  auto kphi_tile = [&](int st) { return stage_s + st * kStageBytes; };
+  auto v_tile = [&](int st) { return stage_s + st * kStageBytes + kBlockK * kRowBytes; };
   const __nv_bfloat16* kphi_base = args.kphi + bh * d.k_blocks * kBlockK * D;
-  auto load_block = [&](int n, int s) {
-    const int j = lut_row[n];
-    const int64_t key0 = static_cast<int64_t>(j) * kBlockK;
+  auto load_block = [&](int n, int st) {
+    const int64_t key0 = static_cast<int64_t>(lut_row[n]) * kBlockK;
     const int nvalid = static_cast<int>(MinI64(kBlockK, d.seq_len - key0));
     detail::LoadTileAsync<kBlockK, kRowBytes, kTileThreads>(
-        kphi_tile(s), reinterpret_cast<const char*>(kphi_base + key0 * D), kRowBytes, nvalid);
+        kphi_tile(st), reinterpret_cast<const char*>(kphi_base + key0 * D), kRowBytes, nvalid);
     detail::LoadTileAsync<kBlockK, kRowBytes, kTileThreads>(
-        v_tile(s), reinterpret_cast<const char*>(args.v + d.TokenOffset(b, key0, h)),
+        v_tile(st), reinterpret_cast<const char*>(args.v + d.TokenOffset(b, key0, h)),
         d.stride_l * 2, nvalid);
   };
-  // H_tot goes into stage 1 (D rows), the first kept block into stage 0.
-  detail::LoadTileAsync<D, kRowBytes, kTileThreads>(
-      kphi_tile(1), reinterpret_cast<const char*>(args.htot + bh * D * D), kRowBytes, D);
-  detail::CpAsyncCommit();
+  const int q_valid = static_cast<int>(MinI64(kBlockQ, d.seq_len - row0));
+  detail::LoadTileAsync<kBlockQ, kRowBytes, kTileThreads>(
+      q_s, reinterpret_cast<const char*>(args.q + d.TokenOffset(b, row0, h)), d.stride_l * 2,
+      q_valid);
   if (cnt > 0) load_block(0, 0);
   detail::CpAsyncCommit();
-
-  // phi(Q) rows of this warp (softmax over channels), and phi(Q) . z_tot.
-  float zt[kPerLane];
-#pragma unroll
-  for (int e = 0; e < kPerLane; ++e) zt[e] = args.ztot[bh * D + lane * kPerLane + e];
-  for (int r = warp * 16; r < warp * 16 + 16; ++r) {
-    float x[kPerLane];
-    float den = 0.f;
-    if (row0 + r < d.seq_len) {
-      const __nv_bfloat16* src = args.q + d.TokenOffset(b, row0 + r, h) + lane * kPerLane;
-#pragma unroll
-      for (int e = 0; e < kPerLane; e += 2) {
-        const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(src + e));
-        x[e] = f.x;
-        x[e + 1] = f.y;
-      }
-      float m = x[0];
-#pragma unroll
-      for (int e = 1; e < kPerLane; ++e) m = fmaxf(m, x[e]);
-      m = detail::WarpMax(m);
-      float sum = 0.f;
-#pragma unroll
-      for (int e = 0; e < kPerLane; ++e) {
-        x[e] = __expf(x[e] - m);
-        sum += x[e];
-      }
-      const float inv = 1.f / detail::WarpSum(sum);
-#pragma unroll
-      for (int e = 0; e < kPerLane; ++e) {
-        x[e] *= inv;
-        den += x[e] * zt[e];
-      }
-      den = detail::WarpSum(den);
-    } else {
-#pragma unroll
-      for (int e = 0; e < kPerLane; ++e) x[e] = 0.f;
-    }
-    if (lane == 0) den_full[r] = den;
-    const int c0 = lane * kPerLane;
-    uint8_t* dst = smem + SwizzledOffset<kRowBytes>(r, c0 / 8) + (c0 % 8) * 2;
-    if constexpr (kPerLane == 4) {
-      *reinterpret_cast<uint2*>(dst) =
-          make_uint2(detail::PackBf16(x[0], x[1]), detail::PackBf16(x[2], x[3]));
-    } else {
-      *reinterpret_cast<uint32_t*>(dst) = detail::PackBf16(x[0], x[1]);
-    }
-  }
-  detail::CpAsyncWait<1>();
+  for (int c = threadIdx.x; c < D; c += kTileThreads) zsub[c] = 0.f;
   __syncthreads();
 
+  // G rows (channels) m0.., columns n0.. of this warp.
+  const int m0 = (warp % kRowWarps) * 16;
+  const int n0 = (warp / kRowWarps) * kCols;
+  float gacc[kCols / 8][4];
+#pragma unroll
+  for (int nt = 0; nt < kCols / 8; ++nt) gacc[nt][0] = gacc[nt][1] = gacc[nt][2] = gacc[nt][3] = 0.f;
+  // Column sums of the kept phi(K~) tiles: thread -> (column, slice of rows).
+  constexpr int kSlices = kTileThreads / D;
+  const int zc = threadIdx.x % D, zr0 = (threadIdx.x / D) * (kBlockK / kSlices);
+  float zpart = 0.f;
+  for (int n = 0; n < cnt; ++n) {
+    detail::CpAsyncWait<0>();
+    __syncthreads();
+    if (n + 1 < cnt) load_block(n + 1, (n + 1) & 1);
+    detail::CpAsyncCommit();
+    const uint32_t kt = kphi_tile(n & 1), vt = v_tile(n & 1);
+#pragma unroll
+    for (int kk = 0; kk < kBlockK / 16; ++kk) {
+      uint32_t a[4];
+      detail::LdMatrixX4Trans(kt + SwizzledOffset<kRowBytes>(kk * 16 + (lane & 7) + (lane >> 4) * 8,
+                                                             m0 / 8 + ((lane >> 3) & 1)),
+                              a[0], a[1], a[2], a[3]);
+#pragma unroll
+      for (int dp = 0; dp < kCols / 16; ++dp) {
+        uint32_t b0, b1, b2, b3;
+        detail::LdMatrixX4Trans(
+            vt + SwizzledOffset<kRowBytes>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
+                                           (n0 / 8) + dp * 2 + (lane >> 4)),
+            b0, b1, b2, b3);
+        detail::MmaBf16(gacc[2 * dp], a, b0, b1);
+        detail::MmaBf16(gacc[2 * dp + 1], a, b2, b3);
+      }
+    }
+    const uint8_t* kt_ptr = smem + kBlockQ * kRowBytes + (n & 1) * kStageBytes;
+#pragma unroll 4
+    for (int r = zr0; r < zr0 + kBlockK / kSlices; ++r) {
+      zpart += __bfloat162float(*reinterpret_cast<const __nv_bfloat16*>(
+          kt_ptr + SwizzledOffset<kRowBytes>(r, zc / 8) + (zc % 8) * 2));
+    }
+  }
+  detail::CpAsyncWait<0>();  // the Q tile (also when no block is kept)
+  atomicAdd(&zsub[zc], zpart);
+  __syncthreads();  // all stages are free now
+
+  // H_i = H_tot - G as bf16 [D][D] into stage 0; z_i = z_tot - zsub.
+  const float* hsrc = args.htot + bh * D * D;
+  uint8_t* hloc = smem + kBlockQ * kRowBytes;
+#pragma unroll
+  for (int nt = 0; nt < kCols / 8; ++nt) {
+    const int col = n0 + nt * 8 + 2 * t;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int row = m0 + g + half * 8;
+      const float2 hv = *reinterpret_cast<const float2*>(hsrc + row * D + col);
+      *reinterpret_cast<uint32_t*>(hloc + SwizzledOffset<kRowBytes>(row, col / 8) + (col % 8) * 2) =
+          detail::PackBf16(hv.x - gacc[nt][2 * half], hv.y - gacc[nt][2 * half + 1]);
+    }
+  }
+  for (int c = threadIdx.x; c < D; c += kTileThreads) zloc[c] = args.ztot[bh * D + c] - zsub[c];
+  __syncthreads();
+
+  // phi(Q) in place (softmax over channels) and the denominators phi(Q) z_i.
+  for (int r = warp * 16; r < warp * 16 + 16; ++r) {
+    const int c0 = lane * kPerLane;
+    uint8_t* ptr = smem + SwizzledOffset<kRowBytes>(r, c0 / 8) + (c0 % 8) * 2;
+    float x[kPerLane];
+#pragma unroll
+    for (int e = 0; e < kPerLane; e += 2) {
+      const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(ptr + 2 * e));
+      x[e] = f.x;
+      x[e + 1] = f.y;
+    }
+    float m = x[0];
+#pragma unroll
+    for (int e = 1; e < kPerLane; ++e) m = fmaxf(m, x[e]);
+    m = detail::WarpMax(m);
+    float sum = 0.f;
+#pragma unroll
+    for (int e = 0; e < kPerLane; ++e) {
+      x[e] = __expf(x[e] - m);
+      sum += x[e];
+    }
+    const float inv = 1.f / detail::WarpSum(sum);
+    float den = 0.f;
+#pragma unroll
+    for (int e = 0; e < kPerLane; e += 2) {
+      x[e] *= inv;
+      x[e + 1] *= inv;
+      den += x[e] * zloc[c0 + e] + x[e + 1] * zloc[c0 + e + 1];
+      *reinterpret_cast<uint32_t*>(ptr + 2 * e) = detail::PackBf16(x[e], x[e + 1]);
+    }
+    den = detail::WarpSum(den);
+    if (lane == 0) den_s[r] = den;
+  }
+  __syncthreads();
+
+  // O_l numerator = phi(Q) H_i (H_i rows play the role of keys).
   float acc[D / 8][4];
 #pragma unroll
   for (int nt = 0; nt < D / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
-  // acc = phi(Q) H_tot (H_tot rows play the role of keys).
 #pragma unroll
   for (int kc = 0; kc < D / 16; ++kc) {
     uint32_t a[4];
     detail::LoadAFrag<D>(q_s, warp * 16, kc, a);
-    detail::WarpAccumulatePV<D>(a, kphi_tile(1), kc * 16, acc);
+    detail::WarpAccumulatePV<D>(a, stage_s, kc * 16, acc);
   }
-  float dsub0 = 0.f, dsub1 = 0.f;
-  for (int n = 0; n < cnt; ++n) {
-    detail::CpAsyncWait<0>();
-    __syncthreads();  // stage n ready; everyone is done with the other stage
-    if (n + 1 < cnt) load_block(n + 1, (n + 1) & 1);
-    detail::CpAsyncCommit();
-    float s[8][4];
-    detail::WarpABt<D>(q_s, warp * 16, kphi_tile(n & 1), s);
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      dsub0 += s[nt][0] + s[nt][1];
-      dsub1 += s[nt][2] + s[nt][3];
-    }
-    uint32_t p[4][4];
-    detail::AccToAFrags(s, -1.f, p);
-    detail::WarpPV<D>(p, v_tile(n & 1), acc);
-  }
-  dsub0 = detail::QuadSum(dsub0);
-  dsub1 = detail::QuadSum(dsub1);
   const bool all_kept = cnt >= d.k_blocks;
   const int r_lo = warp * 16 + g;
-  const float den0 = den_full[r_lo] - dsub0;
-  const float den1 = den_full[r_lo + 8] - dsub1;
+  const float den0 = den_s[r_lo], den1 = den_s[r_lo + 8];
   const float f0 = (!all_kept && den0 > 0.f) ? (1.f - alpha) / den0 : 0.f;
   const float f1 = (!all_kept && den1 > 0.f) ? (1.f - alpha) / den1 : 0.f;
 #pragma unroll
@@ -308,10 +340,8 @@ cudaError_t LaunchLinearD(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
   StatesKernel<D><<<sgrid, D * 2, 0, s>>>(static_cast<const __nv_bfloat16*>(p.k),
                                           static_cast<const __nv_bfloat16*>(p.v), d, w.kmean,
                                           per_cta, w.kphi, w.htot, w.ztot);
-  const int64_t n = bh * D * D;
-  ToBf16Kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, s>>>(w.htot, w.htot_bf16, n);
   LinearArgs a{static_cast<const __nv_bfloat16*>(p.q), w.kphi,
-               static_cast<const __nv_bfloat16*>(p.v), w.htot_bf16, w.ztot, w.lut, w.counts,
+               static_cast<const __nv_bfloat16*>(p.v), w.htot, w.ztot, w.lut, w.counts,
                cap, p.alpha, static_cast<__nv_bfloat16*>(p.out), d};
   constexpr int kSmem = kBlockQ * 2 * D + 2 * (2 * kBlockK * 2 * D);
   e = cudaFuncSetAttribute(LinearKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);

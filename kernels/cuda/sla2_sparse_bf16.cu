@@ -1,6 +1,7 @@
 // Stage kSparse (bf16): FlashAttention-style online softmax over the kept
 // key blocks only, mma.sync tensor cores, cp.async double buffering, and the
-// alpha blend in the epilogue. One CTA = one 128-row query block of one head;
+// alpha blend in the epilogue. One CTA = one 128-row query block of one head
+// (4 warps x 32 rows);
 // blockIdx.x runs over query blocks first so resident CTAs share one head's
 // K/V in L2.
 #include "kernels/cuda/sla2_internal.cuh"
@@ -21,12 +22,17 @@ struct SparseArgs {
   Sla2Dims d;
 };
 
-constexpr int kThreads = 256;  // 8 warps x 16 query rows
+// A warp owns kMTiles x 16 query rows: 2 (4 warps) halves the shared-memory
+// reads of K/V per MMA against 1 (8 warps), at twice the registers per thread.
+constexpr int kMTiles = 2;
+constexpr int kWarps = 8 / kMTiles;
+constexpr int kThreads = 32 * kWarps;
 
 template <int D>
 __global__ void __launch_bounds__(kThreads, 2) SparseBf16Kernel(SparseArgs args) {
   constexpr int kRowBytes = 2 * D;
   constexpr int kTileBytes = kBlockK * kRowBytes;
+  constexpr int MT = kMTiles;
   extern __shared__ __align__(128) uint8_t smem[];
   const Sla2Dims& d = args.d;
   const int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -34,6 +40,7 @@ __global__ void __launch_bounds__(kThreads, 2) SparseBf16Kernel(SparseArgs args)
   const int64_t row0 = static_cast<int64_t>(i) * kBlockQ;
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
+  const int wrow = warp * 16 * MT;  // first tile row of this warp
   const int cnt = args.counts[bh * d.q_blocks + i];
   const int32_t* lut_row = args.lut + (bh * d.q_blocks + i) * args.lut_capacity;
 
@@ -58,84 +65,94 @@ __global__ void __launch_bounds__(kThreads, 2) SparseBf16Kernel(SparseArgs args)
 
   // Scores in the log2 domain: exp(x/sqrt(D)) = exp2(x * log2(e)/sqrt(D)).
   const float scale_log2 = 1.4426950408889634f * rsqrtf(static_cast<float>(D));
-  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
-  float o[D / 8][4];
+  // Row state per m-tile: [mt][0] = row g, [mt][1] = row g + 8.
+  float m[MT][2], l[MT][2];
+  float o[MT][D / 8][4];
 #pragma unroll
-  for (int nt = 0; nt < D / 8; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.f;
+  for (int mt = 0; mt < MT; ++mt) {
+    m[mt][0] = m[mt][1] = -INFINITY;
+    l[mt][0] = l[mt][1] = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < D / 8; ++nt) o[mt][nt][0] = o[mt][nt][1] = o[mt][nt][2] = o[mt][nt][3] = 0.f;
+  }
 
   for (int n = 0; n < cnt; ++n) {
     detail::CpAsyncWait<0>();
     __syncthreads();  // stage n ready; all warps are done with the other stage
     if (n + 1 < cnt) load_block(n + 1, (n + 1) & 1);
     detail::CpAsyncCommit();
-    float s[8][4];
-    detail::WarpABt<D>(q_s, warp * 16, k_tile(n & 1), s);
+    float s[MT][8][4];
+    detail::WarpABtMulti<D, MT>(q_s, wrow, k_tile(n & 1), s);
     const int64_t key0 = static_cast<int64_t>(lut_row[n]) * kBlockK;
-    if (key0 + kBlockK > d.seq_len) {  // partial last block: mask keys >= L
+    const bool partial = key0 + kBlockK > d.seq_len;  // mask keys >= L
+    uint32_t p[MT][4][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      if (partial) {
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+          const int64_t key = key0 + nt * 8 + 2 * t;
+          if (key >= d.seq_len) s[mt][nt][0] = s[mt][nt][2] = -INFINITY;
+          if (key + 1 >= d.seq_len) s[mt][nt][1] = s[mt][nt][3] = -INFINITY;
+        }
+      }
+      float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
-        const int64_t key = key0 + nt * 8 + 2 * t;
-        if (key >= d.seq_len) s[nt][0] = s[nt][2] = -INFINITY;
-        if (key + 1 >= d.seq_len) s[nt][1] = s[nt][3] = -INFINITY;
+        mx0 = fmaxf(mx0, fmaxf(s[mt][nt][0], s[mt][nt][1]));
+        mx1 = fmaxf(mx1, fmaxf(s[mt][nt][2], s[mt][nt][3]));
       }
-    }
-    float mx0 = -INFINITY, mx1 = -INFINITY;
+      // Every kept block has a valid key, so the new maxima are finite.
+      const float mn0 = fmaxf(m[mt][0], detail::QuadMax(mx0) * scale_log2);
+      const float mn1 = fmaxf(m[mt][1], detail::QuadMax(mx1) * scale_log2);
+      const float r0 = exp2f(m[mt][0] - mn0), r1 = exp2f(m[mt][1] - mn1);
+      m[mt][0] = mn0;
+      m[mt][1] = mn1;
+      l[mt][0] *= r0;
+      l[mt][1] *= r1;
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      mx0 = fmaxf(mx0, fmaxf(s[nt][0], s[nt][1]));
-      mx1 = fmaxf(mx1, fmaxf(s[nt][2], s[nt][3]));
-    }
-    // Every kept block has a valid key, so the new maxima are finite.
-    const float mn0 = fmaxf(m0, detail::QuadMax(mx0) * scale_log2);
-    const float mn1 = fmaxf(m1, detail::QuadMax(mx1) * scale_log2);
-    const float r0 = exp2f(m0 - mn0), r1 = exp2f(m1 - mn1);
-    m0 = mn0;
-    m1 = mn1;
-    l0 *= r0;
-    l1 *= r1;
+      for (int nt = 0; nt < D / 8; ++nt) {
+        o[mt][nt][0] *= r0;
+        o[mt][nt][1] *= r0;
+        o[mt][nt][2] *= r1;
+        o[mt][nt][3] *= r1;
+      }
 #pragma unroll
-    for (int nt = 0; nt < D / 8; ++nt) {
-      o[nt][0] *= r0;
-      o[nt][1] *= r0;
-      o[nt][2] *= r1;
-      o[nt][3] *= r1;
+      for (int nt = 0; nt < 8; ++nt) {
+        s[mt][nt][0] = exp2f(fmaf(s[mt][nt][0], scale_log2, -mn0));
+        s[mt][nt][1] = exp2f(fmaf(s[mt][nt][1], scale_log2, -mn0));
+        s[mt][nt][2] = exp2f(fmaf(s[mt][nt][2], scale_log2, -mn1));
+        s[mt][nt][3] = exp2f(fmaf(s[mt][nt][3], scale_log2, -mn1));
+        l[mt][0] += s[mt][nt][0] + s[mt][nt][1];
+        l[mt][1] += s[mt][nt][2] + s[mt][nt][3];
+      }
+      detail::AccToAFrags(s[mt], 1.f, p[mt]);
     }
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      s[nt][0] = exp2f(fmaf(s[nt][0], scale_log2, -mn0));
-      s[nt][1] = exp2f(fmaf(s[nt][1], scale_log2, -mn0));
-      s[nt][2] = exp2f(fmaf(s[nt][2], scale_log2, -mn1));
-      s[nt][3] = exp2f(fmaf(s[nt][3], scale_log2, -mn1));
-      l0 += s[nt][0] + s[nt][1];
-      l1 += s[nt][2] + s[nt][3];
-    }
-    uint32_t p[4][4];
-    detail::AccToAFrags(s, 1.f, p);
-    detail::WarpPV<D>(p, v_tile(n & 1), o);
+    detail::WarpPVMulti<D, MT>(p, v_tile(n & 1), o);
   }
 
-  l0 = detail::QuadSum(l0);
-  l1 = detail::QuadSum(l1);
   const float alpha =
       args.alpha ? args.alpha[static_cast<int64_t>(h) * d.q_blocks + i] : 1.f;
-  const float f0 = l0 > 0.f ? alpha / l0 : 0.f;  // no kept block: O_s = 0
-  const float f1 = l1 > 0.f ? alpha / l1 : 0.f;
 #pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int64_t row = row0 + warp * 16 + g + half * 8;
-    if (row >= d.seq_len) continue;
-    const float f = half ? f1 : f0;
-    __nv_bfloat16* dst = args.out + d.TokenOffset(b, row, h);
+  for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-    for (int nt = 0; nt < D / 8; ++nt) {
-      __nv_bfloat162* p2 = reinterpret_cast<__nv_bfloat162*>(dst + nt * 8 + 2 * t);
-      float x = o[nt][2 * half] * f, y = o[nt][2 * half + 1] * f;
-      if (args.alpha != nullptr) {  // out holds (1 - alpha) O_l from kLinear
-        const float2 lin = __bfloat1622float2(*p2);
-        x += lin.x;
-        y += lin.y;
+    for (int half = 0; half < 2; ++half) {
+      const float lsum = detail::QuadSum(l[mt][half]);
+      const float f = lsum > 0.f ? alpha / lsum : 0.f;  // no kept block: O_s = 0
+      const int64_t row = row0 + wrow + mt * 16 + g + half * 8;
+      if (row >= d.seq_len) continue;
+      __nv_bfloat16* dst = args.out + d.TokenOffset(b, row, h);
+#pragma unroll
+      for (int nt = 0; nt < D / 8; ++nt) {
+        __nv_bfloat162* p2 = reinterpret_cast<__nv_bfloat162*>(dst + nt * 8 + 2 * t);
+        float x = o[mt][nt][2 * half] * f, y = o[mt][nt][2 * half + 1] * f;
+        if (args.alpha != nullptr) {  // out holds (1 - alpha) O_l from kLinear
+          const float2 lin = __bfloat1622float2(*p2);
+          x += lin.x;
+          y += lin.y;
+        }
+        *p2 = __floats2bfloat162_rn(x, y);
       }
-      *p2 = __floats2bfloat162_rn(x, y);
     }
   }
 }

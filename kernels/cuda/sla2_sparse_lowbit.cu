@@ -25,7 +25,10 @@ struct LowBitArgs {
   Sla2Dims d;
 };
 
-constexpr int kThreads = 256;  // 8 warps x 16 query rows
+// A warp owns kMTiles x 16 query rows (see sla2_sparse_bf16.cu).
+constexpr int kMTiles = 2;
+constexpr int kWarps = 8 / kMTiles;
+constexpr int kThreads = 32 * kWarps;
 
 template <int D>
 __global__ void __launch_bounds__(kThreads, 2) SparseLowBitKernel(LowBitArgs args) {
@@ -33,6 +36,7 @@ __global__ void __launch_bounds__(kThreads, 2) SparseLowBitKernel(LowBitArgs arg
   constexpr int kVRowBytes = kBlockK;  // FP8 V^T rows: 64 keys
   constexpr int kKBytes = kBlockK * kQRowBytes;
   constexpr int kVBytes = D * kVRowBytes;
+  constexpr int MT = kMTiles;
   extern __shared__ __align__(128) uint8_t smem[];
   const Sla2Dims& d = args.d;
   const int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -40,6 +44,7 @@ __global__ void __launch_bounds__(kThreads, 2) SparseLowBitKernel(LowBitArgs arg
   const int64_t row0 = static_cast<int64_t>(i) * kBlockQ;
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
+  const int wrow = warp * 16 * MT;
   const int cnt = args.counts[bh * d.q_blocks + i];
   const int32_t* lut_row = args.lut + (bh * d.q_blocks + i) * args.lut_capacity;
 
@@ -65,10 +70,15 @@ __global__ void __launch_bounds__(kThreads, 2) SparseLowBitKernel(LowBitArgs arg
   constexpr float kLog2e = 1.4426950408889634f;
   const float q_factor =
       args.qscale[bh * d.q_blocks + i] * rsqrtf(static_cast<float>(D)) * kLog2e;
-  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
-  float o[D / 8][4];
+  float m[MT][2], l[MT][2];
+  float o[MT][D / 8][4];
 #pragma unroll
-  for (int nt = 0; nt < D / 8; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.f;
+  for (int mt = 0; mt < MT; ++mt) {
+    m[mt][0] = m[mt][1] = -INFINITY;
+    l[mt][0] = l[mt][1] = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < D / 8; ++nt) o[mt][nt][0] = o[mt][nt][1] = o[mt][nt][2] = o[mt][nt][3] = 0.f;
+  }
 
   for (int n = 0; n < cnt; ++n) {
     detail::CpAsyncWait<0>();
@@ -76,17 +86,22 @@ __global__ void __launch_bounds__(kThreads, 2) SparseLowBitKernel(LowBitArgs arg
     if (n + 1 < cnt) load_block(n + 1, (n + 1) & 1);
     detail::CpAsyncCommit();
     const int64_t j = lut_row[n];
-    // S = q k^T, exact in int32.
-    int si[8][4];
+    // S = q k^T, exact in int32; each K fragment feeds both m-tiles.
+    int si[MT][8][4];
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt) si[nt][0] = si[nt][1] = si[nt][2] = si[nt][3] = 0;
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) si[mt][nt][0] = si[mt][nt][1] = si[mt][nt][2] = si[mt][nt][3] = 0;
 #pragma unroll
     for (int kk = 0; kk < D / 32; ++kk) {
-      uint32_t a[4];
-      detail::LdMatrixX4(
-          q_s + SwizzledOffset<kQRowBytes>(warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
-                                           kk * 2 + (lane >> 4)),
-          a[0], a[1], a[2], a[3]);
+      uint32_t a[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        detail::LdMatrixX4(
+            q_s + SwizzledOffset<kQRowBytes>(wrow + mt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
+                                             kk * 2 + (lane >> 4)),
+            a[mt][0], a[mt][1], a[mt][2], a[mt][3]);
+      }
 #pragma unroll
       for (int np = 0; np < 4; ++np) {
         uint32_t b0, b1, b2, b3;
@@ -94,73 +109,85 @@ __global__ void __launch_bounds__(kThreads, 2) SparseLowBitKernel(LowBitArgs arg
             k_tile(n & 1) + SwizzledOffset<kQRowBytes>(np * 16 + (lane & 7) + (lane >> 4) * 8,
                                                        kk * 2 + ((lane >> 3) & 1)),
             b0, b1, b2, b3);
-        detail::MmaS8(si[2 * np], a, b0, b1);
-        detail::MmaS8(si[2 * np + 1], a, b2, b3);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          detail::MmaS8(si[mt][2 * np], a[mt], b0, b1);
+          detail::MmaS8(si[mt][2 * np + 1], a[mt], b2, b3);
+        }
       }
     }
-    // S * s_q * s_k / sqrt(D), in the log2 domain.
+    // S * s_q * s_k / sqrt(D) in the log2 domain, online softmax, then
+    // P^ = fp8(P * 448) as A fragments of two k32 steps (Fp8KeyOfPosition).
     const float f = q_factor * args.kscale[bh * d.k_blocks + j];
-    float s[8][4];
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) s[nt][e] = static_cast<float>(si[nt][e]) * f;
-    }
     const int64_t key0 = j * kBlockK;
-    if (key0 + kBlockK > d.seq_len) {
+    const bool partial = key0 + kBlockK > d.seq_len;
+    uint32_t pa[MT][2][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      float s[8][4];
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
-        const int64_t key = key0 + nt * 8 + 2 * t;
-        if (key >= d.seq_len) s[nt][0] = s[nt][2] = -INFINITY;
-        if (key + 1 >= d.seq_len) s[nt][1] = s[nt][3] = -INFINITY;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[nt][e] = static_cast<float>(si[mt][nt][e]) * f;
+      }
+      if (partial) {
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+          const int64_t key = key0 + nt * 8 + 2 * t;
+          if (key >= d.seq_len) s[nt][0] = s[nt][2] = -INFINITY;
+          if (key + 1 >= d.seq_len) s[nt][1] = s[nt][3] = -INFINITY;
+        }
+      }
+      float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        mx0 = fmaxf(mx0, fmaxf(s[nt][0], s[nt][1]));
+        mx1 = fmaxf(mx1, fmaxf(s[nt][2], s[nt][3]));
+      }
+      const float mn0 = fmaxf(m[mt][0], detail::QuadMax(mx0));
+      const float mn1 = fmaxf(m[mt][1], detail::QuadMax(mx1));
+      const float r0 = exp2f(m[mt][0] - mn0), r1 = exp2f(m[mt][1] - mn1);
+      m[mt][0] = mn0;
+      m[mt][1] = mn1;
+      l[mt][0] *= r0;
+      l[mt][1] *= r1;
+#pragma unroll
+      for (int nt = 0; nt < D / 8; ++nt) {
+        o[mt][nt][0] *= r0;
+        o[mt][nt][1] *= r0;
+        o[mt][nt][2] *= r1;
+        o[mt][nt][3] *= r1;
+      }
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        s[nt][0] = exp2f(s[nt][0] - mn0);
+        s[nt][1] = exp2f(s[nt][1] - mn0);
+        s[nt][2] = exp2f(s[nt][2] - mn1);
+        s[nt][3] = exp2f(s[nt][3] - mn1);
+        l[mt][0] += s[nt][0] + s[nt][1];  // l from the unquantised P
+        l[mt][1] += s[nt][2] + s[nt][3];
+      }
+#pragma unroll
+      for (int kc = 0; kc < 2; ++kc) {
+        const int n0 = 4 * kc;
+        pa[mt][kc][0] = detail::PackE4m3x4(s[n0][0] * kFp8Max, s[n0][1] * kFp8Max,
+                                           s[n0 + 1][0] * kFp8Max, s[n0 + 1][1] * kFp8Max);
+        pa[mt][kc][1] = detail::PackE4m3x4(s[n0][2] * kFp8Max, s[n0][3] * kFp8Max,
+                                           s[n0 + 1][2] * kFp8Max, s[n0 + 1][3] * kFp8Max);
+        pa[mt][kc][2] = detail::PackE4m3x4(s[n0 + 2][0] * kFp8Max, s[n0 + 2][1] * kFp8Max,
+                                           s[n0 + 3][0] * kFp8Max, s[n0 + 3][1] * kFp8Max);
+        pa[mt][kc][3] = detail::PackE4m3x4(s[n0 + 2][2] * kFp8Max, s[n0 + 2][3] * kFp8Max,
+                                           s[n0 + 3][2] * kFp8Max, s[n0 + 3][3] * kFp8Max);
       }
     }
-    float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      mx0 = fmaxf(mx0, fmaxf(s[nt][0], s[nt][1]));
-      mx1 = fmaxf(mx1, fmaxf(s[nt][2], s[nt][3]));
-    }
-    const float mn0 = fmaxf(m0, detail::QuadMax(mx0));
-    const float mn1 = fmaxf(m1, detail::QuadMax(mx1));
-    const float r0 = exp2f(m0 - mn0), r1 = exp2f(m1 - mn1);
-    m0 = mn0;
-    m1 = mn1;
-    l0 *= r0;
-    l1 *= r1;
-#pragma unroll
-    for (int nt = 0; nt < D / 8; ++nt) {
-      o[nt][0] *= r0;
-      o[nt][1] *= r0;
-      o[nt][2] *= r1;
-      o[nt][3] *= r1;
-    }
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      s[nt][0] = exp2f(s[nt][0] - mn0);
-      s[nt][1] = exp2f(s[nt][1] - mn0);
-      s[nt][2] = exp2f(s[nt][2] - mn1);
-      s[nt][3] = exp2f(s[nt][3] - mn1);
-      l0 += s[nt][0] + s[nt][1];  // l from the unquantised P
-      l1 += s[nt][2] + s[nt][3];
-    }
-    // P^ = fp8(P * 448) as A fragments of two k32 steps (see Fp8KeyOfPosition).
-    uint32_t pa[2][4];
-#pragma unroll
-    for (int kc = 0; kc < 2; ++kc) {
-      const int n0 = 4 * kc;
-      pa[kc][0] = detail::PackE4m3x4(s[n0][0] * kFp8Max, s[n0][1] * kFp8Max,
-                                     s[n0 + 1][0] * kFp8Max, s[n0 + 1][1] * kFp8Max);
-      pa[kc][1] = detail::PackE4m3x4(s[n0][2] * kFp8Max, s[n0][3] * kFp8Max,
-                                     s[n0 + 1][2] * kFp8Max, s[n0 + 1][3] * kFp8Max);
-      pa[kc][2] = detail::PackE4m3x4(s[n0 + 2][0] * kFp8Max, s[n0 + 2][1] * kFp8Max,
-                                     s[n0 + 3][0] * kFp8Max, s[n0 + 3][1] * kFp8Max);
-      pa[kc][3] = detail::PackE4m3x4(s[n0 + 2][2] * kFp8Max, s[n0 + 2][3] * kFp8Max,
-                                     s[n0 + 3][2] * kFp8Max, s[n0 + 3][3] * kFp8Max);
-    }
+    // Each block's P^ V^ goes into fresh accumulators, then into O (fp32).
 #pragma unroll
     for (int dp = 0; dp < D / 16; ++dp) {
-      float t0[4] = {0.f, 0.f, 0.f, 0.f}, t1[4] = {0.f, 0.f, 0.f, 0.f};
+      float t0[MT][4], t1[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) t0[mt][e] = t1[mt][e] = 0.f;
 #pragma unroll
       for (int kc = 0; kc < 2; ++kc) {
         uint32_t b0, b1, b2, b3;
@@ -168,41 +195,46 @@ __global__ void __launch_bounds__(kThreads, 2) SparseLowBitKernel(LowBitArgs arg
             v_tile(n & 1) + SwizzledOffset<kVRowBytes>(dp * 16 + (lane & 7) + (lane >> 4) * 8,
                                                        kc * 2 + ((lane >> 3) & 1)),
             b0, b1, b2, b3);
-        detail::MmaE4m3(t0, pa[kc], b0, b1);
-        detail::MmaE4m3(t1, pa[kc], b2, b3);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          detail::MmaE4m3(t0[mt], pa[mt][kc], b0, b1);
+          detail::MmaE4m3(t1[mt], pa[mt][kc], b2, b3);
+        }
       }
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        o[2 * dp][e] += t0[e];
-        o[2 * dp + 1][e] += t1[e];
-      }
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          o[mt][2 * dp][e] += t0[mt][e];
+          o[mt][2 * dp + 1][e] += t1[mt][e];
+        }
     }
   }
 
-  l0 = detail::QuadSum(l0);
-  l1 = detail::QuadSum(l1);
   const float alpha =
       args.alpha ? args.alpha[static_cast<int64_t>(h) * d.q_blocks + i] : 1.f;
-  const float f0 = l0 > 0.f ? alpha / (kFp8Max * l0) : 0.f;
-  const float f1 = l1 > 0.f ? alpha / (kFp8Max * l1) : 0.f;
   const float* sv = args.vscale + bh * D;
 #pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int64_t row = row0 + warp * 16 + g + half * 8;
-    if (row >= d.seq_len) continue;
-    const float f = half ? f1 : f0;
-    __nv_bfloat16* dst = args.out + d.TokenOffset(b, row, h);
+  for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-    for (int nt = 0; nt < D / 8; ++nt) {
-      const int c = nt * 8 + 2 * t;
-      __nv_bfloat162* p2 = reinterpret_cast<__nv_bfloat162*>(dst + c);
-      float x = o[nt][2 * half] * sv[c] * f, y = o[nt][2 * half + 1] * sv[c + 1] * f;
-      if (args.alpha != nullptr) {
-        const float2 lin = __bfloat1622float2(*p2);
-        x += lin.x;
-        y += lin.y;
+    for (int half = 0; half < 2; ++half) {
+      const float lsum = detail::QuadSum(l[mt][half]);
+      const float f = lsum > 0.f ? alpha / (kFp8Max * lsum) : 0.f;
+      const int64_t row = row0 + wrow + mt * 16 + g + half * 8;
+      if (row >= d.seq_len) continue;
+      __nv_bfloat16* dst = args.out + d.TokenOffset(b, row, h);
+#pragma unroll
+      for (int nt = 0; nt < D / 8; ++nt) {
+        const int c = nt * 8 + 2 * t;
+        __nv_bfloat162* p2 = reinterpret_cast<__nv_bfloat162*>(dst + c);
+        float x = o[mt][nt][2 * half] * sv[c] * f, y = o[mt][nt][2 * half + 1] * sv[c + 1] * f;
+        if (args.alpha != nullptr) {
+          const float2 lin = __bfloat1622float2(*p2);
+          x += lin.x;
+          y += lin.y;
+        }
+        *p2 = __floats2bfloat162_rn(x, y);
       }
-      *p2 = __floats2bfloat162_rn(x, y);
     }
   }
 }

@@ -77,4 +77,55 @@ __device__ __forceinline__ void WarpPV(const uint32_t (&p)[4][4], uint32_t v_til
   for (int kk = 0; kk < 4; ++kk) WarpAccumulatePV<D>(p[kk], v_tile, kk * 16, o);
 }
 
+// Two-m-tile versions (a warp owns 32 rows): each B fragment read from
+// shared memory feeds two MMAs, halving K/V shared-memory traffic per FLOP.
+template <int D, int MT>
+__device__ __forceinline__ void WarpABtMulti(uint32_t a_tile, int row0, uint32_t b_tile,
+                                             float (&s)[MT][8][4]) {
+  const int l = threadIdx.x & 31;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    uint32_t a[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) LoadAFrag<D>(a_tile, row0 + 16 * mt, kk, a[mt]);
+#pragma unroll
+    for (int np = 0; np < 4; ++np) {
+      uint32_t b0, b1, b2, b3;
+      LdMatrixX4(b_tile + SwizzledOffset<2 * D>(np * 16 + (l & 7) + (l >> 4) * 8,
+                                                kk * 2 + ((l >> 3) & 1)),
+                 b0, b1, b2, b3);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        MmaBf16(s[mt][2 * np], a[mt], b0, b1);
+        MmaBf16(s[mt][2 * np + 1], a[mt], b2, b3);
+      }
+    }
+  }
+}
+
+template <int D, int MT>
+__device__ __forceinline__ void WarpPVMulti(const uint32_t (&p)[MT][4][4], uint32_t v_tile,
+                                            float (&o)[MT][D / 8][4]) {
+  const int l = threadIdx.x & 31;
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+    for (int dp = 0; dp < D / 16; ++dp) {
+      uint32_t b0, b1, b2, b3;
+      LdMatrixX4Trans(v_tile + SwizzledOffset<2 * D>(kk * 16 + (l & 7) + ((l >> 3) & 1) * 8,
+                                                     dp * 2 + (l >> 4)),
+                      b0, b1, b2, b3);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        MmaBf16(o[mt][2 * dp], p[mt][kk], b0, b1);
+        MmaBf16(o[mt][2 * dp + 1], p[mt][kk], b2, b3);
+      }
+    }
+  }
+}
+
 }  // namespace sparsevid::kernels::cuda::detail
