@@ -207,6 +207,8 @@ int main(int argc, char** argv) {
                }, shape_iters));
         if (low_bit) report("quantize", MedianMs([&] { stage(sv::Sla2Stage::kQuantize, p); }, shape_iters));
         report("linear", MedianMs([&] { stage(sv::Sla2Stage::kLinear, p); }, shape_iters));
+        // The sparse kernel with the blend (reads the linear branch's value).
+        report("sparse+bl", MedianMs([&] { stage(sv::Sla2Stage::kSparse, p); }, shape_iters));
         report("module", MedianMs([&] { CheckStatus(sv::Sla2Forward(p, ws)); }, shape_iters));
         // Where the module's time goes: events between its stages, in
         // Sla2Forward's order.

@@ -4,6 +4,7 @@
 // (4 warps x 32 rows);
 // blockIdx.x runs over query blocks first so resident CTAs share one head's
 // K/V in L2.
+#include "kernels/cuda/sla2_epilogue.cuh"
 #include "kernels/cuda/sla2_internal.cuh"
 #include "kernels/cuda/sla2_warp_tiles.cuh"
 
@@ -133,28 +134,24 @@ __global__ void __launch_bounds__(kThreads, 2) SparseBf16Kernel(SparseArgs args)
 
   const float alpha =
       args.alpha ? args.alpha[static_cast<int64_t>(h) * d.q_blocks + i] : 1.f;
+  __syncthreads();  // shared tiles are free: stage alpha * O_s there
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const float lsum = detail::QuadSum(l[mt][half]);
       const float f = lsum > 0.f ? alpha / lsum : 0.f;  // no kept block: O_s = 0
-      const int64_t row = row0 + wrow + mt * 16 + g + half * 8;
-      if (row >= d.seq_len) continue;
-      __nv_bfloat16* dst = args.out + d.TokenOffset(b, row, h);
+      const int r = wrow + mt * 16 + g + half * 8;
 #pragma unroll
-      for (int nt = 0; nt < D / 8; ++nt) {
-        __nv_bfloat162* p2 = reinterpret_cast<__nv_bfloat162*>(dst + nt * 8 + 2 * t);
-        float x = o[mt][nt][2 * half] * f, y = o[mt][nt][2 * half + 1] * f;
-        if (args.alpha != nullptr) {  // out holds (1 - alpha) O_l from kLinear
-          const float2 lin = __bfloat1622float2(*p2);
-          x += lin.x;
-          y += lin.y;
-        }
-        *p2 = __floats2bfloat162_rn(x, y);
-      }
+      for (int nt = 0; nt < D / 8; ++nt)
+        detail::StageOut<D>(smem, r, nt * 8 + 2 * t, o[mt][nt][2 * half] * f,
+                            o[mt][nt][2 * half + 1] * f);
     }
   }
+  __syncthreads();
+  // out holds (1 - alpha) O_l from kLinear when alpha is given.
+  detail::StoreOutRows<D, kThreads>(smem, args.out + d.TokenOffset(b, row0, h), d.stride_l,
+                                    q_valid, args.alpha != nullptr);
 }
 
 template <int D>

@@ -3,6 +3,7 @@
 // scales, the running sum l over the unquantised P (conventions.md
 // "Low-bit"). Each key block's P^V^ goes into a fresh fp32 accumulator that
 // is added to O on the CUDA cores (two-level accumulation).
+#include "kernels/cuda/sla2_epilogue.cuh"
 #include "kernels/cuda/sla2_internal.cuh"
 
 namespace sparsevid::kernels::cuda {
@@ -214,29 +215,26 @@ __global__ void __launch_bounds__(kThreads, 2) SparseLowBitKernel(LowBitArgs arg
   const float alpha =
       args.alpha ? args.alpha[static_cast<int64_t>(h) * d.q_blocks + i] : 1.f;
   const float* sv = args.vscale + bh * D;
+  __syncthreads();  // shared tiles are free: stage alpha * O_s there
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const float lsum = detail::QuadSum(l[mt][half]);
       const float f = lsum > 0.f ? alpha / (kFp8Max * lsum) : 0.f;
-      const int64_t row = row0 + wrow + mt * 16 + g + half * 8;
-      if (row >= d.seq_len) continue;
-      __nv_bfloat16* dst = args.out + d.TokenOffset(b, row, h);
+      const int r = wrow + mt * 16 + g + half * 8;
 #pragma unroll
       for (int nt = 0; nt < D / 8; ++nt) {
         const int c = nt * 8 + 2 * t;
-        __nv_bfloat162* p2 = reinterpret_cast<__nv_bfloat162*>(dst + c);
-        float x = o[mt][nt][2 * half] * sv[c] * f, y = o[mt][nt][2 * half + 1] * sv[c + 1] * f;
-        if (args.alpha != nullptr) {
-          const float2 lin = __bfloat1622float2(*p2);
-          x += lin.x;
-          y += lin.y;
-        }
-        *p2 = __floats2bfloat162_rn(x, y);
+        detail::StageOut<D>(smem, r, c, o[mt][nt][2 * half] * sv[c] * f,
+                            o[mt][nt][2 * half + 1] * sv[c + 1] * f);
       }
     }
   }
+  __syncthreads();
+  const int valid = static_cast<int>(MinI64(kBlockQ, d.seq_len - row0));
+  detail::StoreOutRows<D, kThreads>(smem, args.out + d.TokenOffset(b, row0, h), d.stride_l,
+                                    valid, args.alpha != nullptr);
 }
 
 template <int D>
