@@ -188,6 +188,24 @@ def timed_loop(budget, max_steps):
 
 
 # ---------------------------------------------------------------- stage 0: VAE
+def object_weight(video, weight):
+    """1 on the background, 1 + weight on object pixels: the objects are a few
+    percent of the pixels, and an unweighted loss learns them as gray blobs."""
+    bg = video[:, :, :, :1, :1]
+    return 1 + weight * ((video - bg).abs().sum(1, keepdim=True) > 0.1).float()
+
+
+def folded_stats(cfg, trained_stats_meta):
+    """Statistics that make decode() reproduce what a decoder trained under another
+    run's statistics expects: std = s2*std1, mean = m2*std1 + mean1 (see stage_export)."""
+    m2, s2 = torch.tensor(cfg["vae"]["latents_mean"]), torch.tensor(cfg["vae"]["latents_std"])
+    if not trained_stats_meta:
+        return m2, s2
+    with open(trained_stats_meta) as f:
+        v1 = json.load(f)["config"]["vae"]
+    m1, s1 = torch.tensor(v1["latents_mean"]), torch.tensor(v1["latents_std"])
+    return m2 * s1 + m1, s2 * s1
+
 def stage_vae(run):
     a, dev, cfg = run.args, run.dev, run.cfg
     torch.manual_seed(0)
@@ -215,7 +233,8 @@ def stage_vae(run):
             rec = vae.decode(z.float(), chunk_sizes=[1, z.shape[2] - 1], clamp=False)
         rec = rec.float()
         kl = 0.5 * (mu.float() ** 2 + logvar.float().exp() - 1 - logvar.float()).mean()
-        loss = (rec - video).abs().mean() + F.mse_loss(rec, video) + a.kl_weight * kl
+        w = object_weight(video, a.object_weight)
+        loss = (w * (rec - video).abs()).mean() + (w * (rec - video) ** 2).mean() + a.kl_weight * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -483,12 +502,9 @@ def stage_export(run):
         # Run c2 warm-started the VAE while the config still held run c1's latent
         # statistics, so its decoder was trained on z*std1 + mean1 of raw latents.
         # Folding keeps decode(z) exactly as trained: std = s2*std1, mean = m2*std1 + mean1.
-        with open(run.args.vae_trained_stats) as f:
-            v1 = json.load(f)["config"]["vae"]
-        m1, s1 = torch.tensor(v1["latents_mean"]), torch.tensor(v1["latents_std"])
-        m2, s2 = torch.tensor(cfg["vae"]["latents_mean"]), torch.tensor(cfg["vae"]["latents_std"])
-        cfg["vae"]["latents_mean"] = [float(x) for x in m2 * s1 + m1]
-        cfg["vae"]["latents_std"] = [float(x) for x in s2 * s1]
+        mean, std = folded_stats(cfg, run.args.vae_trained_stats)
+        cfg["vae"]["latents_mean"] = [float(x) for x in mean]
+        cfg["vae"]["latents_std"] = [float(x) for x in std]
     if src == "dit":
         cfg["attention"]["mode"] = "dense"
     cfgmod.save(cfg, os.path.join(out, "model.yaml"))
@@ -518,6 +534,7 @@ def main(argv=None):
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--vae-lr", type=float, default=1e-3)
     p.add_argument("--kl-weight", type=float, default=1e-4)
+    p.add_argument("--object-weight", type=float, default=8.0)
     p.add_argument("--num-clips", type=int, default=4096)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--dit-lr", type=float, default=4e-4)
