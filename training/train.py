@@ -262,9 +262,27 @@ def stage_vae(run):
         z = vae.normalize(vae.encode_raw(video, chunk_sizes=[1, frames - 1])[0].float())
         rec = vae.decode(z.float(), chunk_sizes=[1, z.shape[2] - 1]).float()
     psnr = 10 * math.log10(4.0 / F.mse_loss(rec, video).item())
+    colour_ok = vae_colour_check(run, vae)
     run.meta["log"]["vae"] = {"steps": len(losses), "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
-                              "recon_psnr_db_full_res": psnr}
-    print(f"[vae] done: {len(losses)} steps, reconstruction PSNR {psnr:.2f} dB at {w}x{h}x{frames}", flush=True)
+                              "recon_psnr_db_full_res": psnr, "heldout_colour_roundtrip": colour_ok}
+    print(f"[vae] done: {len(losses)} steps, reconstruction PSNR {psnr:.2f} dB at {w}x{h}x{frames}, "
+          f"held-out colours kept by a round trip: {colour_ok:.2f}", flush=True)
+    if colour_ok < a.min_colour_roundtrip:
+        raise SystemExit(f"VAE loses object colours ({colour_ok:.2f} < --min-colour-roundtrip "
+                         f"{a.min_colour_roundtrip}); train it longer before the DiT stage")
+
+
+def vae_colour_check(run, vae):
+    """Fraction of held-out clips whose object colour survives encode + decode."""
+    import evaluate
+    items = evaluate.heldout_items(len(data.HELD_OUT))
+    video = data.render(items, 17, 96, 96, device=run.dev)
+    with torch.no_grad(), autocast(run.dev):
+        z = vae.normalize(vae.encode_raw(video, chunk_sizes=[1, 16])[0].float())
+        rec = vae.decode(z.float(), chunk_sizes=[1, z.shape[2] - 1]).float()
+    frames = evaluate.to_uint8(rec)
+    return sum(evaluate.analyze(f)["colour"] == it["objects"][0]["colour"]
+               for f, it in zip(frames, items)) / len(items)
 
 
 # ---------------------------------------------------------------- latents
@@ -535,6 +553,8 @@ def main(argv=None):
     p.add_argument("--vae-lr", type=float, default=1e-3)
     p.add_argument("--kl-weight", type=float, default=1e-4)
     p.add_argument("--object-weight", type=float, default=8.0)
+    p.add_argument("--min-colour-roundtrip", type=float, default=0.0,
+                   help="stop after the VAE stage if fewer held-out colours survive a round trip")
     p.add_argument("--num-clips", type=int, default=4096)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--dit-lr", type=float, default=4e-4)
