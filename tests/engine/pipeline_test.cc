@@ -95,6 +95,7 @@ TEST_F(PipelineTest, GenerateStreamsFramesAndProgress) {
   GenerateParams p = Good();
   p.steps = 2;
   int denoise_events = 0, text_events = 0, vae_events = 0, frames = 0, next_frame = 0;
+  double vae_step_sum = 0;
   auto st = pipeline_->Generate(
       p,
       [&](const ProgressEvent& e) {
@@ -111,6 +112,8 @@ TEST_F(PipelineTest, GenerateStreamsFramesAndProgress) {
           ++text_events;
         } else {
           ++vae_events;
+          EXPECT_EQ(e.step, vae_events);
+          vae_step_sum += e.step_seconds;  // per chunk, not cumulative
         }
       },
       [&](const FrameBatch& b) {
@@ -127,6 +130,7 @@ TEST_F(PipelineTest, GenerateStreamsFramesAndProgress) {
   EXPECT_EQ(text_events, 1);
   EXPECT_EQ(denoise_events, 2);
   EXPECT_EQ(vae_events, 3);  // one per latent frame
+  EXPECT_LE(vae_step_sum, st->vae_decode_seconds * 1.0001);
   EXPECT_EQ(frames, 9);
   EXPECT_EQ(st->frames, 9);
   EXPECT_EQ(st->video_tokens, 3 * 4 * 4);

@@ -317,6 +317,7 @@ absl::StatusOr<GenerateStats> PipelineImpl::Run(const ResolvedParams& p, const T
   std::vector<float> video_all;  // [3][F][H][W], only when requested
   int64_t video_h = 0, video_w = 0;
   std::vector<std::vector<float>> planes(3);
+  auto chunk_t0 = t0;  // per-chunk time for progress events
   SV_RETURN_IF_ERROR(vae_->Decode(latent, [&](const Tensor& video, int first) -> absl::Status {
     if (video_out) {
       const std::vector<float> v = video.ToVector();
@@ -336,9 +337,10 @@ absl::StatusOr<GenerateStats> PipelineImpl::Run(const ResolvedParams& p, const T
       e.stage = Stage::kVaeDecode;
       e.step = chunk;
       e.total = chunks;
-      e.step_seconds = Since(t0);
+      e.step_seconds = Since(chunk_t0);
       progress(e);
     }
+    chunk_t0 = Clock::now();
     return cancel.Check();
   }));
   stats.vae_decode_seconds = Since(t0);
