@@ -32,6 +32,19 @@ void Map(const CpuContext& ctx, const Tensor& x, Tensor& y, const char* op, F f)
   for (int64_t i = 0; i < n; ++i) out[i] = f(in[i]);
 }
 
+// y = f(a, b) elementwise over same-sized tensors.
+template <typename F>
+void Zip(const CpuContext& ctx, const Tensor& a, const Tensor& b, Tensor& y, const char* op, F f) {
+  CheckSame(a, b, op);
+  CheckSame(a, y, op);
+  const int64_t n = a.numel();
+  const float *pa = a.f32(), *pb = b.f32();
+  float* out = y.f32();
+  const int threads = ThreadsFor(ctx, n);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) out[i] = f(pa[i], pb[i]);
+}
+
 // Checks a per-channel vector against the last dim of x.
 const float* RowParam(const Tensor& p, int64_t d, const char* what) {
   CheckF32(p, what);
@@ -63,25 +76,11 @@ void Clamp(const CpuContext& ctx, const Tensor& x, float lo, float hi, Tensor& y
 }
 
 void Add(const CpuContext& ctx, const Tensor& a, const Tensor& b, Tensor& y) {
-  CheckSame(a, b, "Add");
-  CheckSame(a, y, "Add");
-  const int64_t n = a.numel();
-  const float *pa = a.f32(), *pb = b.f32();
-  float* out = y.f32();
-  const int threads = ThreadsFor(ctx, n);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t i = 0; i < n; ++i) out[i] = pa[i] + pb[i];
+  Zip(ctx, a, b, y, "Add", [](float u, float v) { return u + v; });
 }
 
 void Mul(const CpuContext& ctx, const Tensor& a, const Tensor& b, Tensor& y) {
-  CheckSame(a, b, "Mul");
-  CheckSame(a, y, "Mul");
-  const int64_t n = a.numel();
-  const float *pa = a.f32(), *pb = b.f32();
-  float* out = y.f32();
-  const int threads = ThreadsFor(ctx, n);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t i = 0; i < n; ++i) out[i] = pa[i] * pb[i];
+  Zip(ctx, a, b, y, "Mul", [](float u, float v) { return u * v; });
 }
 
 void Modulate(const CpuContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale,
