@@ -29,21 +29,25 @@ void CheckSameF32(const Tensor& x, const Tensor& y, const char* op) {
            ShapeString(y.shape()).c_str());
 }
 
+// Calls f(x_row, y_row) for every row of the last dim d, rows in parallel.
+template <typename F>
+void ForEachRow(const CpuContext& ctx, const Tensor& x, Tensor& y, int64_t d, F f) {
+  const int64_t rows = d ? x.numel() / d : 0;
+  const float* in = x.f32();
+  float* out = y.f32();
+  const int threads = ThreadsFor(ctx, x.numel());
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) f(in + r * d, out + r * d);
+}
+
 }  // namespace
 
 void LayerNorm(const CpuContext& ctx, const Tensor& x, const Tensor* gamma, const Tensor* beta,
                float eps, Tensor& y) {
   CheckSameF32(x, y, "LayerNorm");
   const int64_t d = x.dim(-1);
-  const int64_t rows = d ? x.numel() / d : 0;
   ParamF32 g(ctx, gamma, d, "LayerNorm gamma"), b(ctx, beta, d, "LayerNorm beta");
-  const float* in = x.f32();
-  float* out = y.f32();
-  const int threads = ThreadsFor(ctx, x.numel());
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = in + r * d;
-    float* yr = out + r * d;
+  ForEachRow(ctx, x, y, d, [&](const float* xr, float* yr) {
     // Two passes (mean, then centred variance) avoid E[x^2]-E[x]^2 cancellation.
     double sum = 0;
     for (int64_t i = 0; i < d; ++i) sum += xr[i];
@@ -60,26 +64,19 @@ void LayerNorm(const CpuContext& ctx, const Tensor& x, const Tensor* gamma, cons
       if (b.ptr) v += b.ptr[i];
       yr[i] = v;
     }
-  }
+  });
 }
 
 void RmsNorm(const CpuContext& ctx, const Tensor& x, const Tensor* gamma, float eps, Tensor& y) {
   CheckSameF32(x, y, "RmsNorm");
   const int64_t d = x.dim(-1);
-  const int64_t rows = d ? x.numel() / d : 0;
   ParamF32 g(ctx, gamma, d, "RmsNorm gamma");
-  const float* in = x.f32();
-  float* out = y.f32();
-  const int threads = ThreadsFor(ctx, x.numel());
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = in + r * d;
-    float* yr = out + r * d;
+  ForEachRow(ctx, x, y, d, [&](const float* xr, float* yr) {
     double sq = 0;
     for (int64_t i = 0; i < d; ++i) sq += static_cast<double>(xr[i]) * xr[i];
     const float inv = 1.f / std::sqrt(static_cast<float>(sq / d) + eps);
     for (int64_t i = 0; i < d; ++i) yr[i] = g.ptr ? xr[i] * inv * g.ptr[i] : xr[i] * inv;
-  }
+  });
 }
 
 void ChannelRmsNorm(const CpuContext& ctx, const Tensor& x, const Tensor& gamma, Tensor& y) {
