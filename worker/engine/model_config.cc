@@ -91,6 +91,20 @@ absl::Status Check(bool ok, const std::string& source, const std::string& key,
   return absl::InvalidArgumentError(absl::StrCat(source, ": ", key, " ", what));
 }
 
+// Copies a list read for `key` into a 3-entry array, or fails naming the axes.
+void SetTriple(Section& s, const std::string& key, const std::vector<int64_t>& list,
+               const char* axes, std::array<int64_t, 3>& out) {
+  if (list.size() != 3) s.Fail(key, absl::StrCat("must have 3 entries (", axes, ")"));
+  else for (int i = 0; i < 3; ++i) out[i] = list[i];
+}
+
+// `a_key` (value a) must equal `b_key` (value b).
+absl::Status CheckEqual(int64_t a, int64_t b, const std::string& source, const std::string& a_key,
+                        const std::string& b_key) {
+  return Check(a == b, source, a_key,
+               absl::StrCat("(", a, ") must equal ", b_key, " (", b, ")"));
+}
+
 absl::Status ParseDit(Section& s, DitConfig& c) {
   std::vector<int64_t> patch;
   s.Get("dim", &c.dim);
@@ -106,8 +120,7 @@ absl::Status ParseDit(Section& s, DitConfig& c) {
   s.Get("eps", &c.eps);
   s.CheckUnknown();
   SV_RETURN_IF_ERROR(s.status());
-  if (patch.size() != 3) s.Fail("patch_size", "must have 3 entries (t, h, w)");
-  else for (int i = 0; i < 3; ++i) c.patch_size[i] = patch[i];
+  SetTriple(s, "patch_size", patch, "t, h, w", c.patch_size);
   return s.status();
 }
 
@@ -120,8 +133,7 @@ absl::Status ParseAttention(Section& s, AttentionConfig& c) {
   s.Get("trained_grid", &grid);
   s.CheckUnknown();
   SV_RETURN_IF_ERROR(s.status());
-  if (grid.size() != 3) s.Fail("trained_grid", "must have 3 entries (f, h, w)");
-  else for (int i = 0; i < 3; ++i) c.trained_grid[i] = grid[i];
+  SetTriple(s, "trained_grid", grid, "f, h, w", c.trained_grid);
   return s.status();
 }
 
@@ -250,12 +262,11 @@ absl::Status CheckVae(const VaeConfig& c, const std::string& src) {
                            "vae.temporal_downsample",
                            absl::StrCat("must have len(vae.dim_mult) - 1 = ",
                                         c.dim_mult.size() - 1, " entries")));
-  SV_RETURN_IF_ERROR(Check(static_cast<int64_t>(c.latents_mean.size()) == c.z_dim, src,
-                           "vae.latents_mean", absl::StrCat("must have vae.z_dim = ", c.z_dim,
-                                                            " entries")));
-  SV_RETURN_IF_ERROR(Check(static_cast<int64_t>(c.latents_std.size()) == c.z_dim, src,
-                           "vae.latents_std", absl::StrCat("must have vae.z_dim = ", c.z_dim,
-                                                           " entries")));
+  for (const auto& [key, values] : std::vector<std::pair<std::string, const std::vector<float>*>>{
+           {"vae.latents_mean", &c.latents_mean}, {"vae.latents_std", &c.latents_std}}) {
+    SV_RETURN_IF_ERROR(Check(static_cast<int64_t>(values->size()) == c.z_dim, src, key,
+                             absl::StrCat("must have vae.z_dim = ", c.z_dim, " entries")));
+  }
   for (float s : c.latents_std) {
     SV_RETURN_IF_ERROR(Check(s > 0, src, "vae.latents_std", "entries must be positive"));
   }
@@ -356,17 +367,14 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text, const std:
   if (vae) SV_RETURN_IF_ERROR(CheckVae(cfg.vae, source));
   if (present.count("sampling")) SV_RETURN_IF_ERROR(CheckSampling(cfg.sampling, source));
   if (dit && vae) {
-    SV_RETURN_IF_ERROR(Check(cfg.dit.in_dim == cfg.vae.z_dim, source, "dit.in_dim",
-                             absl::StrCat("(", cfg.dit.in_dim, ") must equal vae.z_dim (",
-                                          cfg.vae.z_dim, ")")));
-    SV_RETURN_IF_ERROR(Check(cfg.dit.out_dim == cfg.vae.z_dim, source, "dit.out_dim",
-                             absl::StrCat("(", cfg.dit.out_dim, ") must equal vae.z_dim (",
-                                          cfg.vae.z_dim, ")")));
+    SV_RETURN_IF_ERROR(
+        CheckEqual(cfg.dit.in_dim, cfg.vae.z_dim, source, "dit.in_dim", "vae.z_dim"));
+    SV_RETURN_IF_ERROR(
+        CheckEqual(cfg.dit.out_dim, cfg.vae.z_dim, source, "dit.out_dim", "vae.z_dim"));
   }
   if (dit && t5) {
-    SV_RETURN_IF_ERROR(Check(cfg.dit.text_dim == cfg.t5.d_model, source, "dit.text_dim",
-                             absl::StrCat("(", cfg.dit.text_dim, ") must equal t5.d_model (",
-                                          cfg.t5.d_model, ")")));
+    SV_RETURN_IF_ERROR(
+        CheckEqual(cfg.dit.text_dim, cfg.t5.d_model, source, "dit.text_dim", "t5.d_model"));
   }
   if (dit && present.count("attention") && cfg.attention.mode != "dense") {
     SV_RETURN_IF_ERROR(Check(cfg.attention.block_q > 0, source, "attention.block_q",
