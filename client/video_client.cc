@@ -83,17 +83,17 @@ absl::Status VideoClient::EnsureConnected() const {
     if (absl::Status st = EnsureConnected(); !st.ok()) return st; \
   } while (0)
 
-absl::Status VideoClient::Generate(const v1::GenerateRequest& request,
-                                   const EventCallback& on_event,
-                                   std::chrono::milliseconds timeout, CallHandle* handle) {
+template <typename Message, typename Start, typename OnMessage>
+absl::Status VideoClient::ReadStream(const Start& start, const OnMessage& on_message,
+                                     std::chrono::milliseconds timeout, CallHandle* handle) {
   SPARSEVID_REQUIRE_CONNECTED();
   grpc::ClientContext context;
   Prepare(context, timeout);
   if (handle != nullptr) handle->Attach(&context);
-  auto reader = stub_->Generate(&context, request);
-  v1::JobEvent event;
-  while (reader->Read(&event)) {
-    if (!on_event(event)) {
+  auto reader = start(&context);
+  Message message;
+  while (reader->Read(&message)) {
+    if (!on_message(message)) {
       context.TryCancel();
       break;
     }
@@ -103,89 +103,69 @@ absl::Status VideoClient::Generate(const v1::GenerateRequest& request,
   return Convert(st);
 }
 
-absl::StatusOr<v1::Job> VideoClient::Submit(const v1::GenerateRequest& request) {
+template <typename Response, typename Call>
+absl::StatusOr<Response> VideoClient::CallUnary(const Call& call) {
   SPARSEVID_REQUIRE_CONNECTED();
   grpc::ClientContext context;
   Prepare(context, options_.rpc_timeout);
-  v1::Job job;
-  grpc::Status st = stub_->Submit(&context, request, &job);
+  Response response;
+  grpc::Status st = call(&context, &response);
   if (!st.ok()) return Convert(st);
-  return job;
+  return response;
+}
+
+absl::Status VideoClient::Generate(const v1::GenerateRequest& request,
+                                   const EventCallback& on_event,
+                                   std::chrono::milliseconds timeout, CallHandle* handle) {
+  return ReadStream<v1::JobEvent>(
+      [&](grpc::ClientContext* context) { return stub_->Generate(context, request); }, on_event,
+      timeout, handle);
+}
+
+absl::StatusOr<v1::Job> VideoClient::Submit(const v1::GenerateRequest& request) {
+  return CallUnary<v1::Job>([&](grpc::ClientContext* context, v1::Job* job) {
+    return stub_->Submit(context, request, job);
+  });
 }
 
 absl::Status VideoClient::Watch(const v1::WatchRequest& request, const EventCallback& on_event,
                                 std::chrono::milliseconds timeout, CallHandle* handle) {
-  SPARSEVID_REQUIRE_CONNECTED();
-  grpc::ClientContext context;
-  Prepare(context, timeout);
-  if (handle != nullptr) handle->Attach(&context);
-  auto reader = stub_->Watch(&context, request);
-  v1::JobEvent event;
-  while (reader->Read(&event)) {
-    if (!on_event(event)) {
-      context.TryCancel();
-      break;
-    }
-  }
-  grpc::Status st = reader->Finish();
-  if (handle != nullptr) handle->Detach();
-  return Convert(st);
+  return ReadStream<v1::JobEvent>(
+      [&](grpc::ClientContext* context) { return stub_->Watch(context, request); }, on_event,
+      timeout, handle);
 }
 
 absl::StatusOr<v1::Job> VideoClient::GetJob(const std::string& job_id) {
-  SPARSEVID_REQUIRE_CONNECTED();
-  grpc::ClientContext context;
-  Prepare(context, options_.rpc_timeout);
   v1::GetJobRequest req;
   req.set_job_id(job_id);
-  v1::Job job;
-  grpc::Status st = stub_->GetJob(&context, req, &job);
-  if (!st.ok()) return Convert(st);
-  return job;
+  return CallUnary<v1::Job>([&](grpc::ClientContext* context, v1::Job* job) {
+    return stub_->GetJob(context, req, job);
+  });
 }
 
 absl::StatusOr<v1::Job> VideoClient::CancelJob(const std::string& job_id,
                                                const std::string& reason) {
-  SPARSEVID_REQUIRE_CONNECTED();
-  grpc::ClientContext context;
-  Prepare(context, options_.rpc_timeout);
   v1::CancelJobRequest req;
   req.set_job_id(job_id);
   req.set_reason(reason);
-  v1::Job job;
-  grpc::Status st = stub_->CancelJob(&context, req, &job);
-  if (!st.ok()) return Convert(st);
-  return job;
+  return CallUnary<v1::Job>([&](grpc::ClientContext* context, v1::Job* job) {
+    return stub_->CancelJob(context, req, job);
+  });
 }
 
 absl::StatusOr<v1::ListJobsResponse> VideoClient::ListJobs(const v1::ListJobsRequest& request) {
-  SPARSEVID_REQUIRE_CONNECTED();
-  grpc::ClientContext context;
-  Prepare(context, options_.rpc_timeout);
-  v1::ListJobsResponse resp;
-  grpc::Status st = stub_->ListJobs(&context, request, &resp);
-  if (!st.ok()) return Convert(st);
-  return resp;
+  return CallUnary<v1::ListJobsResponse>(
+      [&](grpc::ClientContext* context, v1::ListJobsResponse* resp) {
+        return stub_->ListJobs(context, request, resp);
+      });
 }
 
 absl::Status VideoClient::FetchResult(const v1::FetchResultRequest& request,
                                       const ChunkCallback& on_chunk,
                                       std::chrono::milliseconds timeout, CallHandle* handle) {
-  SPARSEVID_REQUIRE_CONNECTED();
-  grpc::ClientContext context;
-  Prepare(context, timeout);
-  if (handle != nullptr) handle->Attach(&context);
-  auto reader = stub_->FetchResult(&context, request);
-  v1::Chunk chunk;
-  while (reader->Read(&chunk)) {
-    if (!on_chunk(chunk)) {
-      context.TryCancel();
-      break;
-    }
-  }
-  grpc::Status st = reader->Finish();
-  if (handle != nullptr) handle->Detach();
-  return Convert(st);
+  return ReadStream<v1::Chunk>(
+      [&](grpc::ClientContext* context) { return stub_->FetchResult(context, request); },
+      on_chunk, timeout, handle);
 }
 
 }  // namespace sparsevid::client

@@ -70,6 +70,15 @@ class VideoClient {
   void Prepare(grpc::ClientContext& context, std::chrono::milliseconds timeout) const;
   absl::Status Convert(const grpc::Status& status) const;
   absl::Status EnsureConnected() const;
+  // The shared body of the server-streaming calls: `start` opens the stream
+  // on the prepared context; each message goes to `on_message`.
+  template <typename Message, typename Start, typename OnMessage>
+  absl::Status ReadStream(const Start& start, const OnMessage& on_message,
+                          std::chrono::milliseconds timeout, CallHandle* handle);
+  // The shared body of the unary calls, under options_.rpc_timeout: `call`
+  // fills the response on the prepared context.
+  template <typename Response, typename Call>
+  absl::StatusOr<Response> CallUnary(const Call& call);
 
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
