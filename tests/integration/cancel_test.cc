@@ -5,21 +5,16 @@
 
 #include "gtest/gtest.h"
 #include "tests/integration/job_events.h"
+#include "tests/integration/running_service_test.h"
 #include "tests/integration/service_harness.h"
 
 namespace sparsevid::integration {
 namespace {
 
-class CancelTest : public testing::Test {
+class CancelTest : public RunningServiceTest {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(h_.StartFront().ok()) << h_.front().Stderr();
-    auto w = h_.StartWorker();
-    ASSERT_TRUE(w.ok()) << w.status();
-  }
   // A job long enough to be cancelled mid-denoise.
   static v1::GenerateRequest LongRequest() { return ServiceHarness::SlowRequest(200); }
-  ServiceHarness h_;
 };
 
 TEST_F(CancelTest, CancelRunningJobStopsAtNextStepAndFreesTheWorker) {

@@ -8,20 +8,13 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/integration/job_events.h"
+#include "tests/integration/running_service_test.h"
 #include "tests/integration/service_harness.h"
 
 namespace sparsevid::integration {
 namespace {
 
-class GenerateTest : public testing::Test {
- protected:
-  void SetUp() override {
-    ASSERT_TRUE(h_.StartFront().ok()) << h_.front().Stderr();
-    auto w = h_.StartWorker();
-    ASSERT_TRUE(w.ok()) << w.status();
-  }
-  ServiceHarness h_;
-};
+class GenerateTest : public RunningServiceTest {};
 
 TEST_F(GenerateTest, GenerateStreamsEventsAndAPlayableVideoAsRequested) {
   client::VideoClient c = h_.Client();

@@ -9,6 +9,7 @@
 #include "common/status.h"
 #include "gtest/gtest.h"
 #include "tests/integration/job_events.h"
+#include "tests/integration/running_service_test.h"
 #include "tests/integration/service_harness.h"
 
 namespace sparsevid::integration {
@@ -58,15 +59,7 @@ const std::vector<BadCase>& BadCases() {
   return cases;
 }
 
-class ValidationTest : public testing::Test {
- protected:
-  void SetUp() override {
-    ASSERT_TRUE(h_.StartFront().ok()) << h_.front().Stderr();
-    auto w = h_.StartWorker();
-    ASSERT_TRUE(w.ok()) << w.status();
-  }
-  ServiceHarness h_;
-};
+class ValidationTest : public RunningServiceTest {};
 
 TEST_F(ValidationTest, EveryBadInputIsInvalidArgumentNamingTheFieldAndNothingIsQueued) {
   client::VideoClient c = h_.Client();
