@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/health_check.h"
 #include "gtest/gtest.h"
+#include "tests/support/command_output.h"
 
 namespace sparsevid::integration {
 
@@ -111,14 +112,9 @@ v1::GenerateRequest ServiceHarness::SlowRequest(int steps) {
 }
 
 namespace {
+// The command's stdout without trailing line ends.
 std::string Capture(const std::string& cmd) {
-  std::string out;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
-  pclose(pipe);
+  std::string out = testing_support::CommandOutput(cmd);
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
   return out;
 }

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "tests/support/command_output.h"
 
 extern "C" {
 #include <libavutil/log.h>
@@ -19,16 +20,7 @@ extern "C" {
 namespace sparsevid::video {
 namespace {
 
-std::string RunCommand(const std::string& cmd) {
-  std::string out;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
-  pclose(pipe);
-  return out;
-}
+using testing_support::CommandOutput;
 
 std::vector<uint8_t> MovingSquare(int w, int h, int t) {
   std::vector<uint8_t> rgb(static_cast<size_t>(w) * h * 3, 32);
@@ -78,14 +70,14 @@ Collected Encode(Fmp4EncoderOptions opt, int frames) {
   EXPECT_EQ((*enc)->frames(), frames);
   EXPECT_EQ((*enc)->bytes_written(), static_cast<int64_t>(c.bytes.size()));
   std::string path = WriteTemp(c.bytes, "sha.mp4");
-  std::string sum = RunCommand(absl::StrCat("sha256sum ", path));
+  std::string sum = CommandOutput(absl::StrCat("sha256sum ", path));
   EXPECT_EQ(sum.substr(0, 64), (*enc)->sha256_hex());
   return c;
 }
 
 // "width,height,r_frame_rate,nb_read_frames" from ffprobe.
 std::string Probe(const std::string& path) {
-  std::string out = RunCommand(absl::StrCat(
+  std::string out = CommandOutput(absl::StrCat(
       "ffprobe -v error -count_frames -select_streams v:0 -show_entries "
       "stream=codec_name,pix_fmt,width,height,r_frame_rate,nb_read_frames -of csv=p=0 ",
       path, " 2>&1"));
@@ -107,7 +99,7 @@ TEST(Fmp4EncoderTest, ProducesPlayableFragmentedMp4) {
   std::string path = WriteTemp(c.bytes, "basic.mp4");
   EXPECT_EQ(Probe(path), "h264,64,48,yuv420p,12/1,37");
   // Decoding the whole file must produce no errors.
-  EXPECT_EQ(RunCommand(absl::StrCat("ffmpeg -v error -i ", path, " -f null - 2>&1")), "");
+  EXPECT_EQ(CommandOutput(absl::StrCat("ffmpeg -v error -i ", path, " -f null - 2>&1")), "");
 }
 
 TEST(Fmp4EncoderTest, StreamsChunksBeforeFinishAndRespectsChunkLimit) {
