@@ -173,7 +173,8 @@ void JobRunner::CancelAll(const std::string& reason) {
 
 bool JobRunner::WaitIdle(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
-  return cv_.wait_for(lock, timeout, [this] { return !running_ && waiting_.empty(); });
+  return cv_.wait_for(lock, timeout,
+                      [this] { return !running_ && waiting_.empty() && !reporting_free_; });
 }
 
 void JobRunner::Loop() {
@@ -192,6 +193,7 @@ void JobRunner::Loop() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       running_.reset();
+      reporting_free_ = true;
       free = options_.capacity - static_cast<int>(waiting_.size());
       metrics_->SetBusySlots(options_.capacity - free, options_.capacity);
     }
@@ -200,6 +202,11 @@ void JobRunner::Loop() {
     // buffers otherwise stay mapped).
     malloc_trim(0);
     on_slot_free_(free);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      reporting_free_ = false;
+    }
+    cv_.notify_all();
   }
 }
 

@@ -84,6 +84,9 @@ class JobRunner {
   std::deque<std::shared_ptr<Job>> waiting_;  // guarded by mu_
   std::shared_ptr<Job> running_;              // guarded by mu_
   bool stopping_ = false;                     // guarded by mu_
+  // True from the end of a job until its freed slot has been reported, so
+  // WaitIdle means "finished and announced". Guarded by mu_.
+  bool reporting_free_ = false;
   double last_decode_seconds_ = 0;            // inference thread only, for ETAs
   std::atomic<double> step_seconds_estimate_{0};
   std::thread thread_;
