@@ -1,6 +1,6 @@
 // GPU test of the SLA2 CUDA operator against the CPU reference of the same
 // masked operator (tests/cuda/sla2_reference.h). Argument validation is
-// checked everywhere; the GPU cases print "SKIPPED: no CUDA device" and pass
+// checked everywhere; the GPU cases print "SKIPPED: no CUDA device" and exit 77 (ctest: skipped)
 // on machines without a GPU (CI), and run through scripts/gpu_test.sh on the
 // GPU machine.
 #include <cuda_runtime.h>
@@ -408,7 +408,8 @@ int main() {
     cudaGetLastError();
     std::printf("SKIPPED: no CUDA device - the SLA2 GPU cases did not run "
                 "(argument validation above did)\n");
-    return g_failures == 0 ? 0 : 1;
+    // 77 = ctest's SKIP_RETURN_CODE, so the skip shows in the ctest summary.
+    return g_failures == 0 ? 77 : 1;
   }
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
