@@ -3,6 +3,8 @@
 // the SHA-256 against sha256sum.
 #include "worker/video/fmp4_encoder.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -44,7 +46,8 @@ struct Collected {
 };
 
 std::string WriteTemp(const std::string& bytes, const std::string& name) {
-  std::string path = absl::StrCat(testing::TempDir(), "/", name);
+  // ctest runs the cases of this binary in parallel processes: keep paths apart.
+  std::string path = absl::StrCat(testing::TempDir(), "/fmp4_", ::getpid(), "_", name);
   std::ofstream(path, std::ios::binary) << bytes;
   return path;
 }
