@@ -171,7 +171,10 @@ def load_model_dir(model_dir, device):
     from sparsevid_ref.wan_vae import WanVAE
     cfg = cfgmod.load(os.path.join(model_dir, "model.yaml"))
     dit = WanModel(cfg["dit"], cfg["attention"])
-    dit.load_state_dict(load_file(os.path.join(model_dir, cfg["weights"]["dit"][0])))
+    state = {}
+    for name in cfg["weights"]["dit"]:  # the DiT may be split over several files
+        state.update(load_file(os.path.join(model_dir, name)))
+    dit.load_state_dict(state)
     t5 = T5Encoder(cfg["t5"])
     t5.load_state_dict(load_file(os.path.join(model_dir, cfg["weights"]["t5"][0])))
     vae = WanVAE(dict(cfg["vae"]))

@@ -89,6 +89,30 @@ def save_sharded(state, prefix, max_bytes=15 * 2 ** 20):
         save_file(sh, f"{prefix}-{i:02d}.safetensors")
 
 
+def save_export_shards(state, out, stem, max_bytes=15 * 2 ** 20):
+    """Writes state as <stem>-0000k-of-0000n.safetensors files (the official
+    multi-file Wan layout), each at most max_bytes, so no file in the
+    repository exceeds 16 MiB; returns the file names for model.yaml."""
+    shards, cur, size = [], {}, 0
+    for k, v in state.items():
+        nb = v.numel() * v.element_size()
+        if cur and size + nb > max_bytes:
+            shards.append(cur)
+            cur, size = {}, 0
+        cur[k] = v
+        size += nb
+    shards.append(cur)
+    if len(shards) == 1:
+        names = [f"{stem}.safetensors"]
+    else:
+        names = [f"{stem}-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    for old in glob.glob(os.path.join(out, stem + "*.safetensors")):
+        os.remove(old)
+    for name, sh in zip(names, shards):
+        save_file(sh, os.path.join(out, name))
+    return names
+
+
 def load_sharded(prefix):
     files = sorted(glob.glob(prefix + "-*.safetensors"))
     if not files:
@@ -506,8 +530,9 @@ def stage_export(run):
     src = run.args.export_from
     dit, t5 = run.dit_t5(src)
     vae = run.vae()
-    save_file({k: v.float().contiguous().cpu() for k, v in dit.state_dict().items()},
-              os.path.join(out, "diffusion_pytorch_model.safetensors"))
+    cfg["weights"]["dit"] = save_export_shards(
+        {k: v.float().contiguous().cpu() for k, v in dit.state_dict().items()}, out,
+        "diffusion_pytorch_model")
     save_file({k: v.float().contiguous().cpu() for k, v in t5.state_dict().items()},
               os.path.join(out, "t5.safetensors"))
     save_file({k: v.float().contiguous().cpu() for k, v in vae.state_dict().items()
