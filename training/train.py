@@ -253,7 +253,10 @@ def stage_vae(run):
         _, video, _ = data.batch(seeds, nf, res, res, device=dev)
         with autocast(dev):
             mu, logvar = vae.encode_raw(video, chunk_sizes=[1, nf - 1])
-            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar.clamp(-20, 5))
+            # Cap the posterior noise: logvar starts near 0 (sigma ~1) and falls slowly, and
+            # sigma ~1 drowns the small early colour differences in mu, so the decoder
+            # learns to ignore them (green and blue decode identically; docs/training.md).
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar.clamp(-20, a.vae_max_logvar))
             rec = vae.decode(z.float(), chunk_sizes=[1, z.shape[2] - 1], clamp=False)
         rec = rec.float()
         kl = 0.5 * (mu.float() ** 2 + logvar.float().exp() - 1 - logvar.float()).mean()
@@ -577,6 +580,8 @@ def main(argv=None):
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--vae-lr", type=float, default=1e-3)
     p.add_argument("--kl-weight", type=float, default=1e-4)
+    p.add_argument("--vae-max-logvar", type=float, default=-4.0,
+                   help="upper clamp of logvar when sampling the VAE posterior (sigma <= exp(x/2))")
     p.add_argument("--object-weight", type=float, default=8.0)
     p.add_argument("--min-colour-roundtrip", type=float, default=0.0,
                    help="stop after the VAE stage if fewer held-out colours survive a round trip")
