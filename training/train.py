@@ -73,16 +73,24 @@ def model_config(size):
 
 
 # ---------------------------------------------------------------- checkpoints
-def save_sharded(state, prefix, max_bytes=15 * 2 ** 20):
+def split_shards(state, max_bytes):
+    """Groups state (in order) into dicts of at most max_bytes each (a tensor
+    larger than max_bytes gets a shard of its own)."""
     shards, cur, size = [], {}, 0
     for k, v in state.items():
         nb = v.numel() * v.element_size()
         if cur and size + nb > max_bytes:
             shards.append(cur)
             cur, size = {}, 0
-        cur[k] = v.detach().float().contiguous().cpu() if v.is_floating_point() else v.detach().contiguous().cpu()
+        cur[k] = v
         size += nb
     shards.append(cur)
+    return shards
+
+
+def save_sharded(state, prefix, max_bytes=15 * 2 ** 20):
+    shards = [{k: v.detach().float().contiguous().cpu() if v.is_floating_point() else v.detach().contiguous().cpu()
+               for k, v in sh.items()} for sh in split_shards(state, max_bytes)]
     for old in glob.glob(prefix + "-*.safetensors"):
         os.remove(old)
     for i, sh in enumerate(shards):
@@ -93,15 +101,7 @@ def save_export_shards(state, out, stem, max_bytes=15 * 2 ** 20):
     """Writes state as <stem>-0000k-of-0000n.safetensors files (the official
     multi-file Wan layout), each at most max_bytes, so no file in the
     repository exceeds 16 MiB; returns the file names for model.yaml."""
-    shards, cur, size = [], {}, 0
-    for k, v in state.items():
-        nb = v.numel() * v.element_size()
-        if cur and size + nb > max_bytes:
-            shards.append(cur)
-            cur, size = {}, 0
-        cur[k] = v
-        size += nb
-    shards.append(cur)
+    shards = split_shards(state, max_bytes)
     if len(shards) == 1:
         names = [f"{stem}.safetensors"]
     else:
