@@ -1,9 +1,9 @@
 // engine_bench [--model DIR] [--width W --height H --frames F --steps N]
-//              [--threads T] [--guidance G] [--repeats R]
+//              [--threads T] [--guidance G] [--repeats R] [--device cpu|cuda[:N]]
 // Runs whole generations and prints, per attention mode, the denoise step
 // latency (median over steps; both CFG branches), the self-attention time
 // and its share of the step, the mean kept fraction of key blocks, text
-// encode and VAE decode times and the peak memory (backend allocations and
+// encode, VAE decode and whole-generation (total_ms) times and the peak memory (backend allocations and
 // process max RSS). Each mode runs R times (default 3); on a shared machine
 // the minimum step time is the better estimate of the uncontended cost, the
 // median shows what contention does.
@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   base.seed = 1;
   int threads = 0;
   int repeats = 3;
+  std::string device = "cpu";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     const char* v = argv[i + 1];
@@ -64,6 +65,7 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::atoi(v);
     else if (a == "--repeats") repeats = std::max(1, std::atoi(v));
     else if (a == "--guidance") base.guidance_scale = std::strtof(v, nullptr);
+    else if (a == "--device") device = v;
     else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());
       return 2;
@@ -86,6 +88,7 @@ int main(int argc, char** argv) {
   }
   EngineOptions opts;
   opts.threads = threads;
+  opts.device = device;
   auto loaded = Pipeline::Load(model, opts);
   if (!loaded.ok()) {
     std::fprintf(stderr, "load %s: %s\n", model.c_str(), loaded.status().ToString().c_str());
@@ -110,15 +113,16 @@ int main(int argc, char** argv) {
     warm.attention = AttentionMode::kDense;
     (void)p.Generate(warm, nullptr, nullptr, CancelToken());
   }
-  std::printf("%-13s %9s %9s %9s %8s %8s %9s %9s %9s %8s\n", "attention", "step_min", "step_med",
-              "attn_min", "attn_%", "density", "text_ms", "vae_ms", "peak_MiB", "rss_MiB");
+  std::printf("%-13s %9s %9s %9s %8s %8s %9s %9s %9s %9s %8s\n", "attention", "step_min",
+              "step_med", "attn_min", "attn_%", "density", "text_ms", "vae_ms", "total_ms",
+              "peak_MiB", "rss_MiB");
   for (auto [mode, name] : std::vector<std::pair<AttentionMode, const char*>>{
            {AttentionMode::kDense, "dense"},
            {AttentionMode::kSla2, "sla2"},
            {AttentionMode::kSla2LowBit, "sla2_low_bit"}}) {
     GenerateParams gp = base;
     gp.attention = mode;
-    std::vector<double> step_s, attn_s, density, text_s, vae_s;
+    std::vector<double> step_s, attn_s, density, text_s, vae_s, total_s;
     absl::StatusOr<GenerateStats> stats;
     for (int r = 0; r < repeats; ++r) {
     stats = p.Generate(
@@ -136,16 +140,19 @@ int main(int argc, char** argv) {
     }
     text_s.push_back(stats->text_encode_seconds);
     vae_s.push_back(stats->vae_decode_seconds);
+    total_s.push_back(stats->text_encode_seconds + stats->denoise_seconds +
+                      stats->vae_decode_seconds);
     }
     // attention share: of the fastest step, where contention distorts least
     const size_t best = std::min_element(step_s.begin(), step_s.end()) - step_s.begin();
     const double step_min = step_s[best], attn_best = attn_s[best];
-    std::printf("%-13s %9.2f %9.2f %9.2f %7.1f%% %8.3f %9.1f %9.1f %9.1f %8ld\n", name,
+    std::printf("%-13s %9.2f %9.2f %9.2f %7.1f%% %8.3f %9.1f %9.1f %9.1f %9.1f %8ld\n", name,
                 1e3 * step_min, 1e3 * Median(step_s),
                 1e3 * *std::min_element(attn_s.begin(), attn_s.end()),
                 step_min > 0 ? 100.0 * attn_best / step_min : 0.0, Median(density),
                 1e3 * *std::min_element(text_s.begin(), text_s.end()),
                 1e3 * *std::min_element(vae_s.begin(), vae_s.end()),
+                1e3 * *std::min_element(total_s.begin(), total_s.end()),
                 stats->peak_bytes / 1048576.0, MaxRssMiB());
   }
   if (fixture) std::system(("rm -rf " + model).c_str());

@@ -225,6 +225,41 @@ TEST_F(PipelineTest, FrameSinkErrorStopsGeneration) {
   EXPECT_EQ(st.status().code(), absl::StatusCode::kDataLoss);
 }
 
+// Device selection: malformed names are INVALID_ARGUMENT; "cuda" without
+// CUDA in the build is INVALID_ARGUMENT, with CUDA but no usable GPU
+// FAILED_PRECONDITION, each with a message naming the problem.
+TEST_F(PipelineTest, DeviceSelection) {
+  auto load = [](const std::string& device) {
+    EngineOptions o;
+    o.device = device;
+    o.threads = 1;
+    return Pipeline::Load(*dir_, o);
+  };
+  for (const char* bad : {"gpu", "cuda:", "cuda:x", "cuda:-1", "cuda0", "CPU"}) {
+    auto p = load(bad);
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument) << bad << ": " << p.status();
+    EXPECT_NE(std::string(p.status().message()).find(bad), std::string::npos) << p.status();
+  }
+  auto cuda = load("cuda");
+#if defined(SPARSEVID_HAVE_CUDA_BACKEND)
+  if (cuda.ok()) {
+    EXPECT_EQ((*cuda)->info().device.rfind("cuda:0 (", 0), 0u) << (*cuda)->info().device;
+    auto far = load("cuda:4096");
+    EXPECT_EQ(far.status().code(), absl::StatusCode::kInvalidArgument) << far.status();
+    EXPECT_NE(std::string(far.status().message()).find("cuda:4096"), std::string::npos);
+  } else {
+    EXPECT_EQ(cuda.status().code(), absl::StatusCode::kFailedPrecondition) << cuda.status();
+    EXPECT_NE(std::string(cuda.status().message()).find("no usable CUDA device"),
+              std::string::npos)
+        << cuda.status();
+  }
+#else
+  EXPECT_EQ(cuda.status().code(), absl::StatusCode::kInvalidArgument) << cuda.status();
+  EXPECT_NE(std::string(cuda.status().message()).find("no CUDA support"), std::string::npos)
+      << cuda.status();
+#endif
+}
+
 TEST(PipelineLoad, MissingDirectoryIsNotFound) {
   auto p = Pipeline::Load("/nonexistent/model", EngineOptions());
   EXPECT_EQ(p.status().code(), absl::StatusCode::kNotFound);

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "worker/engine/flow_schedule.h"
 #include "worker/engine/noise.h"
@@ -10,6 +11,9 @@
 #include "worker/engine/sampler.h"
 #include "worker/engine/status_macros.h"
 #include "worker/engine/weight_store.h"
+#if defined(SPARSEVID_HAVE_CUDA_BACKEND)
+#include "kernels/cuda/cuda_backend.h"
+#endif
 
 namespace sparsevid::engine {
 
@@ -36,6 +40,25 @@ AttentionMode ParseMode(const std::string& m) {
   if (m == "sla2") return AttentionMode::kSla2;
   if (m == "sla2_low_bit") return AttentionMode::kSla2LowBit;
   return AttentionMode::kDense;
+}
+
+// "cpu", "cuda" (= cuda:0) or "cuda:N".
+absl::StatusOr<std::unique_ptr<kernels::Backend>> CreateBackend(const EngineOptions& options) {
+  const std::string& dev = options.device;
+  if (dev == "cpu") return kernels::CreateCpuBackend(options.threads);
+  int index = 0;
+  const bool cuda = dev == "cuda" || (dev.rfind("cuda:", 0) == 0 &&
+                                      absl::SimpleAtoi(dev.substr(5), &index) && index >= 0);
+  if (!cuda) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("device '", dev, "' is not recognised (expected cpu, cuda or cuda:N)"));
+  }
+#if defined(SPARSEVID_HAVE_CUDA_BACKEND)
+  return kernels::cuda::CreateCudaBackend(index);
+#else
+  return absl::InvalidArgumentError(absl::StrCat(
+      "device '", dev, "' is not available: this build has no CUDA support (only cpu)"));
+#endif
 }
 
 }  // namespace
@@ -68,11 +91,7 @@ absl::StatusOr<std::unique_ptr<PipelineImpl>> PipelineImpl::Create(const std::st
   std::unique_ptr<PipelineImpl> p(new PipelineImpl());
   SV_ASSIGN_OR_RETURN(p->cfg_, LoadModelConfig(model_dir));
   const ModelConfig& c = p->cfg_;
-  if (options.device != "cpu") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "device '", options.device, "' is not available in this build (only cpu)"));
-  }
-  p->backend_ = kernels::CreateCpuBackend(options.threads);
+  SV_ASSIGN_OR_RETURN(p->backend_, CreateBackend(options));
   kernels::Backend& b = *p->backend_;
 
   SV_ASSIGN_OR_RETURN(p->tokenizer_, Tokenizer::Load(model_dir + "/" + c.t5.tokenizer));
