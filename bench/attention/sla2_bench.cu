@@ -201,6 +201,19 @@ int main(int argc, char** argv) {
         sv::Sla2Problem sparse_only = p;
         sparse_only.alpha = nullptr;  // O = O_s: the bare sparse kernel, no blend read
         report("sparse", MedianMs([&] { stage(sv::Sla2Stage::kSparse, sparse_only); }, shape_iters));
+        if (!low_bit) {
+          // Both bf16 kernels in the same run: mma.sync (sm80 path) and the
+          // Hopper wgmma/TMA kernel (SLA2_SPARSE_KERNEL picks, see sla2_host.cu).
+          const char* prev = std::getenv("SLA2_SPARSE_KERNEL");
+          const std::string saved = prev ? prev : "";
+          for (const char* k : {"mma", "hopper"}) {
+            setenv("SLA2_SPARSE_KERNEL", k, 1);
+            report(k[0] == 'm' ? "sparse.mma" : "sparse.wg",
+                   MedianMs([&] { stage(sv::Sla2Stage::kSparse, sparse_only); }, shape_iters));
+          }
+          if (prev) setenv("SLA2_SPARSE_KERNEL", saved.c_str(), 1);
+          else unsetenv("SLA2_SPARSE_KERNEL");
+        }
         report("router", MedianMs([&] {
                  stage(sv::Sla2Stage::kPrepare, p);
                  stage(sv::Sla2Stage::kRoute, p);

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "kernels/cuda/sla2_internal.cuh"
+#include "kernels/cuda/sla2_sparse_hopper.cuh"
 
 namespace sparsevid::kernels::cuda {
 
@@ -193,8 +194,14 @@ Sla2Status Sla2RunStage(Sla2Stage stage, const Sla2Problem& p, Sla2Workspace& ws
       break;
     case Sla2Stage::kSparse:
       name = "sparse";
-      e = p.low_bit ? LaunchSparseLowBit(p, d, cap, w, stream)
-                    : LaunchSparseBf16(p, d, cap, w, stream);
+      if (p.low_bit) {
+        e = LaunchSparseLowBit(p, d, cap, w, stream);
+      } else {
+        // The wgmma/TMA kernel where it applies (sm_90), else the mma.sync one.
+        e = LaunchSparseBf16Hopper(p, d, cap, w, stream);
+        if (e == cudaErrorNotSupported && !SparseHopperRequired())
+          e = LaunchSparseBf16(p, d, cap, w, stream);
+      }
       break;
   }
   if (e != cudaSuccess)

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -122,6 +123,9 @@ struct Case {
   Layout layout;
   Inputs inputs;
   MaskKind mask;
+  // > 0: SLA2_HOPPER_MAX_CTAS for this case, so each CTA of the persistent
+  // Hopper kernel runs many tiles (phases carried across tiles).
+  int max_ctas = 0;
 };
 
 // Values in logical [B, L, H, D] order, bf16-representable.
@@ -281,7 +285,9 @@ void RunCase(const Case& c, uint64_t seed) {
   p.mask_stride_b = c.mask == MaskKind::kRandomShared ? 0 : int64_t{c.heads} * tm * tn;
 
   sv::Sla2Workspace ws;
+  if (c.max_ctas > 0) setenv("SLA2_HOPPER_MAX_CTAS", std::to_string(c.max_ctas).c_str(), 1);
   const sv::Sla2Status st = sv::Sla2Forward(p, ws);
+  if (c.max_ctas > 0) unsetenv("SLA2_HOPPER_MAX_CTAS");
   Check(st.ok(), c.name + ": forward returns OK " + st.message);
   CUDA_OK(cudaDeviceSynchronize());
   CUDA_OK(cudaGetLastError());
@@ -394,6 +400,14 @@ void GpuCases() {
        Inputs::kRandom, MaskKind::kRouter},
       {"lowbit-d128-129-tokens", 1, 2, 128, 129, 0.5f, true, true, true, Layout::kBLHD,
        Inputs::kRandom, MaskKind::kRouter},
+      // Few CTAs: the persistent bf16 kernel walks many tiles per CTA, with
+      // varying block counts (random mask: empty, partial-only, all-kept rows).
+      {"bf16-d128-persistent-router", 1, 4, 128, 4216, 0.05f, false, true, true, Layout::kBLHD,
+       Inputs::kCorrelated, MaskKind::kRouter, 5},
+      {"bf16-d64-persistent-mask-edges", 2, 2, 64, 777, 0.03f, false, true, false,
+       Layout::kBHLD, Inputs::kRandom, MaskKind::kRandomEdges, 2},
+      {"bf16-d128-persistent-shared-mask", 2, 3, 128, 1000, 0.03f, false, false, false,
+       Layout::kBLHD, Inputs::kRandom, MaskKind::kRandomShared, 3},
   };
   uint64_t seed = 20261117;
   for (const Case& c : cases) RunCase(c, seed++);

@@ -1,0 +1,171 @@
+// Inline-PTX layer for the Hopper (sm_90a) sparse kernel: mbarriers, TMA
+// tensor loads, wgmma (warpgroup MMA) and its shared-memory matrix
+// descriptors. Written from the PTX ISA; every tile these wrappers see is
+// a TMA box of rows of 128 bytes stored with the 128-byte swizzle, tile bases
+// 1024-byte aligned.
+#pragma once
+
+#include <cstdint>
+
+namespace sparsevid::kernels::cuda::hopper {
+
+// ------------------------------------------------------------- mbarrier
+
+__device__ __forceinline__ void MbarInit(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+
+// Makes the initialised barriers visible to the async proxy (TMA).
+__device__ __forceinline__ void FenceBarrierInit() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void MbarArrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+
+// One arrival that also announces `bytes` of TMA traffic for this phase.
+__device__ __forceinline__ void MbarArriveExpectTx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
+               : "memory");
+}
+
+// Spins until the phase with the given parity has completed.
+__device__ __forceinline__ void MbarWait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "WAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+
+// ------------------------------------------------------------- TMA
+
+// Box load of a 4-D tensor map (c0 innermost) into shared memory; completion
+// is counted in bytes on `bar`. Out-of-range elements arrive as zeros.
+__device__ __forceinline__ void TmaLoad4d(uint32_t dst, const void* tmap, uint32_t bar, int c0,
+                                          int c1, int c2, int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(tmap)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
+      : "memory");
+}
+
+// ------------------------------------------------------------- wgmma
+
+// Shared-memory matrix descriptor with the 128-byte swizzle. For K-major
+// tiles (rows of 128 bytes along the reduction dimension) the stride byte
+// offset is the step between 8-row groups and the leading offset is unused;
+// for MN-major tiles the leading offset steps between 64-element chunks of
+// the M/N dimension and the stride offset between 8-row groups along K.
+__device__ __forceinline__ uint64_t SmemDesc(uint32_t addr, uint32_t lead_bytes,
+                                             uint32_t stride_bytes) {
+  return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) |
+         (static_cast<uint64_t>((lead_bytes >> 4) & 0x3FFF) << 16) |
+         (static_cast<uint64_t>((stride_bytes >> 4) & 0x3FFF) << 32) | (uint64_t{1} << 62);
+}
+
+__device__ __forceinline__ void WgmmaFence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void WgmmaCommit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int kPending>
+__device__ __forceinline__ void WgmmaWait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
+}
+
+// Keeps the compiler from moving reads/writes of registers that an
+// in-flight wgmma owns across the wait that retires it.
+template <int N>
+__device__ __forceinline__ void RegFence(float (&r)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+    asm volatile("" : "+f"(r[i][0]), "+f"(r[i][1]), "+f"(r[i][2]), "+f"(r[i][3])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void RegFence(uint32_t (&r)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+    asm volatile("" : "+r"(r[i][0]), "+r"(r[i][1]), "+r"(r[i][2]), "+r"(r[i][3])::"memory");
+}
+
+#define SV_F4(x, i) "+f"(x[i][0]), "+f"(x[i][1]), "+f"(x[i][2]), "+f"(x[i][3])
+#define SV_F32(x)                                                                            \
+  SV_F4(x, 0), SV_F4(x, 1), SV_F4(x, 2), SV_F4(x, 3), SV_F4(x, 4), SV_F4(x, 5), SV_F4(x, 6), \
+      SV_F4(x, 7)
+#define SV_F32_HI(x)                                                                     \
+  SV_F4(x, 8), SV_F4(x, 9), SV_F4(x, 10), SV_F4(x, 11), SV_F4(x, 12), SV_F4(x, 13),      \
+      SV_F4(x, 14), SV_F4(x, 15)
+
+// d[64 x 64] (+)= A[64 x 16] * B[64 x 16]^T, bf16 in, fp32 accumulate, both
+// operands K-major in shared memory. accumulate = 0 overwrites d.
+__device__ __forceinline__ void WgmmaSS_N64(float (&d)[8][4], uint64_t a, uint64_t b,
+                                            int accumulate) {
+  asm volatile(
+      "{\n"
+      ".reg .pred acc;\n"
+      "setp.ne.b32 acc, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+      "%32, %33, acc, 1, 1, 0, 0;\n"
+      "}\n"
+      : SV_F32(d)
+      : "l"(a), "l"(b), "r"(accumulate));
+}
+
+// d[64 x 64] (+)= A[64 x 16] (registers, mma.m16n8k16 A layout per warp) *
+// B[16 x 64]; kTransB = 0: B K-major in shared memory (rows of K for Q K^T),
+// 1: B MN-major (row-major V rows for P V). accumulate = 0 overwrites d.
+template <int kTransB>
+__device__ __forceinline__ void WgmmaRS_N64(float (&d)[8][4], const uint32_t (&a)[4], uint64_t b,
+                                            int accumulate) {
+  asm volatile(
+      "{\n"
+      ".reg .pred acc;\n"
+      "setp.ne.b32 acc, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+      "{%32, %33, %34, %35}, %36, acc, 1, 1, %38;\n"
+      "}\n"
+      : SV_F32(d)
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(kTransB));
+}
+
+// d[64 x 128] += A[64 x 16] (registers) * B[16 x 128], B MN-major.
+__device__ __forceinline__ void WgmmaRS_N128(float (&d)[16][4], const uint32_t (&a)[4],
+                                             uint64_t b) {
+  asm volatile(
+      "{\n"
+      ".reg .pred acc;\n"
+      "setp.ne.b32 acc, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "{%64, %65, %66, %67}, %68, acc, 1, 1, 1;\n"
+      "}\n"
+      : SV_F32(d), SV_F32_HI(d)
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+}
+
+#undef SV_F32_HI
+#undef SV_F32
+#undef SV_F4
+
+// Named barrier over `threads` threads (a warpgroup), ids 1.. (0 is
+// __syncthreads).
+__device__ __forceinline__ void NamedBarrier(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+}  // namespace sparsevid::kernels::cuda::hopper
