@@ -167,7 +167,11 @@ int64_t WanVaeDecoder::FramesFor(int64_t latent_frames) const {
 Tensor WanVaeDecoder::LastFrames(const Tensor& x, int64_t n) {
   // [C, T, H, W] -> last n frames, via a [T, C, HW] view.
   const int64_t C = x.dim(0), T = x.dim(1), H = x.dim(2), W = x.dim(3);
-  if (n >= T) return x.Clone();
+  if (n >= T) {  // a copy on the backend's device (Tensor::Clone is host-only)
+    Tensor copy = b_.Empty(x.shape(), x.dtype());
+    b_.Copy(x, copy);
+    return copy;
+  }
   Tensor tc = b_.Empty({T, C, H * W});
   b_.Permute(x.Reshape({C, T, H * W}), {1, 0, 2}, tc);
   Tensor out = b_.Empty({C, n, H * W});
