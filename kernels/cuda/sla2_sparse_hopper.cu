@@ -30,8 +30,14 @@ namespace {
 using namespace hopper;
 
 constexpr int kConsumerThreads = 256;              // 2 warpgroups x 64 query rows
-constexpr int kThreads = kConsumerThreads + 32;    // + the producer warp
+constexpr int kThreads = kConsumerThreads + 128;   // + the producer warpgroup
 constexpr int kProducerWarp = kConsumerThreads / 32;
+// Registers per thread after setmaxnreg. Each SM sub-partition holds 16K
+// registers and gets one producer and two consumer warps: 24 + 2 * 240 = 504
+// per lane fits (32 * 504 <= 16384), and the 168 every warp starts with
+// (launch bounds 384 threads, 1 CTA) are what the producer hands over.
+constexpr int kProducerRegs = 24;
+constexpr int kConsumerRegs = 240;
 constexpr int kStages = 4;
 constexpr int kConsumerWarps = kConsumerThreads / 32;  // arrivals per release
 
@@ -193,7 +199,7 @@ __device__ __forceinline__ void StoreRows64(const uint8_t* stage, __nv_bfloat16*
 }
 
 template <int D>
-__global__ void __maxnreg__(224)
+__global__ void __launch_bounds__(kThreads, 1)
     SparseBf16HopperKernel(const __grid_constant__ CUtensorMap tmap_q,
                            const __grid_constant__ CUtensorMap tmap_k,
                            const __grid_constant__ CUtensorMap tmap_v, HopperArgs args) {
@@ -226,8 +232,9 @@ __global__ void __maxnreg__(224)
   }
   __syncthreads();
 
-  if (warp == kProducerWarp) {
-    if (lane != 0) return;
+  if (warp >= kProducerWarp) {
+    SetMaxRegs<kProducerRegs, false>();
+    if (warp != kProducerWarp || lane != 0) return;
     int64_t it = 0;  // K/V blocks loaded so far, over all tiles of this CTA
     int k = 0;       // tiles so far
     for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
@@ -259,6 +266,7 @@ __global__ void __maxnreg__(224)
   }
 
   // Consumer warpgroups.
+  SetMaxRegs<kConsumerRegs, true>();
   const int wg = warp / 4;
   const int g = lane >> 2, t = lane & 3;
   const int wrow = (warp % 4) * 16;  // first row of this warp inside the warpgroup
@@ -391,7 +399,7 @@ bool MakeTensorMap(CUtensorMap* map, const void* base, const Sla2Dims& d, int bo
 }
 
 // Unset SLA2_SPARSE_KERNEL: the Hopper kernel where it applies iff this.
-constexpr bool kHopperByDefault = false;
+constexpr bool kHopperByDefault = true;
 bool HopperKernelSelected() {
   const char* env = std::getenv("SLA2_SPARSE_KERNEL");
   if (env == nullptr || *env == '\0') return kHopperByDefault;

@@ -162,6 +162,17 @@ __device__ __forceinline__ void WgmmaRS_N128(float (&d)[16][4], const uint32_t (
 #undef SV_F32
 #undef SV_F4
 
+// Moves this warpgroup's register budget per thread to kRegs (grow: take
+// from the pool the other warpgroups released; shrink: give to it).
+template <int kRegs, bool kGrow>
+__device__ __forceinline__ void SetMaxRegs() {
+  if constexpr (kGrow) {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+  } else {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+  }
+}
+
 // Named barrier over `threads` threads (a warpgroup), ids 1.. (0 is
 // __syncthreads).
 __device__ __forceinline__ void NamedBarrier(int id, int threads) {
