@@ -49,6 +49,7 @@ struct HopperArgs {
   __nv_bfloat16* out;
   Sla2Dims d;
   int64_t num_tiles;
+  bool pingpong;  // the two warpgroups take turns issuing their GEMMs
 };
 
 // Shared-memory map. Every tile is a set of 128-byte-wide column chunks
@@ -273,6 +274,17 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint8_t* const out_stage = smem + S::kOutOff + wg * 64 * S::kOutStride;
   // Scores in the log2 domain: exp(x/sqrt(D)) = exp2(x * log2(e)/sqrt(D)).
   const float scale_log2 = 1.4426950408889634f * rsqrtf(static_cast<float>(D));
+  // Ping-pong: a warpgroup issues its GEMMs only after the other one issued
+  // its own, so one's softmax runs under the other's GEMMs instead of both
+  // warpgroups computing softmax at the same time (named barriers 3 and 4;
+  // both warpgroups walk the same tiles, so their issue points pair up).
+  auto my_turn = [&] {
+    if (args.pingpong) NamedBarrier(3 + wg, 256);
+  };
+  auto pass_turn = [&] {
+    if (args.pingpong) NamedBarrierArrive(3 + (wg ^ 1), 256);
+  };
+  if (wg == 1) pass_turn();  // warpgroup 0 goes first
   int64_t it = 0;
   int k = 0;
   for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
@@ -297,8 +309,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       int st = static_cast<int>(it % kStages);
       uint32_t ph = static_cast<uint32_t>((it / kStages) & 1);
       int64_t key0 = static_cast<int64_t>(lut_row[0]) * kBlockK;
+      my_turn();
       MbarWait(full_k(st), ph);
       IssueQK<D>(s, qf, k_tile(st));
+      pass_turn();
       WgmmaWait<0>();
       RegFence(s);
       SoftmaxStep(s, m, l, scale_log2, key0, d.seq_len, t, r);  // O = 0: r unused
@@ -310,10 +324,12 @@ __global__ void __launch_bounds__(kThreads, 1)
         st = static_cast<int>(next % kStages);
         ph = static_cast<uint32_t>((next / kStages) & 1);
         key0 = static_cast<int64_t>(lut_row[n]) * kBlockK;
+        my_turn();
         MbarWait(full_k(st), ph);
         IssueQK<D>(s, qf, k_tile(st));        // S of block n ...
         MbarWait(full_v(st_prev), ph_prev);
         IssuePV<D>(o, p, v_tile(st_prev));    // ... and P V of block n-1 back to back
+        pass_turn();
         WgmmaWait<1>();                       // S done; P V still running
         RegFence(s);
         SoftmaxStep(s, m, l, scale_log2, key0, d.seq_len, t, r);
@@ -321,17 +337,23 @@ __global__ void __launch_bounds__(kThreads, 1)
         RegFence(o);
         RegFence(p);
         WarpArrive(empty(st_prev));
+        // The row maxima rarely move late in a row: skip the rescale when no
+        // row of the warp changed (r is exactly 1 then).
+        if (__any_sync(0xffffffffu, r[0] != 1.f || r[1] != 1.f)) {
 #pragma unroll
-        for (int nt = 0; nt < D / 8; ++nt) {
-          o[nt][0] *= r[0];
-          o[nt][1] *= r[0];
-          o[nt][2] *= r[1];
-          o[nt][3] *= r[1];
+          for (int nt = 0; nt < D / 8; ++nt) {
+            o[nt][0] *= r[0];
+            o[nt][1] *= r[0];
+            o[nt][2] *= r[1];
+            o[nt][3] *= r[1];
+          }
         }
         detail::AccToAFrags(s, 1.f, p);
       }
+      my_turn();
       MbarWait(full_v(st), ph);
       IssuePV<D>(o, p, v_tile(st));
+      pass_turn();
       WgmmaWait<0>();
       RegFence(o);
       RegFence(p);
@@ -416,8 +438,15 @@ cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
   cudaError_t e = cudaFuncSetAttribute(SparseBf16HopperKernel<D>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, Smem<D>::kBytes);
   if (e != cudaSuccess) return e;
-  HopperArgs a{w.lut, w.counts, cap, p.alpha, static_cast<__nv_bfloat16*>(p.out), d,
-               int64_t{d.q_blocks} * d.heads * d.batch};
+  const char* pp_env = std::getenv("SLA2_HOPPER_PINGPONG");
+  HopperArgs a{w.lut,
+               w.counts,
+               cap,
+               p.alpha,
+               static_cast<__nv_bfloat16*>(p.out),
+               d,
+               int64_t{d.q_blocks} * d.heads * d.batch,
+               !(pp_env && std::strcmp(pp_env, "0") == 0)};
   int64_t ctas = sms;
   if (const char* cap_env = std::getenv("SLA2_HOPPER_MAX_CTAS"); cap_env && std::atoi(cap_env) > 0)
     ctas = std::atoi(cap_env);
