@@ -246,7 +246,7 @@ def stage_vae(run):
     # the temporal convolutions see every latent position used at inference.
     shapes = [(9, 128), (33, 64)] if a.size == "default" else [(9, 32), (17, 16)]
     rng = random.Random(1)
-    t0, losses = time.time(), []
+    t0, losses, colours = time.time(), [], []
     for step in timed_loop(run.budget.get("vae", 60), a.max_steps):
         seeds = [rng.randrange(10 ** 9) for _ in range(a.vae_batch)]
         nf, res = shapes[step % len(shapes)]
@@ -269,6 +269,12 @@ def stage_vae(run):
         losses.append(float(loss))
         if step % 100 == 0:
             print(f"[vae] step {step} loss {loss.item():.4f} kl {kl.item():.3f} {time.time() - t0:.0f}s", flush=True)
+        if a.colour_check_every and step % a.colour_check_every == 0 and step:
+            # The colour round trip is the failure seen in earlier runs: log its progress.
+            vae.eval()
+            colours.append((step, vae_colour_check(run, vae)))
+            vae.train()
+            print(f"[vae] step {step} held-out colours kept by a round trip: {colours[-1][1]:.2f}", flush=True)
     # latent statistics at the default resolution (the DiT works in normalised space)
     vae.eval()
     w, h, frames = cfg["video"]["width"], cfg["video"]["height"], cfg["video"]["num_frames"]
@@ -291,7 +297,8 @@ def stage_vae(run):
     psnr = 10 * math.log10(4.0 / F.mse_loss(rec, video).item())
     colour_ok = vae_colour_check(run, vae)
     run.meta["log"]["vae"] = {"steps": len(losses), "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
-                              "recon_psnr_db_full_res": psnr, "heldout_colour_roundtrip": colour_ok}
+                              "recon_psnr_db_full_res": psnr, "heldout_colour_roundtrip": colour_ok,
+                              "colour_roundtrip_by_step": colours}
     print(f"[vae] done: {len(losses)} steps, reconstruction PSNR {psnr:.2f} dB at {w}x{h}x{frames}, "
           f"held-out colours kept by a round trip: {colour_ok:.2f}", flush=True)
     if colour_ok < a.min_colour_roundtrip:
@@ -446,9 +453,11 @@ def stage_router(run):
 def stage_qat(run):
     a, dev, cfg = run.args, run.dev, run.cfg
     torch.manual_seed(0)
-    dit, t5 = run.dit_t5("router")
+    dit, t5 = run.dit_t5(a.qat_from)
     t5.eval().requires_grad_(False)
     dit.train()
+    # Several keep ratios (alternating per step) make one model usable at each of them.
+    keeps = [float(k) for k in a.qat_keep.split(",")] if a.qat_keep else [cfg["attention"]["keep_ratio"]]
     for n, p in dit.named_parameters():
         p.requires_grad_(not (".sla2.proj_q" in n or ".sla2.proj_k" in n))
     lat, caps = cached_latents(run, max(64, a.num_clips // 2), 2 * 10 ** 6)
@@ -469,7 +478,8 @@ def stage_qat(run):
         with torch.no_grad():
             ctx = context(t5, bi, bm)
         with autocast(dev):
-            v = dit(xt, t, ctx, {"mode": "sla2_low_bit", "checkpoint": True})
+            v = dit(xt, t, ctx, {"mode": "sla2_low_bit", "checkpoint": True,
+                                 "keep_ratio": keeps[step % len(keeps)]})
         loss = F.mse_loss(v.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -483,7 +493,9 @@ def stage_qat(run):
         if step % 50 == 0:
             print(f"[qat] step {step} loss {sum(losses[-20:]) / len(losses[-20:]):.4f} {time.time() - t0:.0f}s", flush=True)
     run.save_dit_t5("qat", ema, t5)
-    run.meta["log"]["qat"] = {"steps": len(losses), "batch": a.qat_batch,
+    prev = run.meta["log"].get("qat", {}) if a.qat_from == "qat" else {}
+    run.meta["log"]["qat"] = {"steps": len(losses), "batch": a.qat_batch, "keep_ratios": keeps,
+                              "lr": a.qat_lr, "continued_from_steps": prev.get("steps", 0),
                               "final_loss": sum(losses[-50:]) / max(1, len(losses[-50:]))}
 
 
@@ -499,7 +511,7 @@ def stage_eval(run):
     vae = run.vae()
     table, details = {}, {}
     variants = [("dit", "dense"), ("router", "sla2@0.03"), ("qat", "sla2@0.1"), ("qat", "sla2@0.05"),
-                ("qat", "sla2@0.03"), ("qat", "sla2_low_bit@0.03")]
+                ("qat", "sla2@0.03"), ("qat", "sla2_low_bit@0.1"), ("qat", "sla2_low_bit@0.03")]
     for ck, spec in variants:
         if not glob.glob(os.path.join(a.ckpt_out, ck + "-*.safetensors")):
             continue
@@ -553,6 +565,8 @@ def stage_export(run):
         cfg["vae"]["latents_std"] = [float(x) for x in std]
     if src == "dit":
         cfg["attention"]["mode"] = "dense"
+    if run.args.export_keep > 0:
+        cfg["attention"]["keep_ratio"] = run.args.export_keep
     cfgmod.save(cfg, os.path.join(out, "model.yaml"))
     print(f"[export] {src} -> {out}", flush=True)
 
@@ -573,6 +587,8 @@ def main(argv=None):
     p.add_argument("--warm-start", action="store_true", help="vae/dit start from --ckpt-in weights")
     p.add_argument("--eval-num", type=int, default=8)
     p.add_argument("--export-from", default="qat", choices=["dit", "router", "qat"])
+    p.add_argument("--export-keep", type=float, default=0.0,
+                   help="keep ratio written to the exported model.yaml (0 = the trained config's)")
     p.add_argument("--vae-trained-stats", default="",
                    help="meta.json whose latent statistics the decoder was trained with (see export)")
     p.add_argument("--deadline", type=float, default=0.0,
@@ -585,6 +601,8 @@ def main(argv=None):
     p.add_argument("--object-weight", type=float, default=8.0)
     p.add_argument("--min-colour-roundtrip", type=float, default=0.0,
                    help="stop after the VAE stage if fewer held-out colours survive a round trip")
+    p.add_argument("--colour-check-every", type=int, default=200,
+                   help="VAE steps between held-out colour round-trip checks (0 = only at the end)")
     p.add_argument("--num-clips", type=int, default=4096)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--dit-lr", type=float, default=4e-4)
@@ -594,6 +612,10 @@ def main(argv=None):
     p.add_argument("--router-lr", type=float, default=2e-3)
     p.add_argument("--qat-batch", type=int, default=8)
     p.add_argument("--qat-lr", type=float, default=5e-5)
+    p.add_argument("--qat-from", default="router", choices=["router", "qat"],
+                   help="checkpoint the QAT stage starts from (qat = continue an earlier QAT run)")
+    p.add_argument("--qat-keep", default="",
+                   help="comma list of keep ratios alternated per QAT step (default: the config's)")
     args = p.parse_args(argv)
     if args.deadline > 0:
         DEADLINE[0] = START + args.deadline - 40.0
