@@ -6,7 +6,7 @@
 // it routed (lut_<shape>_<keep>.bin) so bench/attention/peers.py can time
 // FlexAttention on the same blocks in the same run.
 //
-//   sla2_bench [--lut-dir DIR] [--iters N] [--shapes 1.3B,14B]
+//   sla2_bench [--lut-dir DIR] [--iters N] [--shapes 1.3B,14B] [--sparse-only 1]
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -114,12 +114,16 @@ int main(int argc, char** argv) {
   std::string lut_dir = ".";
   int iters = 20;
   std::string shapes = "1.3B,14B";
+  bool sparse_only_run = false;  // only the bare sparse kernels (quick A/B runs)
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--lut-dir")) lut_dir = argv[i + 1];
     else if (!std::strcmp(argv[i], "--iters")) iters = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--shapes")) shapes = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--sparse-only")) sparse_only_run = std::atoi(argv[i + 1]) != 0;
     else {
-      std::fprintf(stderr, "usage: %s [--lut-dir DIR] [--iters N] [--shapes 1.3B,14B]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--lut-dir DIR] [--iters N] [--shapes 1.3B,14B] [--sparse-only 1]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -214,6 +218,7 @@ int main(int argc, char** argv) {
           if (prev) setenv("SLA2_SPARSE_KERNEL", saved.c_str(), 1);
           else unsetenv("SLA2_SPARSE_KERNEL");
         }
+        if (sparse_only_run) continue;
         report("router", MedianMs([&] {
                  stage(sv::Sla2Stage::kPrepare, p);
                  stage(sv::Sla2Stage::kRoute, p);

@@ -50,6 +50,7 @@ struct HopperArgs {
   Sla2Dims d;
   int64_t num_tiles;
   bool pingpong;  // the two warpgroups take turns issuing their GEMMs
+  bool l2_hints;  // TMA loads: K/V evict_last, Q evict_first
 };
 
 // Shared-memory map. Every tile is a set of 128-byte-wide column chunks
@@ -236,6 +237,17 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (warp >= kProducerWarp) {
     SetMaxRegs<kProducerRegs, false>();
     if (warp != kProducerWarp || lane != 0) return;
+    // K/V blocks are re-read by the other CTAs of the head: keep them in L2;
+    // Q is read once.
+    const uint64_t keep = L2EvictLast(), once = L2EvictFirst();
+    auto load = [&](uint32_t dst, const CUtensorMap* map, uint32_t bar, int c0, int row, int h,
+                    int b, uint64_t policy) {
+      if (args.l2_hints) {
+        TmaLoad4dHint(dst, map, bar, c0, row, h, b, policy);
+      } else {
+        TmaLoad4d(dst, map, bar, c0, row, h, b);
+      }
+    };
     int64_t it = 0;  // K/V blocks loaded so far, over all tiles of this CTA
     int k = 0;       // tiles so far
     for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
@@ -248,7 +260,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       MbarArriveExpectTx(q_full, S::kQBytes);
 #pragma unroll
       for (int c = 0; c < S::kChunks; ++c)
-        TmaLoad4d(q_s + c * S::kQChunkBytes, &tmap_q, q_full, c * 64, i * kBlockQ, h, b);
+        load(q_s + c * S::kQChunkBytes, &tmap_q, q_full, c * 64, i * kBlockQ, h, b, once);
       for (int n = 0; n < cnt; ++n, ++it) {
         const int st = static_cast<int>(it % kStages);
         MbarWait(empty(st), ((it / kStages) & 1) ^ 1);
@@ -256,11 +268,11 @@ __global__ void __launch_bounds__(kThreads, 1)
         MbarArriveExpectTx(full_k(st), S::kKBytes);
 #pragma unroll
         for (int c = 0; c < S::kChunks; ++c)
-          TmaLoad4d(k_tile(st) + c * S::kKvChunkBytes, &tmap_k, full_k(st), c * 64, key0, h, b);
+          load(k_tile(st) + c * S::kKvChunkBytes, &tmap_k, full_k(st), c * 64, key0, h, b, keep);
         MbarArriveExpectTx(full_v(st), S::kKBytes);
 #pragma unroll
         for (int c = 0; c < S::kChunks; ++c)
-          TmaLoad4d(v_tile(st) + c * S::kKvChunkBytes, &tmap_v, full_v(st), c * 64, key0, h, b);
+          load(v_tile(st) + c * S::kKvChunkBytes, &tmap_v, full_v(st), c * 64, key0, h, b, keep);
       }
     }
     return;
@@ -439,6 +451,7 @@ cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, Smem<D>::kBytes);
   if (e != cudaSuccess) return e;
   const char* pp_env = std::getenv("SLA2_HOPPER_PINGPONG");
+  const char* l2_env = std::getenv("SLA2_HOPPER_L2_HINTS");
   HopperArgs a{w.lut,
                w.counts,
                cap,
@@ -446,7 +459,8 @@ cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                static_cast<__nv_bfloat16*>(p.out),
                d,
                int64_t{d.q_blocks} * d.heads * d.batch,
-               !(pp_env && std::strcmp(pp_env, "0") == 0)};
+               !(pp_env && std::strcmp(pp_env, "0") == 0),
+               !(l2_env && std::strcmp(l2_env, "0") == 0)};
   int64_t ctas = sms;
   if (const char* cap_env = std::getenv("SLA2_HOPPER_MAX_CTAS"); cap_env && std::atoi(cap_env) > 0)
     ctas = std::atoi(cap_env);

@@ -56,6 +56,30 @@ __device__ __forceinline__ void TmaLoad4d(uint32_t dst, const void* tmap, uint32
       : "memory");
 }
 
+// L2 policies for TMA loads: K/V blocks are re-read by the other CTAs of the
+// head (keep them), Q is read once (let it go first).
+__device__ __forceinline__ uint64_t L2EvictLast() {
+  uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(policy));
+  return policy;
+}
+__device__ __forceinline__ uint64_t L2EvictFirst() {
+  uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
+  return policy;
+}
+
+// TmaLoad4d with an L2 eviction policy from L2EvictLast/L2EvictFirst.
+__device__ __forceinline__ void TmaLoad4dHint(uint32_t dst, const void* tmap, uint32_t bar, int c0,
+                                              int c1, int c2, int c3, uint64_t policy) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
+      " [%0], [%1, {%2, %3, %4, %5}], [%6], %7;\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(tmap)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar),
+      "l"(policy)
+      : "memory");
+}
+
 // ------------------------------------------------------------- wgmma
 
 // Shared-memory matrix descriptor with the 128-byte swizzle. For K-major
