@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <cstring>
 
-#include "kernels/check.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/op_shapes.h"
 
 namespace sparsevid::kernels::cpu {
 namespace {
@@ -19,29 +19,9 @@ constexpr int64_t kMaxTileScores = int64_t{1} << 22;
 
 void Attention(const CpuContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
                float scale, const Tensor* bias, int64_t key_valid, Tensor& out) {
-  SV_CHECK(q.ndim() == 3 && k.ndim() == 3 && v.ndim() == 3 && out.ndim() == 3,
-           "Attention: q %s k %s v %s out %s must be [L, H, d]", ShapeString(q.shape()).c_str(),
-           ShapeString(k.shape()).c_str(), ShapeString(v.shape()).c_str(),
-           ShapeString(out.shape()).c_str());
-  SV_CHECK(q.dtype() == DType::kF32 && k.dtype() == DType::kF32 && v.dtype() == DType::kF32 &&
-               out.dtype() == DType::kF32,
-           "Attention: f32 only");
-  const int64_t Lq = q.dim(0), H = q.dim(1), d = q.dim(2), Lk = k.dim(0);
-  SV_CHECK(k.shape() == v.shape() && k.dim(1) == H && k.dim(2) == d && out.shape() == q.shape(),
-           "Attention: q %s k %s v %s out %s", ShapeString(q.shape()).c_str(),
-           ShapeString(k.shape()).c_str(), ShapeString(v.shape()).c_str(),
-           ShapeString(out.shape()).c_str());
-  SV_CHECK(key_valid >= -1 && key_valid <= Lk, "Attention: key_valid %lld for %lld keys",
-           static_cast<long long>(key_valid), static_cast<long long>(Lk));
-  if (bias) {
-    SV_CHECK(bias->dtype() == DType::kF32 && (bias->shape() == Shape{H, Lq, Lk}),
-             "Attention: bias %s, expected f32 [%lld, %lld, %lld]",
-             ShapeString(bias->shape()).c_str(), static_cast<long long>(H),
-             static_cast<long long>(Lq), static_cast<long long>(Lk));
-  }
-  SV_CHECK(out.raw() != q.raw() && out.raw() != k.raw() && out.raw() != v.raw(),
-           "Attention: out must not alias q, k or v");
-  const int64_t nk = key_valid < 0 ? Lk : key_valid;
+  const op_shapes::AttentionDims dims =
+      op_shapes::CheckAttention("", q, k, v, bias, key_valid, out);
+  const int64_t Lq = dims.Lq, H = dims.heads, d = dims.head_dim, Lk = dims.Lk, nk = dims.keys;
   float* o = out.f32();
   if (nk == 0) {  // every key masked: no distribution, define the output as 0
     std::memset(o, 0, out.nbytes());

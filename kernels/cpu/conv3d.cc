@@ -4,9 +4,9 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/check.h"
 #include "kernels/cpu/convert.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/op_shapes.h"
 
 namespace sparsevid::kernels::cpu {
 namespace {
@@ -18,25 +18,10 @@ constexpr int64_t kMaxColumnFloats = int64_t{1} << 24;
 
 void Conv3d(const CpuContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, int pad_h,
             int pad_w, Tensor& y) {
-  SV_CHECK(x.ndim() == 4 && w.ndim() == 5 && x.dtype() == DType::kF32 &&
-               y.dtype() == DType::kF32,
-           "Conv3d: x %s (f32 [C,T,H,W]), w %s ([O,C,kt,kh,kw])", ShapeString(x.shape()).c_str(),
-           ShapeString(w.shape()).c_str());
-  const int64_t C = x.dim(0), T = x.dim(1), H = x.dim(2), W = x.dim(3);
-  const int64_t O = w.dim(0), kt = w.dim(2), kh = w.dim(3), kw = w.dim(4);
-  SV_CHECK(w.dim(1) == C, "Conv3d: weight %s for %lld input channels",
-           ShapeString(w.shape()).c_str(), static_cast<long long>(C));
-  SV_CHECK(pad_h >= 0 && pad_w >= 0, "Conv3d: negative padding");
-  const int64_t To = T - kt + 1, Ho = H + 2 * pad_h - kh + 1, Wo = W + 2 * pad_w - kw + 1;
-  SV_CHECK(To >= 1 && Ho >= 1 && Wo >= 1, "Conv3d: kernel %s larger than padded input %s",
-           ShapeString(w.shape()).c_str(), ShapeString(x.shape()).c_str());
-  SV_CHECK((y.shape() == Shape{O, To, Ho, Wo}), "Conv3d: y %s, expected [%lld, %lld, %lld, %lld]",
-           ShapeString(y.shape()).c_str(), static_cast<long long>(O), static_cast<long long>(To),
-           static_cast<long long>(Ho), static_cast<long long>(Wo));
-  if (bias) SV_CHECK(bias->numel() == O, "Conv3d: bias of %lld for %lld outputs",
-                     static_cast<long long>(bias->numel()), static_cast<long long>(O));
-
-  SV_CHECK(x.raw() != y.raw(), "Conv3d cannot run in place");
+  const op_shapes::Conv3dGeometry g = op_shapes::CheckConv3d("", x, w, bias, pad_h, pad_w, y);
+  const int64_t C = g.C, T = g.T, H = g.H, W = g.W;
+  const int64_t O = g.O, kt = g.kt, kh = g.kh, kw = g.kw;
+  const int64_t To = g.To, Ho = g.Ho, Wo = g.Wo;
   const int64_t K = C * kt * kh * kw;
   std::unique_ptr<Scratch> w_f32;
   const float* wf = w.f32();

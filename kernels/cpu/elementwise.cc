@@ -6,24 +6,14 @@
 
 #include "kernels/check.h"
 #include "kernels/cpu/fast_exp.h"
+#include "kernels/op_shapes.h"
 
 namespace sparsevid::kernels::cpu {
 namespace {
 
-void CheckF32(const Tensor& t, const char* op) {
-  SV_CHECK(t.defined() && t.dtype() == DType::kF32, "%s: f32 tensors only", op);
-}
-
-void CheckSame(const Tensor& a, const Tensor& b, const char* op) {
-  CheckF32(a, op);
-  CheckF32(b, op);
-  SV_CHECK(a.numel() == b.numel(), "%s: %s vs %s", op, ShapeString(a.shape()).c_str(),
-           ShapeString(b.shape()).c_str());
-}
-
 template <typename F>
 void Map(const CpuContext& ctx, const Tensor& x, Tensor& y, const char* op, F f) {
-  CheckSame(x, y, op);
+  op_shapes::CheckSameSize("", x, y, op);
   const int64_t n = x.numel();
   const float* in = x.f32();
   float* out = y.f32();
@@ -35,8 +25,8 @@ void Map(const CpuContext& ctx, const Tensor& x, Tensor& y, const char* op, F f)
 // y = f(a, b) elementwise over same-sized tensors.
 template <typename F>
 void Zip(const CpuContext& ctx, const Tensor& a, const Tensor& b, Tensor& y, const char* op, F f) {
-  CheckSame(a, b, op);
-  CheckSame(a, y, op);
+  op_shapes::CheckSameSize("", a, b, op);
+  op_shapes::CheckSameSize("", a, y, op);
   const int64_t n = a.numel();
   const float *pa = a.f32(), *pb = b.f32();
   float* out = y.f32();
@@ -47,9 +37,7 @@ void Zip(const CpuContext& ctx, const Tensor& a, const Tensor& b, Tensor& y, con
 
 // Checks a per-channel vector against the last dim of x.
 const float* RowParam(const Tensor& p, int64_t d, const char* what) {
-  CheckF32(p, what);
-  SV_CHECK(p.numel() == d, "%s has shape %s, expected %lld elements", what,
-           ShapeString(p.shape()).c_str(), static_cast<long long>(d));
+  op_shapes::CheckRowParam("", p, d, what);
   return p.f32();
 }
 
@@ -85,7 +73,7 @@ void Mul(const CpuContext& ctx, const Tensor& a, const Tensor& b, Tensor& y) {
 
 void Modulate(const CpuContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale,
               Tensor& y) {
-  CheckSame(x, y, "Modulate");
+  op_shapes::CheckSameSize("", x, y, "Modulate");
   const int64_t d = x.dim(-1);
   const float* sh = RowParam(shift, d, "Modulate shift");
   const float* sc = RowParam(scale, d, "Modulate scale");
@@ -100,7 +88,7 @@ void Modulate(const CpuContext& ctx, const Tensor& x, const Tensor& shift, const
 }
 
 void AddGated(const CpuContext& ctx, Tensor& x, const Tensor& y, const Tensor* gate) {
-  CheckSame(x, y, "AddGated");
+  op_shapes::CheckSameSize("", x, y, "AddGated");
   const int64_t d = x.dim(-1);
   const float* g = gate ? RowParam(*gate, d, "AddGated gate") : nullptr;
   const int64_t rows = d ? x.numel() / d : 0;
@@ -145,7 +133,7 @@ void SoftmaxRow(float* row, int64_t n) {
 }
 
 void Softmax(const CpuContext& ctx, const Tensor& x, Tensor& y) {
-  CheckSame(x, y, "Softmax");
+  op_shapes::CheckSameSize("", x, y, "Softmax");
   const int64_t d = x.dim(-1);
   const int64_t rows = d ? x.numel() / d : 0;
   const float* in = x.f32();

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "kernels/check.h"
 #include "kernels/cpu/convert.h"
+#include "kernels/op_shapes.h"
 
 namespace sparsevid::kernels::cpu {
 
@@ -45,21 +45,9 @@ void Sgemm(const CpuContext& ctx, bool trans_b, int64_t M, int64_t N, int64_t K,
 
 void Linear(const CpuContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
             Tensor& y) {
-  SV_CHECK(x.dtype() == DType::kF32 && y.dtype() == DType::kF32, "Linear: x and y must be f32");
-  SV_CHECK(w.ndim() == 2 && x.ndim() >= 1, "Linear: weight %s must be [N, K]",
-           ShapeString(w.shape()).c_str());
-  const int64_t n = w.dim(0), k = w.dim(1);
-  SV_CHECK(x.dim(-1) == k, "Linear: x %s vs weight %s", ShapeString(x.shape()).c_str(),
-           ShapeString(w.shape()).c_str());
-  const int64_t m = k ? x.numel() / k : 0;
-  SV_CHECK(y.numel() == m * n && y.dim(-1) == n, "Linear: y %s, expected [%lld, %lld]",
-           ShapeString(y.shape()).c_str(), static_cast<long long>(m), static_cast<long long>(n));
-  if (bias) {
-    SV_CHECK(bias->numel() == n, "Linear: bias %s for N=%lld", ShapeString(bias->shape()).c_str(),
-             static_cast<long long>(n));
-  }
+  const op_shapes::LinearDims dims = op_shapes::CheckLinear("", x, w, bias, y);
+  const int64_t m = dims.m, n = dims.n, k = dims.k;
   if (m == 0 || n == 0) return;
-  SV_CHECK(x.raw() != y.raw(), "Linear cannot write its output over its input");
 
   const float* wf = nullptr;
   std::unique_ptr<Scratch> converted;

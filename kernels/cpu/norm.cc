@@ -5,6 +5,7 @@
 
 #include "kernels/check.h"
 #include "kernels/cpu/convert.h"
+#include "kernels/op_shapes.h"
 
 namespace sparsevid::kernels::cpu {
 namespace {
@@ -12,9 +13,8 @@ namespace {
 // Optional per-channel parameter as f32 (nullptr when absent).
 struct ParamF32 {
   ParamF32(const CpuContext& ctx, const Tensor* t, int64_t n, const char* what) {
+    op_shapes::CheckNormParam("", t, n, what);
     if (!t) return;
-    SV_CHECK(t->numel() == n, "%s has %lld elements, expected %lld", what,
-             static_cast<long long>(t->numel()), static_cast<long long>(n));
     values.resize(n);
     ConvertToF32(ctx, *t, values.data());
     ptr = values.data();
@@ -81,8 +81,7 @@ void RmsNorm(const CpuContext& ctx, const Tensor& x, const Tensor* gamma, float 
 
 void ChannelRmsNorm(const CpuContext& ctx, const Tensor& x, const Tensor& gamma, Tensor& y) {
   CheckSameF32(x, y, "ChannelRmsNorm");
-  SV_CHECK(x.ndim() >= 1, "ChannelRmsNorm of a scalar");
-  const int64_t c = x.dim(0);
+  const int64_t c = op_shapes::CheckChannelRmsNorm("", x, gamma);
   const int64_t n = c ? x.numel() / c : 0;
   ParamF32 g(ctx, &gamma, c, "ChannelRmsNorm gamma");
   const float* in = x.f32();

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/check.h"
+#include "kernels/op_shapes.h"
 
 namespace sparsevid::kernels::cpu {
 namespace {
@@ -29,13 +29,8 @@ double Rope3dAngle(int64_t head_dim, int64_t pair, int64_t f, int64_t h, int64_t
 }
 
 void Rope3d(const CpuContext& ctx, Tensor& x, const TokenGrid& grid) {
-  SV_CHECK(x.ndim() == 3 && x.dtype() == DType::kF32, "Rope3d: x %s must be f32 [L, H, d]",
-           ShapeString(x.shape()).c_str());
-  const int64_t L = x.dim(0), heads = x.dim(1), d = x.dim(2);
-  SV_CHECK(L == grid.tokens(), "Rope3d: %lld tokens vs grid %lldx%lldx%lld",
-           static_cast<long long>(L), static_cast<long long>(grid.frames),
-           static_cast<long long>(grid.height), static_cast<long long>(grid.width));
-  SV_CHECK(d % 2 == 0, "Rope3d: odd head dim %lld", static_cast<long long>(d));
+  const op_shapes::RopeDims dims = op_shapes::CheckRope3d("", x, grid);
+  const int64_t L = dims.tokens, heads = dims.heads, d = dims.head_dim;
   const int64_t pairs = d / 2;
   float* data = x.f32();
   const int threads = ThreadsFor(ctx, x.numel());

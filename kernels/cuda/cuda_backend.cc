@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/cuda_backend_impl.h"
 #include "kernels/cuda/cuda_backend_ops.h"
+#include "kernels/op_shapes.h"
 
 namespace sparsevid::kernels::cuda {
 
@@ -58,24 +59,24 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(int device_index) {
 
 namespace {
 
+// Messages of the shared shape contract start with this (op_shapes.h).
+constexpr char kWho[] = "CudaBackend ";
+
 void CheckF32(const Tensor& t, const char* op) {
   CheckDevice(t, op);
-  SV_CHECK(t.dtype() == DType::kF32, "CudaBackend %s: f32 tensors only, got %s", op,
-           DTypeName(t.dtype()));
+  op_shapes::CheckF32(kWho, t, op);
 }
 
 void CheckSameSize(const Tensor& a, const Tensor& b, const char* op) {
-  CheckF32(a, op);
-  CheckF32(b, op);
-  SV_CHECK(a.numel() == b.numel(), "CudaBackend %s: %s vs %s", op, ShapeString(a.shape()).c_str(),
-           ShapeString(b.shape()).c_str());
+  CheckDevice(a, op);
+  CheckDevice(b, op);
+  op_shapes::CheckSameSize(kWho, a, b, op);
 }
 
 // A per-channel f32 device vector of d elements (Modulate, AddGated).
 const float* RowParam(const Tensor& p, int64_t d, const char* what) {
-  CheckF32(p, what);
-  SV_CHECK(p.numel() == d, "CudaBackend %s has shape %s, expected %lld elements", what,
-           ShapeString(p.shape()).c_str(), static_cast<long long>(d));
+  CheckDevice(p, what);
+  op_shapes::CheckRowParam(kWho, p, d, what);
   return p.f32();
 }
 
@@ -175,17 +176,11 @@ void CudaBackend::LayerNorm(const Tensor& x, const Tensor* gamma, const Tensor* 
                             Tensor& y) {
   CheckSameSize(x, y, "LayerNorm");
   const int64_t d = x.dim(-1);
+  op_shapes::CheckNormParam(kWho, gamma, d, "LayerNorm gamma");
+  op_shapes::CheckNormParam(kWho, beta, d, "LayerNorm beta");
   Tensor g, b;
-  if (gamma) {
-    SV_CHECK(gamma->numel() == d, "CudaBackend LayerNorm gamma: %lld elements for d=%lld",
-             static_cast<long long>(gamma->numel()), static_cast<long long>(d));
-    g = AsF32(*gamma, "LayerNorm");
-  }
-  if (beta) {
-    SV_CHECK(beta->numel() == d, "CudaBackend LayerNorm beta: %lld elements for d=%lld",
-             static_cast<long long>(beta->numel()), static_cast<long long>(d));
-    b = AsF32(*beta, "LayerNorm");
-  }
+  if (gamma) g = AsF32(*gamma, "LayerNorm");
+  if (beta) b = AsF32(*beta, "LayerNorm");
   LaunchLayerNorm(x.f32(), gamma ? g.f32() : nullptr, beta ? b.f32() : nullptr, eps, y.f32(),
                   d ? x.numel() / d : 0, d, stream());
   CheckLaunch("LayerNorm");
@@ -194,12 +189,9 @@ void CudaBackend::LayerNorm(const Tensor& x, const Tensor* gamma, const Tensor* 
 void CudaBackend::RmsNorm(const Tensor& x, const Tensor* gamma, float eps, Tensor& y) {
   CheckSameSize(x, y, "RmsNorm");
   const int64_t d = x.dim(-1);
+  op_shapes::CheckNormParam(kWho, gamma, d, "RmsNorm gamma");
   Tensor g;
-  if (gamma) {
-    SV_CHECK(gamma->numel() == d, "CudaBackend RmsNorm gamma: %lld elements for d=%lld",
-             static_cast<long long>(gamma->numel()), static_cast<long long>(d));
-    g = AsF32(*gamma, "RmsNorm");
-  }
+  if (gamma) g = AsF32(*gamma, "RmsNorm");
   LaunchRmsNorm(x.f32(), gamma ? g.f32() : nullptr, eps, y.f32(), d ? x.numel() / d : 0, d,
                 stream());
   CheckLaunch("RmsNorm");
@@ -207,10 +199,7 @@ void CudaBackend::RmsNorm(const Tensor& x, const Tensor* gamma, float eps, Tenso
 
 void CudaBackend::ChannelRmsNorm(const Tensor& x, const Tensor& gamma, Tensor& y) {
   CheckSameSize(x, y, "ChannelRmsNorm");
-  SV_CHECK(x.ndim() >= 1, "CudaBackend ChannelRmsNorm of a scalar");
-  const int64_t c = x.dim(0);
-  SV_CHECK(gamma.numel() == c, "CudaBackend ChannelRmsNorm gamma: %lld elements for %lld channels",
-           static_cast<long long>(gamma.numel()), static_cast<long long>(c));
+  const int64_t c = op_shapes::CheckChannelRmsNorm(kWho, x, gamma);
   const Tensor g = AsF32(gamma, "ChannelRmsNorm");
   LaunchChannelRmsNorm(x.f32(), g.f32(), y.f32(), c, c ? x.numel() / c : 0, stream());
   CheckLaunch("ChannelRmsNorm");
@@ -282,29 +271,15 @@ void CudaBackend::Softmax(const Tensor& x, Tensor& y) {
 void CudaBackend::Permute(const Tensor& x, const std::vector<int>& perm, Tensor& y) {
   CheckDevice(x, "Permute");
   CheckDevice(y, "Permute");
+  const op_shapes::PermuteGeometry g = op_shapes::CheckPermute(kWho, x, perm, y);
   const int n = x.ndim();
-  SV_CHECK(static_cast<int>(perm.size()) == n,
-           "CudaBackend Permute: perm of size %zu for a %d-d tensor", perm.size(), n);
   SV_CHECK(n <= kMaxPermuteDims, "CudaBackend Permute: %d dims (at most %d)", n, kMaxPermuteDims);
-  SV_CHECK(x.dtype() == y.dtype(), "CudaBackend Permute: dtype mismatch");
-  std::vector<bool> seen(n, false);
-  Shape expect(n);
-  for (int i = 0; i < n; ++i) {
-    SV_CHECK(perm[i] >= 0 && perm[i] < n && !seen[perm[i]], "CudaBackend Permute: invalid perm");
-    seen[perm[i]] = true;
-    expect[i] = x.shape()[perm[i]];
-  }
-  SV_CHECK(y.shape() == expect, "CudaBackend Permute: y %s, expected %s",
-           ShapeString(y.shape()).c_str(), ShapeString(expect).c_str());
   if (x.numel() == 0) return;
-  SV_CHECK(x.raw() != y.raw(), "CudaBackend Permute cannot run in place");
   PermuteDims dims;
   dims.ndim = n;
-  std::vector<int64_t> istride(n, 1);
-  for (int i = n - 2; i >= 0; --i) istride[i] = istride[i + 1] * x.shape()[i + 1];
   for (int i = 0; i < n; ++i) {
-    dims.out_shape[i] = expect[i];
-    dims.in_stride[i] = istride[perm[i]];
+    dims.out_shape[i] = g.out_shape[i];
+    dims.in_stride[i] = g.in_stride[i];
   }
   LaunchPermute(x.raw(), y.raw(), static_cast<int>(DTypeSize(x.dtype())), dims, x.numel(),
                 stream());
@@ -312,38 +287,16 @@ void CudaBackend::Permute(const Tensor& x, const std::vector<int>& perm, Tensor&
 }
 
 void CudaBackend::Concat(const std::vector<Tensor>& xs, int dim, Tensor& y) {
-  SV_CHECK(!xs.empty(), "CudaBackend Concat of no tensors");
   CheckDevice(y, "Concat");
-  const int n = y.ndim();
-  const int d = dim < 0 ? dim + n : dim;
-  SV_CHECK(d >= 0 && d < n, "CudaBackend Concat: dim %d for a %d-d output", dim, n);
-  int64_t total = 0;
-  for (const Tensor& x : xs) {
-    CheckDevice(x, "Concat");
-    SV_CHECK(x.ndim() == n && x.dtype() == y.dtype(),
-             "CudaBackend Concat: input %s %s vs output %s %s", ShapeString(x.shape()).c_str(),
-             DTypeName(x.dtype()), ShapeString(y.shape()).c_str(), DTypeName(y.dtype()));
-    for (int i = 0; i < n; ++i) {
-      SV_CHECK(i == d || x.shape()[i] == y.shape()[i], "CudaBackend Concat: input %s vs output %s",
-               ShapeString(x.shape()).c_str(), ShapeString(y.shape()).c_str());
-    }
-    total += x.shape()[d];
-  }
-  SV_CHECK(total == y.shape()[d],
-           "CudaBackend Concat: sizes along dim %d sum to %lld, output has %lld", d,
-           static_cast<long long>(total), static_cast<long long>(y.shape()[d]));
-  int64_t outer = 1, inner = 1;
-  for (int i = 0; i < d; ++i) outer *= y.shape()[i];
-  for (int i = d + 1; i < n; ++i) inner *= y.shape()[i];
-  const size_t es = DTypeSize(y.dtype());
-  const size_t out_row = static_cast<size_t>(y.shape()[d] * inner) * es;
+  for (const Tensor& x : xs) CheckDevice(x, "Concat");
+  const op_shapes::ConcatGeometry g = op_shapes::CheckConcat(kWho, xs, dim, y);
   char* dst = static_cast<char*>(y.raw());
   size_t col = 0;  // byte offset of the current input inside an output row
-  for (const Tensor& x : xs) {
-    const size_t row = static_cast<size_t>(x.shape()[d] * inner) * es;
-    if (row > 0 && outer > 0) {
-      SV_CUDA_CHECK("Concat", cudaMemcpy2DAsync(dst + col, out_row, x.raw(), row, row, outer,
-                                                cudaMemcpyDeviceToDevice, stream()));
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const size_t row = g.row_bytes[i];
+    if (row > 0 && g.outer > 0) {
+      SV_CUDA_CHECK("Concat", cudaMemcpy2DAsync(dst + col, g.out_row_bytes, xs[i].raw(), row, row,
+                                                g.outer, cudaMemcpyDeviceToDevice, stream()));
     }
     col += row;
   }
@@ -352,19 +305,10 @@ void CudaBackend::Concat(const std::vector<Tensor>& xs, int dim, Tensor& y) {
 void CudaBackend::Embedding(const Tensor& table, const std::vector<int32_t>& ids, Tensor& y) {
   CheckDevice(table, "Embedding");
   CheckDevice(y, "Embedding");
-  SV_CHECK(table.ndim() == 2, "CudaBackend Embedding: table %s must be 2-d",
-           ShapeString(table.shape()).c_str());
+  const int64_t d = op_shapes::CheckEmbedding(kWho, table, ids, y).d;
   SV_CHECK(table.dtype() == DType::kF32 || table.dtype() == DType::kBF16 ||
                table.dtype() == DType::kF16,
            "CudaBackend Embedding: table dtype %s", DTypeName(table.dtype()));
-  const int64_t vocab = table.dim(0), d = table.dim(1);
-  SV_CHECK(y.dtype() == DType::kF32 && y.numel() == static_cast<int64_t>(ids.size()) * d,
-           "CudaBackend Embedding: y %s for %zu ids of width %lld", ShapeString(y.shape()).c_str(),
-           ids.size(), static_cast<long long>(d));
-  for (int32_t id : ids) {
-    SV_CHECK(id >= 0 && id < vocab, "CudaBackend Embedding: id %d outside the table of %lld rows",
-             id, static_cast<long long>(vocab));
-  }
   if (ids.empty() || d == 0) return;
   Tensor ids_dev = Scratch({static_cast<int64_t>(ids.size())}, DType::kI32, "Embedding");
   SV_CUDA_CHECK("Embedding", cudaMemcpyAsync(ids_dev.raw(), ids.data(), ids.size() * sizeof(int32_t),
@@ -376,13 +320,8 @@ void CudaBackend::Embedding(const Tensor& table, const std::vector<int32_t>& ids
 
 void CudaBackend::Rope3d(Tensor& x, const TokenGrid& grid) {
   CheckF32(x, "Rope3d");
-  SV_CHECK(x.ndim() == 3, "CudaBackend Rope3d: x %s must be [L, H, d]",
-           ShapeString(x.shape()).c_str());
-  const int64_t L = x.dim(0), heads = x.dim(1), d = x.dim(2);
-  SV_CHECK(L == grid.tokens(), "CudaBackend Rope3d: %lld tokens vs grid %lldx%lldx%lld",
-           static_cast<long long>(L), static_cast<long long>(grid.frames),
-           static_cast<long long>(grid.height), static_cast<long long>(grid.width));
-  SV_CHECK(d % 2 == 0, "CudaBackend Rope3d: odd head dim %lld", static_cast<long long>(d));
+  const op_shapes::RopeDims dims = op_shapes::CheckRope3d(kWho, x, grid);
+  const int64_t L = dims.tokens, heads = dims.heads, d = dims.head_dim;
   LaunchRope3d(x.f32(), L, heads, d, grid.height, grid.width, stream());
   CheckLaunch("Rope3d");
 }
@@ -390,13 +329,8 @@ void CudaBackend::Rope3d(Tensor& x, const TokenGrid& grid) {
 void CudaBackend::UpsampleNearest2x(const Tensor& x, Tensor& y) {
   CheckF32(x, "UpsampleNearest2x");
   CheckF32(y, "UpsampleNearest2x");
-  SV_CHECK(x.ndim() == 4, "CudaBackend UpsampleNearest2x: x %s must be [C, T, H, W]",
-           ShapeString(x.shape()).c_str());
-  const int64_t h = x.dim(2), w = x.dim(3);
-  SV_CHECK((y.shape() == Shape{x.dim(0), x.dim(1), 2 * h, 2 * w}),
-           "CudaBackend UpsampleNearest2x: y %s for x %s", ShapeString(y.shape()).c_str(),
-           ShapeString(x.shape()).c_str());
-  LaunchUpsampleNearest2x(x.f32(), y.f32(), x.dim(0) * x.dim(1), h, w, stream());
+  const op_shapes::UpsampleDims dims = op_shapes::CheckUpsampleNearest2x(kWho, x, y);
+  LaunchUpsampleNearest2x(x.f32(), y.f32(), dims.planes, dims.h, dims.w, stream());
   CheckLaunch("UpsampleNearest2x");
 }
 

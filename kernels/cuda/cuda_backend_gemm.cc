@@ -12,6 +12,7 @@
 
 #include "kernels/cuda/cuda_backend_impl.h"
 #include "kernels/cuda/cuda_backend_ops.h"
+#include "kernels/op_shapes.h"
 
 namespace sparsevid::kernels::cuda {
 namespace {
@@ -20,6 +21,9 @@ namespace {
 // are processed in chunks that stay under 256 MiB.
 constexpr int64_t kMaxColumnFloats = int64_t{1} << 26;
 constexpr int64_t kMaxScoreFloats = int64_t{1} << 26;
+
+// Messages of the shared shape contract start with this (op_shapes.h).
+constexpr char kWho[] = "CudaBackend ";
 
 }  // namespace
 
@@ -37,26 +41,13 @@ void CudaBackend::Linear(const Tensor& x, const Tensor& w, const Tensor* bias, T
   CheckDevice(x, "Linear");
   CheckDevice(w, "Linear");
   CheckDevice(y, "Linear");
-  SV_CHECK(x.dtype() == DType::kF32 && y.dtype() == DType::kF32,
-           "CudaBackend Linear: x and y must be f32");
-  SV_CHECK(w.ndim() == 2 && x.ndim() >= 1, "CudaBackend Linear: weight %s must be [N, K]",
-           ShapeString(w.shape()).c_str());
+  const op_shapes::LinearDims dims = op_shapes::CheckLinear(kWho, x, w, bias, y);
+  const int64_t m = dims.m, n = dims.n, k = dims.k;
   SV_CHECK(w.dtype() == DType::kF32 || w.dtype() == DType::kBF16 || w.dtype() == DType::kF16,
            "CudaBackend Linear: weight dtype %s", DTypeName(w.dtype()));
-  const int64_t n = w.dim(0), k = w.dim(1);
-  SV_CHECK(x.dim(-1) == k, "CudaBackend Linear: x %s vs weight %s", ShapeString(x.shape()).c_str(),
-           ShapeString(w.shape()).c_str());
-  const int64_t m = k ? x.numel() / k : 0;
-  SV_CHECK(y.numel() == m * n && y.dim(-1) == n, "CudaBackend Linear: y %s, expected [%lld, %lld]",
-           ShapeString(y.shape()).c_str(), static_cast<long long>(m), static_cast<long long>(n));
-  if (bias) {
-    SV_CHECK(bias->numel() == n, "CudaBackend Linear: bias %s for N=%lld",
-             ShapeString(bias->shape()).c_str(), static_cast<long long>(n));
-  }
   SV_CHECK(m < (int64_t{1} << 31) && n < (int64_t{1} << 31) && k < (int64_t{1} << 31),
            "CudaBackend Linear: dimensions beyond cuBLAS's 32-bit range");
   if (m == 0 || n == 0) return;
-  SV_CHECK(x.raw() != y.raw(), "CudaBackend Linear cannot write its output over its input");
   // The bias is broadcast into y first and the GEMM accumulates onto it.
   float beta = 0.f;
   if (bias) {
@@ -96,27 +87,10 @@ void CudaBackend::Conv3d(const Tensor& x, const Tensor& w, const Tensor* bias, i
   CheckDevice(x, "Conv3d");
   CheckDevice(w, "Conv3d");
   CheckDevice(y, "Conv3d");
-  SV_CHECK(x.ndim() == 4 && w.ndim() == 5 && x.dtype() == DType::kF32 &&
-               y.dtype() == DType::kF32,
-           "CudaBackend Conv3d: x %s (f32 [C,T,H,W]), w %s ([O,C,kt,kh,kw])",
-           ShapeString(x.shape()).c_str(), ShapeString(w.shape()).c_str());
-  const int64_t C = x.dim(0), T = x.dim(1), H = x.dim(2), W = x.dim(3);
-  const int64_t O = w.dim(0), kt = w.dim(2), kh = w.dim(3), kw = w.dim(4);
-  SV_CHECK(w.dim(1) == C, "CudaBackend Conv3d: weight %s for %lld input channels",
-           ShapeString(w.shape()).c_str(), static_cast<long long>(C));
-  SV_CHECK(pad_h >= 0 && pad_w >= 0, "CudaBackend Conv3d: negative padding");
-  const int64_t To = T - kt + 1, Ho = H + 2 * pad_h - kh + 1, Wo = W + 2 * pad_w - kw + 1;
-  SV_CHECK(To >= 1 && Ho >= 1 && Wo >= 1, "CudaBackend Conv3d: kernel %s larger than padded input %s",
-           ShapeString(w.shape()).c_str(), ShapeString(x.shape()).c_str());
-  SV_CHECK((y.shape() == Shape{O, To, Ho, Wo}),
-           "CudaBackend Conv3d: y %s, expected [%lld, %lld, %lld, %lld]",
-           ShapeString(y.shape()).c_str(), static_cast<long long>(O), static_cast<long long>(To),
-           static_cast<long long>(Ho), static_cast<long long>(Wo));
-  if (bias) {
-    SV_CHECK(bias->numel() == O, "CudaBackend Conv3d: bias of %lld for %lld outputs",
-             static_cast<long long>(bias->numel()), static_cast<long long>(O));
-  }
-  SV_CHECK(x.raw() != y.raw(), "CudaBackend Conv3d cannot run in place");
+  const op_shapes::Conv3dGeometry g = op_shapes::CheckConv3d(kWho, x, w, bias, pad_h, pad_w, y);
+  const int64_t C = g.C, T = g.T, H = g.H, W = g.W;
+  const int64_t O = g.O, kt = g.kt, kh = g.kh, kw = g.kw;
+  const int64_t To = g.To, Ho = g.Ho, Wo = g.Wo;
   const int64_t K = C * kt * kh * kw;
   const int64_t plane_out = Ho * Wo;
   const Tensor wf = AsF32(w, "Conv3d");
@@ -172,29 +146,11 @@ void CudaBackend::Attention(const Tensor& q, const Tensor& k, const Tensor& v, f
                             const Tensor* bias, int64_t key_valid, Tensor& out) {
   for (const Tensor* t : std::initializer_list<const Tensor*>{&q, &k, &v, &out}) {
     CheckDevice(*t, "Attention");
-    SV_CHECK(t->dtype() == DType::kF32, "CudaBackend Attention: f32 only");
   }
-  SV_CHECK(q.ndim() == 3 && k.ndim() == 3 && v.ndim() == 3 && out.ndim() == 3,
-           "CudaBackend Attention: q %s k %s v %s out %s must be [L, H, d]",
-           ShapeString(q.shape()).c_str(), ShapeString(k.shape()).c_str(),
-           ShapeString(v.shape()).c_str(), ShapeString(out.shape()).c_str());
-  const int64_t Lq = q.dim(0), H = q.dim(1), d = q.dim(2), Lk = k.dim(0);
-  SV_CHECK(k.shape() == v.shape() && k.dim(1) == H && k.dim(2) == d && out.shape() == q.shape(),
-           "CudaBackend Attention: q %s k %s v %s out %s", ShapeString(q.shape()).c_str(),
-           ShapeString(k.shape()).c_str(), ShapeString(v.shape()).c_str(),
-           ShapeString(out.shape()).c_str());
-  SV_CHECK(key_valid >= -1 && key_valid <= Lk, "CudaBackend Attention: key_valid %lld for %lld keys",
-           static_cast<long long>(key_valid), static_cast<long long>(Lk));
-  if (bias) {
-    CheckDevice(*bias, "Attention");
-    SV_CHECK(bias->dtype() == DType::kF32 && (bias->shape() == Shape{H, Lq, Lk}),
-             "CudaBackend Attention: bias %s, expected f32 [%lld, %lld, %lld]",
-             ShapeString(bias->shape()).c_str(), static_cast<long long>(H),
-             static_cast<long long>(Lq), static_cast<long long>(Lk));
-  }
-  SV_CHECK(out.raw() != q.raw() && out.raw() != k.raw() && out.raw() != v.raw(),
-           "CudaBackend Attention: out must not alias q, k or v");
-  const int64_t nk = key_valid < 0 ? Lk : key_valid;
+  if (bias) CheckDevice(*bias, "Attention");
+  const op_shapes::AttentionDims dims =
+      op_shapes::CheckAttention(kWho, q, k, v, bias, key_valid, out);
+  const int64_t Lq = dims.Lq, H = dims.heads, d = dims.head_dim, Lk = dims.Lk, nk = dims.keys;
   if (nk == 0 || Lq == 0 || d == 0) {  // no keys: the output is defined as 0
     if (out.nbytes()) Fill(out, 0.f);
     return;
