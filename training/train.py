@@ -357,6 +357,33 @@ def context(t5, ids, mask):
     return t5(ids, mask) * mask[..., None]
 
 
+def diffusion_batch(lat, ids, mask, neg, batch, cfg_dropout, gen):
+    """A random batch of clips for the diffusion loss: prompt ids with CFG
+    dropout (prompt -> negative prompt) and the flow-matching inputs."""
+    idx = torch.randint(0, lat.shape[0], (batch,), device=lat.device, generator=gen)
+    bi, bm = ids[idx].clone(), mask[idx].clone()
+    drop = torch.rand(batch, device=lat.device, generator=gen) < cfg_dropout
+    bi[drop], bm[drop] = neg[0][0], neg[1][0]
+    xt, target, t = flow_batch(lat[idx], gen)
+    return bi, bm, xt, target, t
+
+
+def optimise(opt, loss, params):
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+
+
+def ema_update(pairs, step, decay):
+    """EMA of (ema_module, live_module) pairs, warmed up over the first steps."""
+    with torch.no_grad():
+        d = min(decay, (step + 1) / (step + 10))
+        for e, m in pairs:
+            for pe, pm in zip(e.parameters(), m.parameters()):
+                pe.lerp_(pm, 1 - d)
+
+
 # ---------------------------------------------------------------- stage 1: DiT
 def stage_dit(run):
     a, dev, cfg = run.args, run.dev, run.cfg
@@ -384,25 +411,15 @@ def stage_dit(run):
     losses = []
     t0 = time.time()
     for step in timed_loop(run.budget.get("dit", 60), a.max_steps):
-        idx = torch.randint(0, lat.shape[0], (a.batch,), device=dev, generator=gen)
-        bi, bm = ids[idx].clone(), mask[idx].clone()
-        drop = torch.rand(a.batch, device=dev, generator=gen) < a.cfg_dropout
-        bi[drop], bm[drop] = neg_ids[0], neg_mask[0]
-        xt, target, t = flow_batch(lat[idx], gen)
+        bi, bm, xt, target, t = diffusion_batch(lat, ids, mask, (neg_ids, neg_mask), a.batch,
+                                                a.cfg_dropout, gen)
         for g in opt.param_groups:
             g["lr"] = a.dit_lr * min(1.0, (step + 1) / 200)
         with autocast(dev):
             v = dit(xt, t, context(t5, bi, bm), {"mode": "dense", "fast": True})
         loss = F.mse_loss(v.float(), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        with torch.no_grad():
-            d = min(a.ema, (step + 1) / (step + 10))
-            for e, m in ((ema_t5, t5), (ema_dit, dit)):
-                for pe, pm in zip(e.parameters(), m.parameters()):
-                    pe.lerp_(pm, 1 - d)
+        optimise(opt, loss, params)
+        ema_update(((ema_t5, t5), (ema_dit, dit)), step, a.ema)
         losses.append(float(loss))
         if step % 200 == 0:
             print(f"[dit] step {step} loss {sum(losses[-50:]) / len(losses[-50:]):.4f} {time.time() - t0:.0f}s", flush=True)
@@ -470,25 +487,16 @@ def stage_qat(run):
     losses = []
     t0 = time.time()
     for step in timed_loop(run.budget.get("qat", 60), a.max_steps):
-        idx = torch.randint(0, lat.shape[0], (a.qat_batch,), device=dev, generator=gen)
-        bi, bm = ids[idx].clone(), mask[idx].clone()
-        drop = torch.rand(a.qat_batch, device=dev, generator=gen) < a.cfg_dropout
-        bi[drop], bm[drop] = neg_ids[0], neg_mask[0]
-        xt, target, t = flow_batch(lat[idx], gen)
+        bi, bm, xt, target, t = diffusion_batch(lat, ids, mask, (neg_ids, neg_mask), a.qat_batch,
+                                                a.cfg_dropout, gen)
         with torch.no_grad():
             ctx = context(t5, bi, bm)
         with autocast(dev):
             v = dit(xt, t, ctx, {"mode": "sla2_low_bit", "checkpoint": True,
                                  "keep_ratio": keeps[step % len(keeps)]})
         loss = F.mse_loss(v.float(), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        with torch.no_grad():
-            d = min(a.ema, (step + 1) / (step + 10))
-            for pe, pm in zip(ema.parameters(), dit.parameters()):
-                pe.lerp_(pm, 1 - d)
+        optimise(opt, loss, params)
+        ema_update(((ema, dit),), step, a.ema)
         losses.append(float(loss))
         if step % 50 == 0:
             print(f"[qat] step {step} loss {sum(losses[-20:]) / len(losses[-20:]):.4f} {time.time() - t0:.0f}s", flush=True)
