@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/status.h"
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/metrics.h"
@@ -181,8 +182,13 @@ int Main(int argc, char** argv) {
   engine_options.threads = cfg.threads;
   auto pipeline = engine::Pipeline::Load(cfg.model_dir, engine_options);
   if (!pipeline.ok()) {
+    // The code tells a missing GPU or driver (FAILED_PRECONDITION) from a
+    // bad model or flag (INVALID_ARGUMENT, NOT_FOUND) at a glance.
+    const absl::Status& st = pipeline.status();
     logging::Error("cannot load the model", {{"model_dir", cfg.model_dir},
-                                             {"error", std::string(pipeline.status().message())}});
+                                             {"device", cfg.device},
+                                             {"code", absl::StatusCodeToString(st.code())},
+                                             {"error", std::string(st.message())}});
     return 3;
   }
   const double load_seconds =

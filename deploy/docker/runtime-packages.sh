@@ -3,9 +3,25 @@
 # binaries load, one per line, sorted. The image build runs it in the build
 # stage so the runtime stage installs exactly the libraries the binaries
 # need (and no -dev packages or compilers).
+#
+#   runtime-packages.sh [--allow-unpackaged DIR]... BINARY...
+#
+# --allow-unpackaged DIR: libraries under DIR that no package provides are
+# listed on stderr ("unpackaged: PATH") instead of failing. For machines
+# with a CUDA toolkit from NVIDIA's tarball (the deploy tests); the image
+# build never passes it, its toolkit comes from NVIDIA's packages.
 set -euo pipefail
+allowed=()
+while [ $# -gt 0 ] && [ "$1" = "--allow-unpackaged" ]; do
+  if [ $# -lt 2 ]; then
+    echo "runtime-packages: --allow-unpackaged needs a directory" >&2
+    exit 2
+  fi
+  allowed+=("$(readlink -f "$2")")
+  shift 2
+done
 if [ $# -eq 0 ]; then
-  echo "usage: $0 BINARY..." >&2
+  echo "usage: $0 [--allow-unpackaged DIR]... BINARY..." >&2
   exit 2
 fi
 for bin in "$@"; do
@@ -33,6 +49,11 @@ for lib in $libs; do
     pkg=$(dpkg-query -S "$candidate" 2>/dev/null | head -n1 | cut -d: -f1) && [ -n "$pkg" ] && break
   done
   if [ -z "$pkg" ]; then
+    for dir in "${allowed[@]}"; do
+      case "$real" in
+        "$dir"/*) echo "runtime-packages: unpackaged: $lib" >&2; continue 2 ;;
+      esac
+    done
     echo "runtime-packages: no Debian package provides $lib" >&2
     exit 1
   fi

@@ -30,6 +30,16 @@ def help_flags(binary):
     return flags
 
 
+def help_description(binary, flag):
+    """The help text `binary --help` prints for --flag (first line)."""
+    proc = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30)
+    for line in proc.stdout.splitlines():
+        m = _HELP_LINE.match(line)
+        if m and m.group(1) == flag:
+            return line[m.end():].strip()
+    raise KeyError("--%s not in %s --help" % (flag, binary))
+
+
 def flatten_yaml(tree, prefix=""):
     """{"a": {"b": 1}} -> {"a.b": 1}, the dotted keys the binaries accept."""
     out = {}

@@ -8,10 +8,13 @@ WORKER = None
 CLI = None
 MAKE_TINY_MODEL = None
 WORK_DIR = None
+# Whether the worker was built with the CUDA backend (True/False; None when
+# not passed).
+CUDA_BACKEND = None
 
 
 def require(*names):
     """Fails the calling test unless the named binaries were passed in."""
-    missing = [n for n in names if not globals().get(n)]
+    missing = [n for n in names if globals().get(n) in (None, "")]
     if missing:
-        raise AssertionError("binaries not passed to the test: %s" % ", ".join(missing))
+        raise AssertionError("not passed to the test: %s" % ", ".join(missing))

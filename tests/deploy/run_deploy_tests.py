@@ -2,7 +2,8 @@
 """Entry point of the deploy tests (registered in ctest by CMakeLists.txt).
 
   run_deploy_tests.py SUITE [--front BIN --worker BIN --cli BIN
-                             --make-tiny-model BIN --work-dir DIR]
+                             --make-tiny-model BIN --work-dir DIR
+                             --cuda-backend 0|1]
 
 Exit code 77 (ctest SKIP_RETURN_CODE) when every test of the suite was
 skipped, e.g. the image build without a container engine.
@@ -26,6 +27,7 @@ SUITES = {
     "live": ["test_live_metrics"],
     "images": ["test_images.DockerfileTest"],
     "image-build": ["test_images.ImageBuildTest"],
+    "gpu-worker": ["test_gpu_worker"],
 }
 
 
@@ -37,11 +39,15 @@ def main():
     ap.add_argument("--cli")
     ap.add_argument("--make-tiny-model")
     ap.add_argument("--work-dir", default=tempfile.gettempdir())
+    ap.add_argument("--cuda-backend", choices=("0", "1"),
+                    help="1 if the worker was built with the CUDA backend")
     args = ap.parse_args()
     deploy_env.FRONT = args.front
     deploy_env.WORKER = args.worker
     deploy_env.CLI = args.cli
     deploy_env.MAKE_TINY_MODEL = args.make_tiny_model
+    if args.cuda_backend is not None:
+        deploy_env.CUDA_BACKEND = args.cuda_backend == "1"
     os.makedirs(args.work_dir, exist_ok=True)
     deploy_env.WORK_DIR = args.work_dir
     suite = unittest.defaultTestLoader.loadTestsFromNames(SUITES[args.suite])

@@ -264,6 +264,38 @@ class ManifestTest(Rendered):
                          int(quantity_cpus(cpu["resources"]["limits"]["cpu"])))
         self.assertTrue(cpu["image"].endswith("sparsevid-worker-cpu:0.1.0"), cpu["image"])
 
+    def test_gpu_overlay_device_is_one_the_engine_accepts(self):
+        # The engine's device grammar (worker/engine/pipeline.cc
+        # CreateBackend), as the binary's --help states it; tests/deploy/
+        # test_gpu_worker.py runs the binary with the value itself.
+        self.assertIn("cpu or cuda[:N]",
+                      binaries.help_description(deploy_env.WORKER, "engine.device"))
+        device = self.effective(self.objects["gpu"], "worker")["engine.device"]
+        m = re.fullmatch(r"cuda(?::(\d+))?", device)
+        self.assertIsNotNone(m, "GPU overlay: --engine.device %r is not cuda or cuda:N" % device)
+        # The device plugin shows the container only its own GPUs, numbered
+        # from 0: the index must be below the GPU limit.
+        _, c = self.worker(self.objects["gpu"])
+        self.assertLess(int(m.group(1) or 0), int(c["resources"]["limits"]["nvidia.com/gpu"]))
+
+    def test_gpu_nodes_match_what_the_cuda_image_was_built_for(self):
+        with open(DOCKERFILE) as f:
+            text = f.read()
+        arch = re.search(r"^ARG CUDA_ARCHITECTURES=(\S+)$", text, re.M).group(1)
+        cuda_major = int(re.search(r"^ARG CUDA_VERSION=(\d+)\.\d+$", text, re.M).group(1))
+        d, _ = self.worker(self.objects["gpu"])
+        terms = (d["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+                 ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"])
+        self.assertEqual(len(terms), 1)
+        exprs = {e["key"]: e for e in terms[0]["matchExpressions"]}
+        # sm_90a code runs on compute capability 9.x alone (GFD's label).
+        majors = sorted({str(int(re.match(r"\d+", a).group()) // 10) for a in arch.split(";")})
+        cc = exprs["nvidia.com/gpu.compute.major"]
+        self.assertEqual((cc["operator"], sorted(cc["values"])), ("In", majors))
+        # The node's driver must support the image's CUDA major version.
+        drv = exprs["nvidia.com/cuda.runtime.major"]
+        self.assertEqual((drv["operator"], drv["values"]), ("Gt", [str(cuda_major - 1)]))
+
     def test_selectors_of_pdb_and_network_policies_match_pods(self):
         for overlay, objs in self.clusters():
             pods = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
