@@ -32,6 +32,16 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(int device_index) {
   cudaDeviceProp prop{};
   cudaError_t st = cudaSetDevice(device_index);
   if (st == cudaSuccess) st = cudaGetDeviceProperties(&prop, device_index);
+  if (st == cudaSuccess) {
+    const cudaError_t image = ProbeKernelImage();
+    if (image != cudaSuccess) {
+      cudaGetLastError();
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cuda:", device_index, " is a ", prop.name, " (compute capability ", prop.major, ".",
+          prop.minor, "), which this build's kernels do not support (built for Hopper sm_90a: "
+          "H100/H200): ", cudaGetErrorString(image)));
+    }
+  }
   if (st == cudaSuccess) st = cudaStreamCreateWithFlags(&dev->stream, cudaStreamNonBlocking);
   if (st == cudaSuccess) {
     // Keep freed blocks in the pool (a caching allocator) instead of

@@ -23,6 +23,10 @@ inline unsigned GridFor(int64_t n) {
        i += int64_t{gridDim.x} * blockDim.x)
 
 // cuda_elementwise.cu
+// cudaSuccess when this binary holds kernel code the current device can run
+// (the build targets one architecture, sm_90a; another GPU fails here, at
+// start-up, instead of at the first launch).
+cudaError_t ProbeKernelImage();
 enum class UnaryOp { kGeluTanh, kSilu, kScale, kClamp };
 void LaunchUnary(UnaryOp op, const float* x, float* y, int64_t n, float a, float b,
                  cudaStream_t s);

@@ -45,6 +45,11 @@ __global__ void BroadcastKernel(const float* v, float* y, int64_t n, int64_t per
 
 }  // namespace
 
+cudaError_t ProbeKernelImage() {
+  cudaFuncAttributes attr;
+  return cudaFuncGetAttributes(&attr, UnaryKernel);
+}
+
 void LaunchUnary(UnaryOp op, const float* x, float* y, int64_t n, float a, float b,
                  cudaStream_t s) {
   if (n > 0) UnaryKernel<<<GridFor(n), 256, 0, s>>>(op, x, y, n, a, b);
