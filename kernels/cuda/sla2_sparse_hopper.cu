@@ -53,6 +53,23 @@ struct HopperArgs {
   bool l2_hints;  // TMA loads: K/V evict_last, Q evict_first
 };
 
+// One tile of the persistent grid: query block i of (batch b, head h), in
+// query-block-fastest order, with its kept key-block list. The producer and
+// the consumers walk the same tiles, so both decode them here.
+struct HopperTile {
+  int i, h, b, cnt;
+  const int32_t* lut_row;
+};
+
+__device__ __forceinline__ HopperTile DecodeTile(int64_t tile, const HopperArgs& args) {
+  const Sla2Dims& d = args.d;
+  const int i = static_cast<int>(tile % d.q_blocks);
+  const int64_t bh = tile / d.q_blocks;
+  return {i, static_cast<int>(bh % d.heads), static_cast<int>(bh / d.heads),
+          args.counts[bh * d.q_blocks + i],
+          args.lut + (bh * d.q_blocks + i) * args.lut_capacity};
+}
+
 // Shared-memory map. Every tile is a set of 128-byte-wide column chunks
 // (64 bf16 channels), each a TMA box stored with the 128-byte swizzle.
 template <int D>
@@ -251,11 +268,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     int64_t it = 0;  // K/V blocks loaded so far, over all tiles of this CTA
     int k = 0;       // tiles so far
     for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
-      const int i = static_cast<int>(tile % d.q_blocks);
-      const int64_t bh = tile / d.q_blocks;
-      const int h = static_cast<int>(bh % d.heads), b = static_cast<int>(bh / d.heads);
-      const int cnt = args.counts[bh * d.q_blocks + i];
-      const int32_t* lut_row = args.lut + (bh * d.q_blocks + i) * args.lut_capacity;
+      const auto [i, h, b, cnt, lut_row] = DecodeTile(tile, args);
       if (k > 0) MbarWait(q_empty, (k - 1) & 1);  // consumers' last Q K^T of the previous tile
       MbarArriveExpectTx(q_full, S::kQBytes);
 #pragma unroll
@@ -300,11 +313,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   int64_t it = 0;
   int k = 0;
   for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
-    const int i = static_cast<int>(tile % d.q_blocks);
-    const int64_t bh = tile / d.q_blocks;
-    const int h = static_cast<int>(bh % d.heads), b = static_cast<int>(bh / d.heads);
-    const int cnt = args.counts[bh * d.q_blocks + i];
-    const int32_t* lut_row = args.lut + (bh * d.q_blocks + i) * args.lut_capacity;
+    const auto [i, h, b, cnt, lut_row] = DecodeTile(tile, args);
 
     float o[D / 8][4];
 #pragma unroll
