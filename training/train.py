@@ -503,7 +503,9 @@ def stage_qat(run):
     run.save_dit_t5("qat", ema, t5)
     prev = run.meta["log"].get("qat", {}) if a.qat_from == "qat" else {}
     run.meta["log"]["qat"] = {"steps": len(losses), "batch": a.qat_batch, "keep_ratios": keeps,
-                              "lr": a.qat_lr, "continued_from_steps": prev.get("steps", 0),
+                              "lr": a.qat_lr,
+                              # QAT steps of all earlier runs this one continues
+                              "steps_before": prev.get("steps_before", 0) + prev.get("steps", 0),
                               "final_loss": sum(losses[-50:]) / max(1, len(losses[-50:]))}
 
 
