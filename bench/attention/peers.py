@@ -1,13 +1,21 @@
 """Peer anchors for bench/attention, run right after sla2_bench in the same job.
 
-Times, at the Wan2.1 shapes: SDPA FlashAttention-2 and SDPA cuDNN (dense), and
+Times, at the Wan2.1 shapes: SDPA FlashAttention-2 and SDPA cuDNN (dense),
 FlexAttention block-sparse on the very block lists our router produced
 (lut_<shape>_<keep>.bin written by sla2_bench: 128-row query blocks, 64-key
-blocks). Prints ms, effective TFLOPS (4 B H L^2 D / t) and % of the ideal
+blocks), and the SLA authors' Triton module (thu-ml/SLA, whole
+SparseLinearAttention forward: block routing + sparse kernel + linear branch,
+BLKQ 128 / BLKK 64, softmax feature map) when its Python package is found
+under SLA_SRC (default .peers, git-ignored: never vendored into the
+repository). Prints ms, effective TFLOPS (4 B H L^2 D / t) and % of the ideal
 time of docs/kernels.md §4 (kept fraction of the dense work at 989 TFLOPS).
 
-    python3 bench/attention/peers.py LUT_DIR
+    SLA_SRC=.peers python3 bench/attention/peers.py LUT_DIR
+
+SLA_SRC layout: sla_main/sparse_linear_attention (branch main) and
+sla_SLA_1/sparse_linear_attention (branch SLA-1), each optional.
 """
+import importlib
 import os
 import sys
 
@@ -18,6 +26,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 SHAPES = [("1.3B", 1, 12, 32760, 128), ("14B", 1, 40, 75600, 128)]
+SLA_BRANCHES = [("main", "sla_main"), ("SLA-1", "sla_SLA_1")]
+SLA_BLKQ, SLA_BLKK = 128, 64
 
 
 def bench(fn, iters):
@@ -59,10 +69,54 @@ def block_mask_from_lut(counts, lut, tn):
     return BlockMask.from_kv_blocks(num, idx, BLOCK_SIZE=(128, 64))
 
 
+def load_sla_triton():
+    """SparseLinearAttention class of each thu-ml/SLA branch found under SLA_SRC.
+
+    Both branches name their package sparse_linear_attention, so each import
+    starts from a clean sys.modules; the loaded classes keep their own module
+    globals. A missing package or a failed import prints one line and is skipped.
+    """
+    root = os.environ.get("SLA_SRC", ".peers")
+    found = []
+    for branch, folder in SLA_BRANCHES:
+        path = os.path.join(root, folder)
+        if not os.path.isfile(os.path.join(path, "sparse_linear_attention", "__init__.py")):
+            print(f"SLA Triton ({branch}): skipped (no package at "
+                  f"{os.path.join(path, 'sparse_linear_attention')})", flush=True)
+            continue
+        for mod in [m for m in sys.modules if m.split(".")[0] == "sparse_linear_attention"]:
+            del sys.modules[mod]
+        sys.path.insert(0, os.path.abspath(path))
+        try:
+            pkg = importlib.import_module("sparse_linear_attention")
+            found.append((branch, pkg.SparseLinearAttention))
+            print(f"SLA Triton ({branch}): loaded from {os.path.abspath(path)}", flush=True)
+        except Exception as ex:  # noqa: BLE001 - report and go on with the other peers
+            print(f"SLA Triton ({branch}): import failed: {type(ex).__name__}: {str(ex)[:300]}",
+                  flush=True)
+        finally:
+            sys.path.pop(0)
+    return found
+
+
+def time_sla_triton(sla_class, q, k, v, keep, iters):
+    """Median ms of the whole SLA module forward on q, k, v ([B, H, L, D] bf16,
+    the layout its forward documents), and the kept fraction of key blocks."""
+    head_dim = q.shape[-1]
+    module = sla_class(head_dim=head_dim, topk=keep, feature_map="softmax",
+                       BLKQ=SLA_BLKQ, BLKK=SLA_BLKK).cuda()
+    out, density = module(q, k, v, return_sparsity=True)
+    if out.shape != q.shape or not bool(torch.isfinite(out).all()):
+        raise RuntimeError(f"output shape {tuple(out.shape)} or non-finite values")
+    del out
+    return bench(lambda: module(q, k, v), iters), float(density)
+
+
 def main():
     lut_dir = sys.argv[1] if len(sys.argv) > 1 else "."
     print(torch.cuda.get_device_name(0), "torch", torch.__version__, flush=True)
     flex = torch.compile(flex_attention)
+    sla_peers = load_sla_triton()
     rows = []
     wanted = os.environ.get("BENCH_SHAPES", "1.3B,14B").split(",")
     for name, B, H, L, D in SHAPES:
@@ -101,6 +155,17 @@ def main():
                 except Exception as ex:  # noqa: BLE001
                     print(f"{name} flex keep {keep} failed: {type(ex).__name__}: {str(ex)[:300]}",
                           flush=True)
+            for branch, sla_class in sla_peers:
+                for keep in (0.03, 0.05):
+                    try:
+                        t, density = time_sla_triton(sla_class, q, k, v, keep, iters)
+                        ideal = density * dense_flops / 989e12 * 1e3
+                        rows.append((name, f"SLA-Triton-{branch}", f"{keep:.2f}", t,
+                                     dense_flops / t / 1e9, 100.0 * ideal / t))
+                    except Exception as ex:  # noqa: BLE001 - Triton/OOM failures must not stop the rest
+                        print(f"{name} SLA Triton ({branch}) keep {keep} failed: "
+                              f"{type(ex).__name__}: {str(ex)[:300]}", flush=True)
+                    torch.cuda.empty_cache()
         del q, k, v
         torch.cuda.empty_cache()
         for r in rows:
