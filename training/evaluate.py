@@ -147,7 +147,8 @@ def markdown(table):
     lines = ["| variant | density | background | colour | shape | direction | all | PSNR dB |",
              "|---|---|---|---|---|---|---|---|"]
     for name, s in table.items():
-        lines.append(f"| {name} | {s.get('density', 1.0):.3f} | {s['background']:.2f} | {s['colour']:.2f} | "
+        d = s.get("density", 1.0)
+        lines.append(f"| {name} | {'–' if d is None else f'{d:.3f}'} | {s['background']:.2f} | {s['colour']:.2f} | "
                      f"{s['shape']:.2f} | {s['direction']:.2f} | {s['all']:.2f} | {s['psnr_db']:.2f} |")
     return "\n".join(lines)
 

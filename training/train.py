@@ -230,8 +230,93 @@ def folded_stats(cfg, trained_stats_meta):
     m1, s1 = torch.tensor(v1["latents_mean"]), torch.tensor(v1["latents_std"])
     return m2 * s1 + m1, s2 * s1
 
+def object_crops(video, crop):
+    """Per clip, the latent-aligned crop window (crop latent pixels = 8*crop video
+    pixels) centred on the object's pixels summed over time: [(y0, x0)] in latents."""
+    bg = video[:, :, :1, :1, :1]
+    mass = ((video - bg).abs().sum(1) > 0.1).float().sum(1)  # [B, H, W]
+    h, w = mass.shape[1] // 8, mass.shape[2] // 8
+    out = []
+    for m in mass:
+        tot = m.sum().clamp_min(1)
+        ys, xs = torch.meshgrid(torch.arange(m.shape[0], device=m.device),
+                                torch.arange(m.shape[1], device=m.device), indexing="ij")
+        cy, cx = float((m * ys).sum() / tot) / 8, float((m * xs).sum() / tot) / 8
+        out.append((min(max(0, round(cy - crop / 2)), h - crop), min(max(0, round(cx - crop / 2)), w - crop)))
+    return out
+
+
+def stage_vae_decoder(run):
+    """Decoder-only fine-tune at the default resolution and length. The encoder and
+    the latent statistics stay exactly as they were, so a DiT trained on this VAE's
+    latents stays valid. Why: a VAE trained on 9-frame 128^2 and 33-frame 64^2 clips
+    never saw the per-frame motion (in pixels) of a 256^2 default video, and its
+    decoder draws trails and stray colours behind fast objects there."""
+    a, dev, cfg = run.args, run.dev, run.cfg
+    torch.manual_seed(0)
+    vae = WanVAE(copy.deepcopy(cfg["vae"])).to(dev)
+    vae.load_state_dict(load_sharded(run.src("vae")))
+    vae.train()
+    dec_params = [p for n, p in vae.named_parameters() if not n.startswith(("encoder.", "conv1."))]
+    for n, p in vae.named_parameters():
+        p.requires_grad_(not n.startswith(("encoder.", "conv1.")))
+    opt = torch.optim.AdamW(dec_params, lr=a.vae_lr, weight_decay=0.0)
+    w, h, frames = cfg["video"]["width"], cfg["video"]["height"], cfg["video"]["num_frames"]
+    crop = min(a.vae_crop, h // 8, w // 8)
+    rng = random.Random(2)
+    before = vae_roundtrip_eval(run, vae)
+    print(f"[vae-dec] round trip at {w}x{h}x{frames} before: {before['table']}", flush=True)
+    t0, losses = time.time(), []
+    for step in timed_loop(run.budget.get("vae", 60), a.max_steps):
+        seeds = [rng.randrange(10 ** 9) for _ in range(a.vae_batch)]
+        _, video, _ = data.batch(seeds, frames, h, w, device=dev)
+        with torch.no_grad(), autocast(dev):
+            z = vae.normalize(vae.encode_raw(video, chunk_sizes=[1, frames - 1])[0].float())
+        # Robustness to the DiT's small errors: decode slightly perturbed latents too.
+        z = z + a.vae_latent_noise * torch.rand(z.shape[0], 1, 1, 1, 1, device=dev) * torch.randn_like(z)
+        wins = object_crops(video, crop)
+        zc = torch.stack([z[i, :, :, y:y + crop, x:x + crop] for i, (y, x) in enumerate(wins)])
+        vc = torch.stack([video[i, :, :, 8 * y:8 * (y + crop), 8 * x:8 * (x + crop)] for i, (y, x) in enumerate(wins)])
+        with autocast(dev):
+            rec = vae.decode(zc, chunk_sizes=[1, zc.shape[2] - 1], clamp=False).float()
+        wt = object_weight(vc, a.object_weight)
+        loss = (wt * (rec - vc).abs()).mean() + (wt * (rec - vc) ** 2).mean()
+        optimise(opt, loss, dec_params)
+        losses.append(float(loss))
+        if step % 100 == 0:
+            print(f"[vae-dec] step {step} loss {sum(losses[-50:]) / len(losses[-50:]):.4f} {time.time() - t0:.0f}s", flush=True)
+    vae.eval()
+    after = vae_roundtrip_eval(run, vae)
+    print(f"[vae-dec] round trip at {w}x{h}x{frames} after {len(losses)} steps: {after['table']}", flush=True)
+    save_sharded(vae.state_dict(), run.dst("vae"))
+    run.meta["log"]["vae_decoder"] = {"steps": len(losses), "crop_latent": crop, "batch": a.vae_batch,
+                                      "latent_noise": a.vae_latent_noise,
+                                      "final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
+                                      "roundtrip_before": before["table"], "roundtrip_after": after["table"]}
+
+
+def vae_roundtrip_eval(run, vae):
+    """The evaluator's checks on encode + decode of the held-out clips at the default
+    size: the ceiling any generated video can reach through this VAE."""
+    import evaluate
+    cfg, dev = run.cfg, run.dev
+    w, h, frames = cfg["video"]["width"], cfg["video"]["height"], cfg["video"]["num_frames"]
+    items = evaluate.heldout_items(run.args.eval_num)
+    res = []
+    for it in items:
+        video = data.render([it], frames, h, w, device=dev)
+        with torch.no_grad(), autocast(dev):
+            z = vae.normalize(vae.encode_raw(video, chunk_sizes=[1, frames - 1])[0].float())
+            rec = vae.decode(z.float(), chunk_sizes=[1, z.shape[2] - 1]).float()
+        ref = evaluate.to_uint8(video)[0]
+        res.append(evaluate.score(evaluate.to_uint8(rec)[0], it, ref))
+    return {"table": evaluate.summarize(res), "details": res}
+
+
 def stage_vae(run):
     a, dev, cfg = run.args, run.dev, run.cfg
+    if a.vae_decoder_only:
+        return stage_vae_decoder(run)
     torch.manual_seed(0)
     # The decoder is trained on raw latents: identity statistics while training
     # (normalisation is fitted afterwards), also when warm-starting.
@@ -484,6 +569,14 @@ def stage_qat(run):
     opt = torch.optim.AdamW(params, lr=a.qat_lr, weight_decay=0.01, betas=(0.9, 0.99))
     ema = copy.deepcopy(dit).eval()
     gen = torch.Generator(device=dev).manual_seed(2)
+    teacher = None
+    if a.qat_teacher:
+        # Distillation: regress the full-attention DiT's velocity instead of the noisy
+        # flow-matching target (same inputs), a far lower-variance signal for adapting
+        # to 97 % sparsity.
+        teacher, teacher_t5 = run.dit_t5(a.qat_teacher)
+        teacher.eval().requires_grad_(False)
+        teacher_t5.eval().requires_grad_(False)
     losses = []
     t0 = time.time()
     for step in timed_loop(run.budget.get("qat", 60), a.max_steps):
@@ -491,6 +584,9 @@ def stage_qat(run):
                                                 a.cfg_dropout, gen)
         with torch.no_grad():
             ctx = context(t5, bi, bm)
+        if teacher is not None:
+            with torch.no_grad(), autocast(dev):
+                target = teacher(xt, t, context(teacher_t5, bi, bm), {"mode": "dense", "fast": True}).float()
         with autocast(dev):
             v = dit(xt, t, ctx, {"mode": "sla2_low_bit", "checkpoint": True,
                                  "keep_ratio": keeps[step % len(keeps)]})
@@ -503,7 +599,7 @@ def stage_qat(run):
     run.save_dit_t5("qat", ema, t5)
     prev = run.meta["log"].get("qat", {}) if a.qat_from == "qat" else {}
     run.meta["log"]["qat"] = {"steps": len(losses), "batch": a.qat_batch, "keep_ratios": keeps,
-                              "lr": a.qat_lr,
+                              "lr": a.qat_lr, "teacher": a.qat_teacher or None,
                               # QAT steps of all earlier runs this one continues
                               "steps_before": prev.get("steps_before", 0) + prev.get("steps", 0),
                               "final_loss": sum(losses[-50:]) / max(1, len(losses[-50:]))}
@@ -520,8 +616,10 @@ def stage_eval(run):
     ref = evaluate.reference_frames(items, v["num_frames"], v["height"], v["width"])
     vae = run.vae()
     table, details = {}, {}
-    variants = [("dit", "dense"), ("router", "sla2@0.03"), ("qat", "sla2@0.1"), ("qat", "sla2@0.05"),
-                ("qat", "sla2@0.03"), ("qat", "sla2_low_bit@0.1"), ("qat", "sla2_low_bit@0.03")]
+    rt = vae_roundtrip_eval(run, vae)  # the ceiling: the held-out clips through the VAE alone
+    table["vae:roundtrip"], details["vae:roundtrip"] = dict(rt["table"], density=None), rt["details"]
+    print(f"[eval] vae:roundtrip: {table['vae:roundtrip']}", flush=True)
+    variants = [tuple(v.split(":", 1)) for v in a.eval_variants.split(",") if v]
     for ck, spec in variants:
         if not glob.glob(os.path.join(a.ckpt_out, ck + "-*.safetensors")):
             continue
@@ -596,6 +694,9 @@ def main(argv=None):
     p.add_argument("--max-steps", type=int, default=10 ** 9)
     p.add_argument("--warm-start", action="store_true", help="vae/dit start from --ckpt-in weights")
     p.add_argument("--eval-num", type=int, default=8)
+    p.add_argument("--eval-variants", default="dit:dense,router:sla2@0.03,qat:sla2@0.1,qat:sla2@0.05,"
+                   "qat:sla2@0.03,qat:sla2_low_bit@0.1,qat:sla2_low_bit@0.03",
+                   help="eval stage: checkpoint:attention pairs (skipped when the checkpoint is absent)")
     p.add_argument("--export-from", default="qat", choices=["dit", "router", "qat"])
     p.add_argument("--export-keep", type=float, default=0.0,
                    help="keep ratio written to the exported model.yaml (0 = the trained config's)")
@@ -609,6 +710,13 @@ def main(argv=None):
     p.add_argument("--vae-max-logvar", type=float, default=-4.0,
                    help="upper clamp of logvar when sampling the VAE posterior (sigma <= exp(x/2))")
     p.add_argument("--object-weight", type=float, default=8.0)
+    p.add_argument("--vae-decoder-only", action="store_true",
+                   help="vae stage: fine-tune only the decoder on default-size clips (encoder and "
+                        "latent statistics kept, so the DiT stays valid)")
+    p.add_argument("--vae-crop", type=int, default=16,
+                   help="--vae-decoder-only: latent crop (8x pixels) around the object")
+    p.add_argument("--vae-latent-noise", type=float, default=0.05,
+                   help="--vae-decoder-only: up to this normalised-latent noise std during training")
     p.add_argument("--min-colour-roundtrip", type=float, default=0.0,
                    help="stop after the VAE stage if fewer held-out colours survive a round trip")
     p.add_argument("--colour-check-every", type=int, default=200,
@@ -624,6 +732,9 @@ def main(argv=None):
     p.add_argument("--qat-lr", type=float, default=5e-5)
     p.add_argument("--qat-from", default="router", choices=["router", "qat"],
                    help="checkpoint the QAT stage starts from (qat = continue an earlier QAT run)")
+    p.add_argument("--qat-teacher", default="",
+                   help="qat stage: distil this checkpoint's full-attention velocity (e.g. dit) "
+                        "instead of the flow-matching target")
     p.add_argument("--qat-keep", default="",
                    help="comma list of keep ratios alternated per QAT step (default: the config's)")
     args = p.parse_args(argv)
