@@ -128,7 +128,7 @@ TEST_F(CudaEngineTest, ShippedModelSameVideoOnCpuAndCuda) {
   GenerateParams all = Params(256, 256, 33, 4);
   all.keep_ratio = 1.f;
   Compare(model, all, AttentionMode::kSla2, 5e-2);
-  // The model's keep ratio (1 of 36 key blocks): a block chosen differently
+  // The model's own keep ratio (few of 36 key blocks): a block chosen differently
   // at a near-tie of router scores (bf16 on the GPU) changes that query
   // block's output outright, and CFG amplifies it over the steps; reported.
   GenerateParams one = Params(256, 256, 33, 1);
