@@ -1,5 +1,6 @@
 // engine_bench [--model DIR] [--width W --height H --frames F --steps N]
-//              [--threads T] [--guidance G] [--repeats R] [--device cpu|cuda[:N]]
+//              [--threads T] [--guidance G] [--keep-ratio K] [--repeats R]
+//              [--device cpu|cuda[:N]]
 // Runs whole generations and prints, per attention mode, the denoise step
 // latency (median over steps; both CFG branches), the self-attention time
 // and its share of the step, the mean kept fraction of key blocks, text
@@ -65,6 +66,7 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::atoi(v);
     else if (a == "--repeats") repeats = std::max(1, std::atoi(v));
     else if (a == "--guidance") base.guidance_scale = std::strtof(v, nullptr);
+    else if (a == "--keep-ratio") base.keep_ratio = std::strtof(v, nullptr);
     else if (a == "--device") device = v;
     else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());
@@ -100,10 +102,12 @@ int main(int argc, char** argv) {
   const int h = base.height ? base.height : info.default_height;
   const int f = base.num_frames ? base.num_frames : info.default_frames;
   const int steps = base.steps ? base.steps : info.default_steps;
-  std::printf("model: %s (%s)%s\ndevice: %s\nvideo: %dx%d, %d frames, %d steps, guidance %.1f\n\n",
+  std::printf("model: %s (%s)%s\ndevice: %s\nvideo: %dx%d, %d frames, %d steps, guidance %.1f, "
+              "SLA2 keep ratio %.3f\n\n",
               info.name.c_str(), model.c_str(), fixture ? " [TEST FIXTURE, random weights]" : "",
               info.device.c_str(), w, h, f, steps,
-              base.guidance_scale.value_or(info.default_guidance));
+              base.guidance_scale.value_or(info.default_guidance),
+              base.keep_ratio.value_or(info.default_keep_ratio));
 
   {
     // Warm-up: thread pool start-up and first-touch page faults are not
