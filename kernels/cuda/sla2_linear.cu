@@ -158,7 +158,11 @@ __global__ void __launch_bounds__(kTileThreads, 2) LinearKernel(LinearArgs args)
   constexpr int kRowBytes = 2 * D;
   constexpr int kStageBytes = 2 * kBlockK * kRowBytes;  // phi(K~) tile + V tile
   constexpr int kPerLane = D / 32;
-  constexpr int kRowWarps = D / 16;           // warps along G's rows (channels)
+  // Each warp owns kMT 16-row tiles of G and kCols columns. At D = 128 a
+  // 4 x 2 warp grid (two row tiles each) reads the V tile through ldmatrix
+  // half as often as 8 x 1 (ncu: this loop is shared-memory bound).
+  constexpr int kMT = D == 128 ? 2 : 1;
+  constexpr int kRowWarps = D / (16 * kMT);   // warps along G's rows (channels)
   constexpr int kColSplit = 8 / kRowWarps;    // warps along G's columns
   constexpr int kCols = D / kColSplit;        // G columns per warp
   static_assert(D * kRowBytes <= kStageBytes, "H_i must fit one stage");
@@ -198,11 +202,14 @@ __global__ void __launch_bounds__(kTileThreads, 2) LinearKernel(LinearArgs args)
   __syncthreads();
 
   // G rows (channels) m0.., columns n0.. of this warp.
-  const int m0 = (warp % kRowWarps) * 16;
+  const int m0 = (warp % kRowWarps) * 16 * kMT;
   const int n0 = (warp / kRowWarps) * kCols;
-  float gacc[kCols / 8][4];
+  float gacc[kMT][kCols / 8][4];
 #pragma unroll
-  for (int nt = 0; nt < kCols / 8; ++nt) gacc[nt][0] = gacc[nt][1] = gacc[nt][2] = gacc[nt][3] = 0.f;
+  for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < kCols / 8; ++nt)
+      gacc[mt][nt][0] = gacc[mt][nt][1] = gacc[mt][nt][2] = gacc[mt][nt][3] = 0.f;
   // Column sums of the kept phi(K~) tiles: thread -> (column, slice of rows).
   constexpr int kSlices = kTileThreads / D;
   const int zc = threadIdx.x % D, zr0 = (threadIdx.x / D) * (kBlockK / kSlices);
@@ -215,10 +222,14 @@ __global__ void __launch_bounds__(kTileThreads, 2) LinearKernel(LinearArgs args)
     const uint32_t kt = kphi_tile(n & 1), vt = v_tile(n & 1);
 #pragma unroll
     for (int kk = 0; kk < kBlockK / 16; ++kk) {
-      uint32_t a[4];
-      detail::LdMatrixX4Trans(kt + SwizzledOffset<kRowBytes>(kk * 16 + (lane & 7) + (lane >> 4) * 8,
-                                                             m0 / 8 + ((lane >> 3) & 1)),
-                              a[0], a[1], a[2], a[3]);
+      uint32_t a[kMT][4];
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+        detail::LdMatrixX4Trans(
+            kt + SwizzledOffset<kRowBytes>(kk * 16 + (lane & 7) + (lane >> 4) * 8,
+                                           (m0 + mt * 16) / 8 + ((lane >> 3) & 1)),
+            a[mt][0], a[mt][1], a[mt][2], a[mt][3]);
+      }
 #pragma unroll
       for (int dp = 0; dp < kCols / 16; ++dp) {
         uint32_t b0, b1, b2, b3;
@@ -226,8 +237,11 @@ __global__ void __launch_bounds__(kTileThreads, 2) LinearKernel(LinearArgs args)
             vt + SwizzledOffset<kRowBytes>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
                                            (n0 / 8) + dp * 2 + (lane >> 4)),
             b0, b1, b2, b3);
-        detail::MmaBf16(gacc[2 * dp], a, b0, b1);
-        detail::MmaBf16(gacc[2 * dp + 1], a, b2, b3);
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          detail::MmaBf16(gacc[mt][2 * dp], a[mt], b0, b1);
+          detail::MmaBf16(gacc[mt][2 * dp + 1], a[mt], b2, b3);
+        }
       }
     }
     const uint8_t* kt_ptr = smem + kBlockQ * kRowBytes + (n & 1) * kStageBytes;
@@ -245,14 +259,17 @@ __global__ void __launch_bounds__(kTileThreads, 2) LinearKernel(LinearArgs args)
   const float* hsrc = args.htot + bh * D * D;
   uint8_t* hloc = smem + kBlockQ * kRowBytes;
 #pragma unroll
-  for (int nt = 0; nt < kCols / 8; ++nt) {
-    const int col = n0 + nt * 8 + 2 * t;
+  for (int mt = 0; mt < kMT; ++mt) {
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int row = m0 + g + half * 8;
-      const float2 hv = *reinterpret_cast<const float2*>(hsrc + row * D + col);
-      *reinterpret_cast<uint32_t*>(hloc + SwizzledOffset<kRowBytes>(row, col / 8) + (col % 8) * 2) =
-          detail::PackBf16(hv.x - gacc[nt][2 * half], hv.y - gacc[nt][2 * half + 1]);
+    for (int nt = 0; nt < kCols / 8; ++nt) {
+      const int col = n0 + nt * 8 + 2 * t;
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int row = m0 + mt * 16 + g + half * 8;
+        const float2 hv = *reinterpret_cast<const float2*>(hsrc + row * D + col);
+        *reinterpret_cast<uint32_t*>(hloc + SwizzledOffset<kRowBytes>(row, col / 8) + (col % 8) * 2) =
+            detail::PackBf16(hv.x - gacc[mt][nt][2 * half], hv.y - gacc[mt][nt][2 * half + 1]);
+      }
     }
   }
   for (int c = threadIdx.x; c < D; c += kTileThreads) zloc[c] = args.ztot[bh * D + c] - zsub[c];
