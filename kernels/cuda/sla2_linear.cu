@@ -15,6 +15,25 @@ namespace {
 
 using detail::SwizzledOffset;
 
+// phi = softmax over one row's D channels (sla2.md §2.4); the row is spread
+// over a warp, kPerLane channels per lane, and normalised in place.
+template <int kPerLane>
+__device__ __forceinline__ void PhiRowInPlace(float (&x)[kPerLane]) {
+  float m = x[0];
+#pragma unroll
+  for (int e = 1; e < kPerLane; ++e) m = fmaxf(m, x[e]);
+  m = detail::WarpMax(m);
+  float sum = 0.f;
+#pragma unroll
+  for (int e = 0; e < kPerLane; ++e) {
+    x[e] = __expf(x[e] - m);
+    sum += x[e];
+  }
+  const float inv = 1.f / detail::WarpSum(sum);
+#pragma unroll
+  for (int e = 0; e < kPerLane; ++e) x[e] *= inv;
+}
+
 // Per (batch*head, range of key blocks): phi(K~) rows (stored for the
 // correction), z_tot and H_tot partial sums on tensor cores, then atomics.
 template <int D>
@@ -73,22 +92,9 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
           x[e] = f.x - mu[e];
           x[e + 1] = f.y - mu[e + 1];
         }
-        float m = x[0];
+        PhiRowInPlace(x);
 #pragma unroll
-        for (int e = 1; e < kPerLane; ++e) m = fmaxf(m, x[e]);
-        m = detail::WarpMax(m);
-        float sum = 0.f;
-#pragma unroll
-        for (int e = 0; e < kPerLane; ++e) {
-          x[e] = __expf(x[e] - m);
-          sum += x[e];
-        }
-        const float inv = 1.f / detail::WarpSum(sum);
-#pragma unroll
-        for (int e = 0; e < kPerLane; ++e) {
-          x[e] *= inv;
-          z[e] += x[e];
-        }
+        for (int e = 0; e < kPerLane; ++e) z[e] += x[e];
       } else {
 #pragma unroll
         for (int e = 0; e < kPerLane; ++e) x[e] = 0.f;  // padded rows contribute nothing
@@ -286,22 +292,10 @@ __global__ void __launch_bounds__(kTileThreads, 2) LinearKernel(LinearArgs args)
       x[e] = f.x;
       x[e + 1] = f.y;
     }
-    float m = x[0];
-#pragma unroll
-    for (int e = 1; e < kPerLane; ++e) m = fmaxf(m, x[e]);
-    m = detail::WarpMax(m);
-    float sum = 0.f;
-#pragma unroll
-    for (int e = 0; e < kPerLane; ++e) {
-      x[e] = __expf(x[e] - m);
-      sum += x[e];
-    }
-    const float inv = 1.f / detail::WarpSum(sum);
+    PhiRowInPlace(x);
     float den = 0.f;
 #pragma unroll
     for (int e = 0; e < kPerLane; e += 2) {
-      x[e] *= inv;
-      x[e + 1] *= inv;
       den += x[e] * zloc[c0 + e] + x[e + 1] * zloc[c0 + e + 1];
       *reinterpret_cast<uint32_t*>(ptr + 2 * e) = detail::PackBf16(x[e], x[e + 1]);
     }
