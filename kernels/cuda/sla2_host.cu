@@ -115,8 +115,8 @@ Sla2Workspace::~Sla2Workspace() {
   void* all[] = {buffers_->qbar,  buffers_->kbar,   buffers_->kmean,     buffers_->qproj,
                  buffers_->kproj, buffers_->lut,    buffers_->counts,    buffers_->vamax,
                  buffers_->vscale, buffers_->q8,    buffers_->qscale,    buffers_->k8,
-                 buffers_->kscale, buffers_->vt8,   buffers_->kphi,      buffers_->htot,
-                 buffers_->ztot,  buffers_->ktotal};
+                 buffers_->kscale, buffers_->vt8,   buffers_->hblk,      buffers_->htot,
+                 buffers_->ztot,  buffers_->ktotal,  buffers_->zblk};
   for (void* p : all) {
     if (p != nullptr) cudaFree(p);
   }
@@ -156,7 +156,8 @@ Sla2Status Sla2Workspace::Reserve(const Sla2Problem& p) {
     grow(w.vt8, 13, bh * tn * D * kBlockK);
   }
   if (p.alpha) {
-    grow(w.kphi, 14, bh * tn * kBlockK * D * 2);
+    grow(w.hblk, 14, bh * tn * D * D * 2);
+    grow(w.zblk, 18, bh * tn * D * 4);
     grow(w.htot, 15, bh * D * D * 4);
     grow(w.ztot, 16, bh * D * 4);
   }

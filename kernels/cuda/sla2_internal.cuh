@@ -36,7 +36,8 @@ struct Sla2Workspace::Buffers {
   float* kscale = nullptr;    // [B,H,T_n]
   uint8_t* vt8 = nullptr;     // [B,H,T_n,D,64] FP8 V^T, keys in Fp8KeyOfPosition order
   // Linear branch.
-  __nv_bfloat16* kphi = nullptr;  // [B,H,T_n*64,D] phi(K~), padded rows 0
+  __nv_bfloat16* hblk = nullptr;  // [B,H,T_n,D,D] h_j = phi(K~_j)^T V_j per key block (bf16)
+  float* zblk = nullptr;          // [B,H,T_n,D] z_j = colsum phi(K~_j)
   float* htot = nullptr;          // [B,H,D,D] sum over all key blocks of h_j
   float* ztot = nullptr;          // [B,H,D]
   size_t sizes[32] = {};  // allocated bytes per buffer, see Reserve

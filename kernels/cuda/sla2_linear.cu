@@ -2,9 +2,12 @@
 // keep, by pre-aggregation (conventions.md step 5, sla2.md §2.4):
 //   H_i = H_tot - sum_{j kept} phi(K~_j)^T V_j,  z_i = z_tot - sum_{j kept} colsum phi(K~_j)
 //   O_l = phi(Q_i) H_i / (phi(Q_i) z_i)
-// H_tot, z_tot (all key blocks) come from StatesKernel; each query tile
-// subtracts its kept blocks on tensor cores. The result is written as
-// (1 - alpha) * O_l into out; kSparse adds alpha * O_s.
+// StatesKernel computes every key block's h_j (stored bf16) and z_j once, and
+// H_tot, z_tot in fp32; each query tile then subtracts its kept blocks' h_j
+// with plain loads (no per-tile product over the kept K/V tiles). G = sum of
+// the kept h_j is a few percent of H_tot, so bf16 h_j costs ~2^-9 of G, far
+// below the bf16 output rounding. The result is written as (1 - alpha) * O_l
+// into out; kSparse adds alpha * O_s.
 #include <algorithm>
 
 #include "kernels/cuda/sla2_internal.cuh"
@@ -34,14 +37,16 @@ __device__ __forceinline__ void PhiRowInPlace(float (&x)[kPerLane]) {
   for (int e = 0; e < kPerLane; ++e) x[e] *= inv;
 }
 
-// Per (batch*head, range of key blocks): phi(K~) rows (stored for the
-// correction), z_tot and H_tot partial sums on tensor cores, then atomics.
+// Per (batch*head, range of key blocks): h_j = phi(K~_j)^T V_j on tensor
+// cores and z_j = colsum phi(K~_j), stored per block (h_j as bf16) for the
+// kept-block subtraction, and summed into H_tot / z_tot (fp32 atomics).
 template <int D>
 __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __restrict__ k,
                                                       const __nv_bfloat16* __restrict__ v,
                                                       Sla2Dims d, const float* __restrict__ kmean,
                                                       int blocks_per_cta,
-                                                      __nv_bfloat16* __restrict__ kphi,
+                                                      __nv_bfloat16* __restrict__ hblk,
+                                                      float* __restrict__ zblk,
                                                       float* __restrict__ htot,
                                                       float* __restrict__ ztot) {
   constexpr int kWarps = D / 16;
@@ -50,6 +55,7 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
   constexpr int kPerLane = D / 32;
   __shared__ __align__(128) uint8_t kt[kBlockK * kRowBytes];
   __shared__ __align__(128) uint8_t vt[kBlockK * kRowBytes];
+  __shared__ float zb[D];
   const int64_t bh = blockIdx.y;
   const int b = static_cast<int>(bh / d.heads);
   const int h = static_cast<int>(bh % d.heads);
@@ -78,10 +84,14 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
         kt_s, reinterpret_cast<const char*>(k + off), d.stride_l * 2, nvalid);
     detail::LoadTileAsync<kBlockK, kRowBytes, kThreads>(
         vt_s, reinterpret_cast<const char*>(v + off), d.stride_l * 2, nvalid);
+    for (int c = threadIdx.x; c < D; c += kThreads) zb[c] = 0.f;
     detail::CpAsyncCommit();
     detail::CpAsyncWait<0>();
     __syncthreads();
-    // phi(K~) rows in place (softmax over channels), also stored for LinearKernel.
+    // phi(K~) rows in place (softmax over channels).
+    float zrow[kPerLane];
+#pragma unroll
+    for (int e = 0; e < kPerLane; ++e) zrow[e] = 0.f;
     for (int r = warp; r < kBlockK; r += kWarps) {
       uint8_t* ptr = kt + SwizzledOffset<kRowBytes>(r, c0 / 8) + (c0 % 8) * 2;
       float x[kPerLane];
@@ -94,7 +104,7 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
         }
         PhiRowInPlace(x);
 #pragma unroll
-        for (int e = 0; e < kPerLane; ++e) z[e] += x[e];
+        for (int e = 0; e < kPerLane; ++e) zrow[e] += x[e];
       } else {
 #pragma unroll
         for (int e = 0; e < kPerLane; ++e) x[e] = 0.f;  // padded rows contribute nothing
@@ -102,17 +112,24 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
       uint32_t packed[kPerLane / 2];
 #pragma unroll
       for (int e = 0; e < kPerLane; e += 2) packed[e / 2] = detail::PackBf16(x[e], x[e + 1]);
-      __nv_bfloat16* gdst = kphi + (bh * d.k_blocks * kBlockK + key0 + r) * D + c0;
       if constexpr (kPerLane == 4) {
         *reinterpret_cast<uint2*>(ptr) = make_uint2(packed[0], packed[1]);
-        *reinterpret_cast<uint2*>(gdst) = make_uint2(packed[0], packed[1]);
       } else {
         *reinterpret_cast<uint32_t*>(ptr) = packed[0];
-        *reinterpret_cast<uint32_t*>(gdst) = packed[0];
       }
     }
+#pragma unroll
+    for (int e = 0; e < kPerLane; ++e) {
+      atomicAdd(&zb[c0 + e], zrow[e]);
+      z[e] += zrow[e];
+    }
     __syncthreads();
-    // acc[D x D] += phi(K~)^T V: A = phi^T via transposed ldmatrix.
+    const int64_t blk_idx = bh * d.k_blocks + j;
+    for (int c = threadIdx.x; c < D; c += kThreads) zblk[blk_idx * D + c] = zb[c];
+    // h_j = phi(K~)^T V (A = phi^T via transposed ldmatrix): stored, and added to H_tot.
+    float blk[D / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < D / 8; ++nt) blk[nt][0] = blk[nt][1] = blk[nt][2] = blk[nt][3] = 0.f;
     const int m0 = warp * 16;
 #pragma unroll
     for (int kk = 0; kk < kBlockK / 16; ++kk) {
@@ -121,7 +138,22 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
           kt_s + SwizzledOffset<kRowBytes>(kk * 16 + (lane & 7) + (lane >> 4) * 8,
                                            m0 / 8 + ((lane >> 3) & 1)),
           a[0], a[1], a[2], a[3]);
-      detail::WarpAccumulatePV<D>(a, vt_s, kk * 16, acc);
+      detail::WarpAccumulatePV<D>(a, vt_s, kk * 16, blk);
+    }
+    {
+      const int g = lane >> 2, t = lane & 3;
+      __nv_bfloat16* hj = hblk + blk_idx * D * D;
+#pragma unroll
+      for (int nt = 0; nt < D / 8; ++nt) {
+        const int col = nt * 8 + 2 * t;
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          *reinterpret_cast<uint32_t*>(hj + (m0 + g + half * 8) * D + col) =
+              detail::PackBf16(blk[nt][2 * half], blk[nt][2 * half + 1]);
+          acc[nt][2 * half] += blk[nt][2 * half];
+          acc[nt][2 * half + 1] += blk[nt][2 * half + 1];
+        }
+      }
     }
     __syncthreads();
   }
@@ -141,10 +173,10 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
 
 struct LinearArgs {
   const __nv_bfloat16* q;
-  const __nv_bfloat16* kphi;
-  const __nv_bfloat16* v;
-  const float* htot;  // [B,H,D,D]
-  const float* ztot;  // [B,H,D]
+  const __nv_bfloat16* hblk;  // [B,H,T_n,D,D] h_j (bf16)
+  const float* zblk;          // [B,H,T_n,D] z_j
+  const float* htot;          // [B,H,D,D]
+  const float* ztot;          // [B,H,D]
   const int32_t* lut;
   const int32_t* counts;
   int64_t lut_capacity;
@@ -155,25 +187,18 @@ struct LinearArgs {
 
 constexpr int kTileThreads = 256;  // 8 warps
 
-// Per query tile: G = sum_{j kept} phi(K~_j)^T V_j (D x D, tensor cores,
-// the same transposed-A product as StatesKernel) and the kept column sums;
-// then H_i = H_tot - G, z_i = z_tot - zsub, and O_l = phi(Q) H_i / phi(Q) z_i.
-// One D x D product per kept block instead of two 128-row ones.
+// Per query tile: H_i = H_tot - sum_{j kept} h_j (bf16 H_i into shared
+// memory, each thread 8 columns of some rows, all kept blocks' loads in
+// flight), z_i = z_tot - sum_{j kept} z_j, then O_l = phi(Q) H_i / phi(Q) z_i
+// on tensor cores.
 template <int D>
 __global__ void __launch_bounds__(kTileThreads, 2) LinearKernel(LinearArgs args) {
   constexpr int kRowBytes = 2 * D;
-  constexpr int kStageBytes = 2 * kBlockK * kRowBytes;  // phi(K~) tile + V tile
   constexpr int kPerLane = D / 32;
-  // Each warp owns kMT 16-row tiles of G and kCols columns. At D = 128 a
-  // 4 x 2 warp grid (two row tiles each) reads the V tile through ldmatrix
-  // half as often as 8 x 1 (ncu: this loop is shared-memory bound).
-  constexpr int kMT = D == 128 ? 2 : 1;
-  constexpr int kRowWarps = D / (16 * kMT);   // warps along G's rows (channels)
-  constexpr int kColSplit = 8 / kRowWarps;    // warps along G's columns
-  constexpr int kCols = D / kColSplit;        // G columns per warp
-  static_assert(D * kRowBytes <= kStageBytes, "H_i must fit one stage");
+  constexpr int kChunks = D * D / 8 / kTileThreads;  // 8-column chunks of H_i per thread
+  static_assert(kChunks * 8 * kTileThreads == D * D, "H_i chunks must tile D x D");
   extern __shared__ __align__(128) uint8_t smem[];
-  __shared__ float zsub[D], zloc[D], den_s[kBlockQ];
+  __shared__ float zloc[D], den_s[kBlockQ];
   const Sla2Dims& d = args.d;
   const int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int64_t bh = static_cast<int64_t>(b) * d.heads + h;
@@ -185,100 +210,56 @@ __global__ void __launch_bounds__(kTileThreads, 2) LinearKernel(LinearArgs args)
   const float alpha = args.alpha[static_cast<int64_t>(h) * d.q_blocks + i];
 
   const uint32_t q_s = detail::SmemAddr(smem);
-  const uint32_t stage_s = q_s + kBlockQ * kRowBytes;
-  auto kphi_tile = [&](int st) { return stage_s + st * kStageBytes; };
-  auto v_tile = [&](int st) { return stage_s + st * kStageBytes + kBlockK * kRowBytes; };
-  const __nv_bfloat16* kphi_base = args.kphi + bh * d.k_blocks * kBlockK * D;
-  auto load_block = [&](int n, int st) {
-    const int64_t key0 = static_cast<int64_t>(lut_row[n]) * kBlockK;
-    const int nvalid = static_cast<int>(MinI64(kBlockK, d.seq_len - key0));
-    detail::LoadTileAsync<kBlockK, kRowBytes, kTileThreads>(
-        kphi_tile(st), reinterpret_cast<const char*>(kphi_base + key0 * D), kRowBytes, nvalid);
-    detail::LoadTileAsync<kBlockK, kRowBytes, kTileThreads>(
-        v_tile(st), reinterpret_cast<const char*>(args.v + d.TokenOffset(b, key0, h)),
-        d.stride_l * 2, nvalid);
-  };
+  const uint32_t stage_s = q_s + kBlockQ * kRowBytes;  // H_i [D][D] bf16
   const int q_valid = static_cast<int>(MinI64(kBlockQ, d.seq_len - row0));
   detail::LoadTileAsync<kBlockQ, kRowBytes, kTileThreads>(
       q_s, reinterpret_cast<const char*>(args.q + d.TokenOffset(b, row0, h)), d.stride_l * 2,
       q_valid);
-  if (cnt > 0) load_block(0, 0);
   detail::CpAsyncCommit();
-  for (int c = threadIdx.x; c < D; c += kTileThreads) zsub[c] = 0.f;
-  __syncthreads();
 
-  // G rows (channels) m0.., columns n0.. of this warp.
-  const int m0 = (warp % kRowWarps) * 16 * kMT;
-  const int n0 = (warp / kRowWarps) * kCols;
-  float gacc[kMT][kCols / 8][4];
+  // G = sum of the kept h_j, chunk c of this thread = row c / (D/8), columns 8 * (c % (D/8)).
+  float gsum[kChunks][8];
 #pragma unroll
-  for (int mt = 0; mt < kMT; ++mt)
+  for (int c = 0; c < kChunks; ++c)
 #pragma unroll
-    for (int nt = 0; nt < kCols / 8; ++nt)
-      gacc[mt][nt][0] = gacc[mt][nt][1] = gacc[mt][nt][2] = gacc[mt][nt][3] = 0.f;
-  // Column sums of the kept phi(K~) tiles: thread -> (column, slice of rows).
-  constexpr int kSlices = kTileThreads / D;
-  const int zc = threadIdx.x % D, zr0 = (threadIdx.x / D) * (kBlockK / kSlices);
-  float zpart = 0.f;
+    for (int e = 0; e < 8; ++e) gsum[c][e] = 0.f;
+  const __nv_bfloat16* hbase = args.hblk + bh * d.k_blocks * D * D;
   for (int n = 0; n < cnt; ++n) {
-    detail::CpAsyncWait<0>();
-    __syncthreads();
-    if (n + 1 < cnt) load_block(n + 1, (n + 1) & 1);
-    detail::CpAsyncCommit();
-    const uint32_t kt = kphi_tile(n & 1), vt = v_tile(n & 1);
+    const uint4* hj = reinterpret_cast<const uint4*>(hbase + static_cast<int64_t>(lut_row[n]) * D * D);
 #pragma unroll
-    for (int kk = 0; kk < kBlockK / 16; ++kk) {
-      uint32_t a[kMT][4];
+    for (int c = 0; c < kChunks; ++c) {
+      const uint4 raw = __ldg(hj + c * kTileThreads + threadIdx.x);
+      const __nv_bfloat162* p2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
 #pragma unroll
-      for (int mt = 0; mt < kMT; ++mt) {
-        detail::LdMatrixX4Trans(
-            kt + SwizzledOffset<kRowBytes>(kk * 16 + (lane & 7) + (lane >> 4) * 8,
-                                           (m0 + mt * 16) / 8 + ((lane >> 3) & 1)),
-            a[mt][0], a[mt][1], a[mt][2], a[mt][3]);
+      for (int e = 0; e < 4; ++e) {
+        const float2 f = __bfloat1622float2(p2[e]);
+        gsum[c][2 * e] += f.x;
+        gsum[c][2 * e + 1] += f.y;
       }
-#pragma unroll
-      for (int dp = 0; dp < kCols / 16; ++dp) {
-        uint32_t b0, b1, b2, b3;
-        detail::LdMatrixX4Trans(
-            vt + SwizzledOffset<kRowBytes>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
-                                           (n0 / 8) + dp * 2 + (lane >> 4)),
-            b0, b1, b2, b3);
-#pragma unroll
-        for (int mt = 0; mt < kMT; ++mt) {
-          detail::MmaBf16(gacc[mt][2 * dp], a[mt], b0, b1);
-          detail::MmaBf16(gacc[mt][2 * dp + 1], a[mt], b2, b3);
-        }
-      }
-    }
-    const uint8_t* kt_ptr = smem + kBlockQ * kRowBytes + (n & 1) * kStageBytes;
-#pragma unroll 4
-    for (int r = zr0; r < zr0 + kBlockK / kSlices; ++r) {
-      zpart += __bfloat162float(*reinterpret_cast<const __nv_bfloat16*>(
-          kt_ptr + SwizzledOffset<kRowBytes>(r, zc / 8) + (zc % 8) * 2));
     }
   }
-  detail::CpAsyncWait<0>();  // the Q tile (also when no block is kept)
-  atomicAdd(&zsub[zc], zpart);
-  __syncthreads();  // all stages are free now
-
-  // H_i = H_tot - G as bf16 [D][D] into stage 0; z_i = z_tot - zsub.
+  // H_i = H_tot - G as bf16 [D][D] (swizzled rows, like a K tile); z_i = z_tot - sum z_j.
   const float* hsrc = args.htot + bh * D * D;
   uint8_t* hloc = smem + kBlockQ * kRowBytes;
 #pragma unroll
-  for (int mt = 0; mt < kMT; ++mt) {
-#pragma unroll
-    for (int nt = 0; nt < kCols / 8; ++nt) {
-      const int col = n0 + nt * 8 + 2 * t;
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int row = m0 + mt * 16 + g + half * 8;
-        const float2 hv = *reinterpret_cast<const float2*>(hsrc + row * D + col);
-        *reinterpret_cast<uint32_t*>(hloc + SwizzledOffset<kRowBytes>(row, col / 8) + (col % 8) * 2) =
-            detail::PackBf16(hv.x - gacc[mt][nt][2 * half], hv.y - gacc[mt][nt][2 * half + 1]);
-      }
-    }
+  for (int c = 0; c < kChunks; ++c) {
+    const int chunk = c * kTileThreads + threadIdx.x;
+    const int row = chunk / (D / 8), c8 = chunk % (D / 8);
+    const float4 h0 = *reinterpret_cast<const float4*>(hsrc + row * D + c8 * 8);
+    const float4 h1 = *reinterpret_cast<const float4*>(hsrc + row * D + c8 * 8 + 4);
+    const uint4 packed = make_uint4(detail::PackBf16(h0.x - gsum[c][0], h0.y - gsum[c][1]),
+                                    detail::PackBf16(h0.z - gsum[c][2], h0.w - gsum[c][3]),
+                                    detail::PackBf16(h1.x - gsum[c][4], h1.y - gsum[c][5]),
+                                    detail::PackBf16(h1.z - gsum[c][6], h1.w - gsum[c][7]));
+    *reinterpret_cast<uint4*>(hloc + SwizzledOffset<kRowBytes>(row, c8)) = packed;
   }
-  for (int c = threadIdx.x; c < D; c += kTileThreads) zloc[c] = args.ztot[bh * D + c] - zsub[c];
+  const float* zbase = args.zblk + bh * d.k_blocks * D;
+  for (int c = threadIdx.x; c < D; c += kTileThreads) {
+    float zs = 0.f;
+    for (int n = 0; n < cnt; ++n) zs += zbase[static_cast<int64_t>(lut_row[n]) * D + c];
+    zloc[c] = args.ztot[bh * D + c] - zs;
+  }
+  detail::CpAsyncWait<0>();  // the Q tile
   __syncthreads();
 
   // phi(Q) in place (softmax over channels) and the denominators phi(Q) z_i.
@@ -350,11 +331,10 @@ cudaError_t LaunchLinearD(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
   const dim3 sgrid((d.k_blocks + per_cta - 1) / per_cta, static_cast<unsigned>(bh));
   StatesKernel<D><<<sgrid, D * 2, 0, s>>>(static_cast<const __nv_bfloat16*>(p.k),
                                           static_cast<const __nv_bfloat16*>(p.v), d, w.kmean,
-                                          per_cta, w.kphi, w.htot, w.ztot);
-  LinearArgs a{static_cast<const __nv_bfloat16*>(p.q), w.kphi,
-               static_cast<const __nv_bfloat16*>(p.v), w.htot, w.ztot, w.lut, w.counts,
-               cap, p.alpha, static_cast<__nv_bfloat16*>(p.out), d};
-  constexpr int kSmem = kBlockQ * 2 * D + 2 * (2 * kBlockK * 2 * D);
+                                          per_cta, w.hblk, w.zblk, w.htot, w.ztot);
+  LinearArgs a{static_cast<const __nv_bfloat16*>(p.q), w.hblk, w.zblk, w.htot, w.ztot, w.lut,
+               w.counts, cap, p.alpha, static_cast<__nv_bfloat16*>(p.out), d};
+  constexpr int kSmem = kBlockQ * 2 * D + D * 2 * D;  // Q tile + H_i
   e = cudaFuncSetAttribute(LinearKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   if (e != cudaSuccess) return e;
   LinearKernel<D><<<dim3(d.q_blocks, d.heads, d.batch), kTileThreads, kSmem, s>>>(a);
