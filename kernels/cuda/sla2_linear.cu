@@ -140,20 +140,30 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
           a[0], a[1], a[2], a[3]);
       detail::WarpAccumulatePV<D>(a, vt_s, kk * 16, blk);
     }
+    // Stage h_j as bf16 in the now free K/V tiles (rows 0..63 in kt, 64.. in
+    // vt, swizzled), then store it with coalesced 16-byte writes.
+    __syncthreads();
+    auto hrow = [&](int row, int c8) {
+      return (row < kBlockK ? kt : vt) + SwizzledOffset<kRowBytes>(row % kBlockK, c8);
+    };
     {
       const int g = lane >> 2, t = lane & 3;
-      __nv_bfloat16* hj = hblk + blk_idx * D * D;
 #pragma unroll
       for (int nt = 0; nt < D / 8; ++nt) {
         const int col = nt * 8 + 2 * t;
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
-          *reinterpret_cast<uint32_t*>(hj + (m0 + g + half * 8) * D + col) =
+          *reinterpret_cast<uint32_t*>(hrow(m0 + g + half * 8, col / 8) + (col % 8) * 2) =
               detail::PackBf16(blk[nt][2 * half], blk[nt][2 * half + 1]);
           acc[nt][2 * half] += blk[nt][2 * half];
           acc[nt][2 * half + 1] += blk[nt][2 * half + 1];
         }
       }
+    }
+    __syncthreads();
+    uint4* hj = reinterpret_cast<uint4*>(hblk + blk_idx * D * D);
+    for (int chunk = threadIdx.x; chunk < D * D / 8; chunk += kThreads) {
+      hj[chunk] = *reinterpret_cast<const uint4*>(hrow(chunk / (D / 8), chunk % (D / 8)));
     }
     __syncthreads();
   }
