@@ -212,11 +212,16 @@ def timed_loop(budget, max_steps):
 
 
 # ---------------------------------------------------------------- stage 0: VAE
+def object_mask(video):
+    """[B, F, H, W] true on object pixels: those differing from the frame's
+    top-left (background) pixel."""
+    return (video - video[:, :, :, :1, :1]).abs().sum(1) > 0.1
+
+
 def object_weight(video, weight):
     """1 on the background, 1 + weight on object pixels: the objects are a few
     percent of the pixels, and an unweighted loss learns them as gray blobs."""
-    bg = video[:, :, :, :1, :1]
-    return 1 + weight * ((video - bg).abs().sum(1, keepdim=True) > 0.1).float()
+    return 1 + weight * object_mask(video).unsqueeze(1).float()
 
 
 def folded_stats(cfg, trained_stats_meta):
@@ -233,8 +238,7 @@ def folded_stats(cfg, trained_stats_meta):
 def object_crops(video, crop):
     """Per clip, the latent-aligned crop window (crop latent pixels = 8*crop video
     pixels) centred on the object's pixels summed over time: [(y0, x0)] in latents."""
-    bg = video[:, :, :1, :1, :1]
-    mass = ((video - bg).abs().sum(1) > 0.1).float().sum(1)  # [B, H, W]
+    mass = object_mask(video).float().sum(1)  # [B, H, W]
     h, w = mass.shape[1] // 8, mass.shape[2] // 8
     out = []
     for m in mass:
