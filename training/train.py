@@ -212,6 +212,17 @@ def timed_loop(budget, max_steps):
 
 
 # ---------------------------------------------------------------- stage 0: VAE
+def encode_latents(vae, video):
+    """Normalised latent means (what the DiT sees); the first frame is encoded alone."""
+    return vae.normalize(vae.encode_raw(video, chunk_sizes=[1, video.shape[2] - 1])[0].float())
+
+
+def roundtrip(vae, video):
+    """encode_latents then decode (unclamped output range as decode gives it)."""
+    z = encode_latents(vae, video)
+    return vae.decode(z, chunk_sizes=[1, z.shape[2] - 1]).float()
+
+
 def object_mask(video):
     """[B, F, H, W] true on object pixels: those differing from the frame's
     top-left (background) pixel."""
@@ -275,7 +286,7 @@ def stage_vae_decoder(run):
         seeds = [rng.randrange(10 ** 9) for _ in range(a.vae_batch)]
         _, video, _ = data.batch(seeds, frames, h, w, device=dev)
         with torch.no_grad(), autocast(dev):
-            z = vae.normalize(vae.encode_raw(video, chunk_sizes=[1, frames - 1])[0].float())
+            z = encode_latents(vae, video)
         # Robustness to the DiT's small errors: decode slightly perturbed latents too.
         z = z + a.vae_latent_noise * torch.rand(z.shape[0], 1, 1, 1, 1, device=dev) * torch.randn_like(z)
         wins = object_crops(video, crop)
@@ -310,8 +321,7 @@ def vae_roundtrip_eval(run, vae):
     for it in items:
         video = data.render([it], frames, h, w, device=dev)
         with torch.no_grad(), autocast(dev):
-            z = vae.normalize(vae.encode_raw(video, chunk_sizes=[1, frames - 1])[0].float())
-            rec = vae.decode(z.float(), chunk_sizes=[1, z.shape[2] - 1]).float()
+            rec = roundtrip(vae, video)
         ref = evaluate.to_uint8(video)[0]
         res.append(evaluate.score(evaluate.to_uint8(rec)[0], it, ref))
     return {"table": evaluate.summarize(res), "details": res}
@@ -381,8 +391,7 @@ def stage_vae(run):
     save_sharded(vae.state_dict(), run.dst("vae"))
     with torch.no_grad(), autocast(dev):
         _, video, _ = data.batch(range(5000, 5004), frames, h, w, device=dev)
-        z = vae.normalize(vae.encode_raw(video, chunk_sizes=[1, frames - 1])[0].float())
-        rec = vae.decode(z.float(), chunk_sizes=[1, z.shape[2] - 1]).float()
+        rec = roundtrip(vae, video)
     psnr = 10 * math.log10(4.0 / F.mse_loss(rec, video).item())
     colour_ok = vae_colour_check(run, vae)
     run.meta["log"]["vae"] = {"steps": len(losses), "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
@@ -401,8 +410,7 @@ def vae_colour_check(run, vae):
     items = evaluate.heldout_items(len(data.HELD_OUT))
     video = data.render(items, 17, 96, 96, device=run.dev)
     with torch.no_grad(), autocast(run.dev):
-        z = vae.normalize(vae.encode_raw(video, chunk_sizes=[1, 16])[0].float())
-        rec = vae.decode(z.float(), chunk_sizes=[1, z.shape[2] - 1]).float()
+        rec = roundtrip(vae, video)
     frames = evaluate.to_uint8(rec)
     return sum(evaluate.analyze(f)["colour"] == it["objects"][0]["colour"]
                for f, it in zip(frames, items)) / len(items)
@@ -417,7 +425,7 @@ def encode_dataset(run, vae, n, seed0, split="train"):
         for i in range(0, n, 16):
             seeds = range(seed0 + i, seed0 + min(n, i + 16))
             c, video, _ = data.batch(seeds, frames, h, w, split=split, device=dev)
-            lat.append(vae.normalize(vae.encode_raw(video, chunk_sizes=[1, frames - 1])[0].float()).to(torch.bfloat16))
+            lat.append(encode_latents(vae, video).to(torch.bfloat16))
             caps += c
     return torch.cat(lat), caps
 
