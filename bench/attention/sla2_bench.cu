@@ -228,6 +228,16 @@ int main(int argc, char** argv) {
         // The sparse kernel with the blend (reads the linear branch's value).
         report("sparse+bl", MedianMs([&] { stage(sv::Sla2Stage::kSparse, p); }, shape_iters));
         report("module", MedianMs([&] { CheckStatus(sv::Sla2Forward(p, ws)); }, shape_iters));
+        const bool fused = ws.linear_fused();
+        if (fused) {
+          // Same run, the linear branch in its own kernels (SLA2_FUSED_LINEAR=0).
+          setenv("SLA2_FUSED_LINEAR", "0", 1);
+          report("module.unf", MedianMs([&] { CheckStatus(sv::Sla2Forward(p, ws)); }, shape_iters));
+          unsetenv("SLA2_FUSED_LINEAR");
+          CheckStatus(sv::Sla2Forward(p, ws));
+        }
+        std::printf("%-5s %-8s %-5.2f linear branch: %s\n", s.name, low_bit ? "low-bit" : "bf16",
+                    keep, fused ? "fused into the Hopper sparse kernel" : "own kernels");
         // Where the module's time goes: events between its stages, in
         // Sla2Forward's order.
         const sv::Sla2Stage order[] = {sv::Sla2Stage::kPrepare, sv::Sla2Stage::kRoute,

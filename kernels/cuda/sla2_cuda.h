@@ -75,6 +75,8 @@ class Sla2Workspace {
   const int32_t* lut() const;
   const int32_t* counts() const;  // int32 [B, H, T_m]
   int64_t lut_capacity() const { return lut_capacity_; }
+  // Whether the last linear stage ran for the fused Hopper kernel.
+  bool linear_fused() const;
 
   struct Buffers;  // defined in sla2_workspace.h (device code only)
   Buffers* buffers() const { return buffers_; }
@@ -89,9 +91,10 @@ class Sla2Workspace {
 enum class Sla2Stage {
   kPrepare,   // pooled Q/K, K mean (smoothing), V channel amax
   kRoute,     // projections, block scores, top-k -> LUT (or external mask -> LUT)
-  kLinear,    // linear branch: per-block states, O_l, writes (1 - alpha) * O_l into out
+  kLinear,    // linear branch: per-block states, O_l, writes (1 - alpha) * O_l into out;
+              // fused (bf16 on Hopper, SLA2_FUSED_LINEAR not 0): states only, O_l in kSparse
   kQuantize,  // low-bit only: INT8 Q, K~ per block, FP8 V^T per channel
-  kSparse,    // sparse branch + blend: out = alpha * O_s (+ out from kLinear)
+  kSparse,    // sparse branch + blend: out = alpha * O_s (+ out from kLinear, or O_l fused)
 };
 
 Sla2Status Sla2RunStage(Sla2Stage stage, const Sla2Problem& p, Sla2Workspace& ws,

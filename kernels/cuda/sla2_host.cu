@@ -77,6 +77,9 @@ Sla2Status ValidateSla2Problem(const Sla2Problem& p) {
   if (p.out == p.q || p.out == p.k || p.out == p.v) return err("out must not alias q, k or v");
   if (!Aligned16(p.q) || !Aligned16(p.k) || !Aligned16(p.v) || !Aligned16(p.out))
     return err("q, k, v and out must be 16-byte aligned");
+  if ((p.proj_q && !Aligned16(p.proj_q)) || (p.proj_k && !Aligned16(p.proj_k)) ||
+      (p.alpha && (reinterpret_cast<uintptr_t>(p.alpha) & 3u)))
+    return err("proj_q and proj_k must be 16-byte aligned, alpha 4-byte aligned");
   if (p.stride_l <= 0 || p.stride_h <= 0 || (p.batch > 1 && p.stride_b <= 0))
     return err("strides must be positive (stride_b may be 0 only for batch 1)");
   if (p.stride_l % 8 || p.stride_h % 8 || p.stride_b % 8)
@@ -116,7 +119,8 @@ Sla2Workspace::~Sla2Workspace() {
                  buffers_->kproj, buffers_->lut,    buffers_->counts,    buffers_->vamax,
                  buffers_->vscale, buffers_->q8,    buffers_->qscale,    buffers_->k8,
                  buffers_->kscale, buffers_->vt8,   buffers_->hblk,      buffers_->htot,
-                 buffers_->ztot,  buffers_->ktotal,  buffers_->zblk};
+                 buffers_->ztot,  buffers_->ktotal,  buffers_->zblk,      buffers_->phik,
+                 buffers_->zi};
   for (void* p : all) {
     if (p != nullptr) cudaFree(p);
   }
@@ -125,6 +129,7 @@ Sla2Workspace::~Sla2Workspace() {
 
 const int32_t* Sla2Workspace::lut() const { return buffers_ ? buffers_->lut : nullptr; }
 const int32_t* Sla2Workspace::counts() const { return buffers_ ? buffers_->counts : nullptr; }
+bool Sla2Workspace::linear_fused() const { return buffers_ && buffers_->linear_fused; }
 
 Sla2Status Sla2Workspace::Reserve(const Sla2Problem& p) {
   if (Sla2Status st = ValidateSla2Problem(p); !st.ok()) return st;
@@ -156,7 +161,12 @@ Sla2Status Sla2Workspace::Reserve(const Sla2Problem& p) {
     grow(w.vt8, 13, bh * tn * D * kBlockK);
   }
   if (p.alpha) {
-    grow(w.hblk, 14, bh * tn * D * D * 2);
+    if (FusedLinearApplies(p)) {
+      grow(w.phik, 19, bh * tn * kBlockK * D * 2);
+      grow(w.zi, 20, bh * tm * D * 4);
+    } else {
+      grow(w.hblk, 14, bh * tn * D * D * 2);
+    }
     grow(w.zblk, 18, bh * tn * D * 4);
     grow(w.htot, 15, bh * D * D * 4);
     grow(w.ztot, 16, bh * D * 4);
@@ -197,6 +207,13 @@ Sla2Status Sla2RunStage(Sla2Stage stage, const Sla2Problem& p, Sla2Workspace& ws
       name = "sparse";
       if (p.low_bit) {
         e = LaunchSparseLowBit(p, d, cap, w, stream);
+      } else if (p.alpha != nullptr && w.linear_fused) {
+        // The linear stage left phi(K~), H_tot and z_i for the fused kernel.
+        e = LaunchSparseBf16HopperFused(p, d, cap, w, stream);
+        if (e == cudaErrorNotSupported)
+          return Sla2Status::Error(
+              "SLA2 CUDA: sparse stage: the linear stage prepared the fused Hopper kernel, "
+              "which cannot run now (SLA2_SPARSE_KERNEL or the device changed between stages)");
       } else {
         // The wgmma/TMA kernel where it applies (sm_90), else the mma.sync one.
         e = LaunchSparseBf16Hopper(p, d, cap, w, stream);

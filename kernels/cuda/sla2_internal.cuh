@@ -40,6 +40,10 @@ struct Sla2Workspace::Buffers {
   float* zblk = nullptr;          // [B,H,T_n,D] z_j = colsum phi(K~_j)
   float* htot = nullptr;          // [B,H,D,D] sum over all key blocks of h_j
   float* ztot = nullptr;          // [B,H,D]
+  // Linear branch fused into the Hopper sparse kernel (FusedLinearApplies).
+  __nv_bfloat16* phik = nullptr;  // [B,H,T_n*64,D] phi(K~) per key row, padded rows 0
+  float* zi = nullptr;            // [B,H,T_m,D] z_tot - sum of the tile's kept z_j
+  bool linear_fused = false;      // the last kLinear stage prepared the fused kernel
   size_t sizes[32] = {};  // allocated bytes per buffer, see Reserve
 };
 

@@ -8,9 +8,16 @@
 // the kept h_j is a few percent of H_tot, so bf16 h_j costs ~2^-9 of G, far
 // below the bf16 output rounding. The result is written as (1 - alpha) * O_l
 // into out; kSparse adds alpha * O_s.
+// Fused (FusedLinearApplies: the Hopper sparse kernel subtracts the kept
+// blocks itself, from tiles it loads anyway) this stage only prepares its
+// inputs, each in a kernel that streams memory at full occupancy: PhiKKernel
+// (phi(K~) rows, z_j, z_tot), HtotKernel (H_tot = phi(K~)^T V, split over key
+// ranges) and KeptZKernel (z_i per query tile).
 #include <algorithm>
+#include <type_traits>
 
 #include "kernels/cuda/sla2_internal.cuh"
+#include "kernels/cuda/sla2_sparse_hopper.cuh"
 #include "kernels/cuda/sla2_warp_tiles.cuh"
 
 namespace sparsevid::kernels::cuda {
@@ -38,8 +45,11 @@ __device__ __forceinline__ void PhiRowInPlace(float (&x)[kPerLane]) {
 }
 
 // Per (batch*head, range of key blocks): h_j = phi(K~_j)^T V_j on tensor
-// cores and z_j = colsum phi(K~_j), stored per block (h_j as bf16) for the
-// kept-block subtraction, and summed into H_tot / z_tot (fp32 atomics).
+// cores and z_j = colsum phi(K~_j), summed into H_tot / z_tot (fp32
+// atomics) and stored per block (h_j as bf16) for the kept-block subtraction.
+// The next block's K/V tiles load (cp.async, two buffers) while this one is
+// transformed and multiplied. (The fused path's PhiKKernel + HtotKernel do
+// the same work faster split in two: 168 vs 203 us at the 1.3B shape, H100.)
 template <int D>
 __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __restrict__ k,
                                                       const __nv_bfloat16* __restrict__ v,
@@ -52,15 +62,16 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
   constexpr int kWarps = D / 16;
   constexpr int kThreads = kWarps * 32;
   constexpr int kRowBytes = 2 * D;
+  constexpr int kTile = kBlockK * kRowBytes;
   constexpr int kPerLane = D / 32;
-  __shared__ __align__(128) uint8_t kt[kBlockK * kRowBytes];
-  __shared__ __align__(128) uint8_t vt[kBlockK * kRowBytes];
+  extern __shared__ __align__(128) uint8_t tiles[];  // 2 x (K tile, V tile)
   __shared__ float zb[D];
   const int64_t bh = blockIdx.y;
   const int b = static_cast<int>(bh / d.heads);
   const int h = static_cast<int>(bh % d.heads);
   const int j_begin = blockIdx.x * blocks_per_cta;
   const int j_end = min(d.k_blocks, j_begin + blocks_per_cta);
+  if (j_begin >= j_end) return;
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x & 31;
   const int c0 = lane * kPerLane;
@@ -73,20 +84,34 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
   float acc[D / 8][4];
 #pragma unroll
   for (int nt = 0; nt < D / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
-  const uint32_t kt_s = detail::SmemAddr(kt);
-  const uint32_t vt_s = detail::SmemAddr(vt);
-
-  for (int j = j_begin; j < j_end; ++j) {
-    const int64_t key0 = static_cast<int64_t>(j) * kBlockK;
-    const int nvalid = static_cast<int>(MinI64(kBlockK, d.seq_len - key0));
-    const int64_t off = d.TokenOffset(b, key0, h);
+  const uint32_t base_s = detail::SmemAddr(tiles);
+  auto valid_rows = [&](int j) {
+    return static_cast<int>(MinI64(kBlockK, d.seq_len - static_cast<int64_t>(j) * kBlockK));
+  };
+  auto load = [&](int j, int buf) {
+    const int64_t off = d.TokenOffset(b, static_cast<int64_t>(j) * kBlockK, h);
+    const uint32_t dst = base_s + buf * 2 * kTile;
     detail::LoadTileAsync<kBlockK, kRowBytes, kThreads>(
-        kt_s, reinterpret_cast<const char*>(k + off), d.stride_l * 2, nvalid);
+        dst, reinterpret_cast<const char*>(k + off), d.stride_l * 2, valid_rows(j));
     detail::LoadTileAsync<kBlockK, kRowBytes, kThreads>(
-        vt_s, reinterpret_cast<const char*>(v + off), d.stride_l * 2, nvalid);
-    for (int c = threadIdx.x; c < D; c += kThreads) zb[c] = 0.f;
+        dst + kTile, reinterpret_cast<const char*>(v + off), d.stride_l * 2, valid_rows(j));
     detail::CpAsyncCommit();
-    detail::CpAsyncWait<0>();
+  };
+
+  load(j_begin, 0);
+  for (int j = j_begin; j < j_end; ++j) {
+    const int buf = (j - j_begin) & 1;
+    uint8_t* const kt = tiles + buf * 2 * kTile;
+    uint8_t* const vt = kt + kTile;
+    const uint32_t kt_s = base_s + buf * 2 * kTile, vt_s = kt_s + kTile;
+    const int nvalid = valid_rows(j);
+    if (j + 1 < j_end) {
+      load(j + 1, buf ^ 1);  // that buffer's last readers passed the previous iteration's barrier
+      detail::CpAsyncWait<1>();
+    } else {
+      detail::CpAsyncWait<0>();
+    }
+    for (int c = threadIdx.x; c < D; c += kThreads) zb[c] = 0.f;
     __syncthreads();
     // phi(K~) rows in place (softmax over channels).
     float zrow[kPerLane];
@@ -140,13 +165,13 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
           a[0], a[1], a[2], a[3]);
       detail::WarpAccumulatePV<D>(a, vt_s, kk * 16, blk);
     }
-    // Stage h_j as bf16 in the now free K/V tiles (rows 0..63 in kt, 64.. in
-    // vt, swizzled), then store it with coalesced 16-byte writes.
     __syncthreads();
-    auto hrow = [&](int row, int c8) {
-      return (row < kBlockK ? kt : vt) + SwizzledOffset<kRowBytes>(row % kBlockK, c8);
-    };
     {
+      // Stage h_j as bf16 in the now free K/V tiles (rows 0..63 in kt, 64..
+      // in vt, swizzled), then store it with coalesced 16-byte writes.
+      auto hrow = [&](int row, int c8) {
+        return (row < kBlockK ? kt : vt) + SwizzledOffset<kRowBytes>(row % kBlockK, c8);
+      };
       const int g = lane >> 2, t = lane & 3;
 #pragma unroll
       for (int nt = 0; nt < D / 8; ++nt) {
@@ -159,13 +184,13 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
           acc[nt][2 * half + 1] += blk[nt][2 * half + 1];
         }
       }
+      __syncthreads();
+      uint4* hj = reinterpret_cast<uint4*>(hblk + blk_idx * D * D);
+      for (int chunk = threadIdx.x; chunk < D * D / 8; chunk += kThreads) {
+        hj[chunk] = *reinterpret_cast<const uint4*>(hrow(chunk / (D / 8), chunk % (D / 8)));
+      }
+      __syncthreads();  // the tiles are reloaded two iterations on
     }
-    __syncthreads();
-    uint4* hj = reinterpret_cast<uint4*>(hblk + blk_idx * D * D);
-    for (int chunk = threadIdx.x; chunk < D * D / 8; chunk += kThreads) {
-      hj[chunk] = *reinterpret_cast<const uint4*>(hrow(chunk / (D / 8), chunk % (D / 8)));
-    }
-    __syncthreads();
   }
   const int g = lane >> 2, t = lane & 3;
   float* hb = htot + bh * D * D;
@@ -179,6 +204,165 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
   }
 #pragma unroll
   for (int e = 0; e < kPerLane; ++e) atomicAdd(ztot + bh * D + c0 + e, z[e]);
+}
+
+// Fused, per (key block, batch*head): phi(K~) of the block's 64 rows as bf16
+// into phik (rows past L are zeros), z_j = colsum phi(K~_j), z_tot += z_j.
+// Eight warps, eight rows each, all loads issued before the math.
+template <int D>
+__global__ void __launch_bounds__(256) PhiKKernel(const __nv_bfloat16* __restrict__ k, Sla2Dims d,
+                                                  const float* __restrict__ kmean,
+                                                  __nv_bfloat16* __restrict__ phik,
+                                                  float* __restrict__ zblk,
+                                                  float* __restrict__ ztot) {
+  constexpr int kPerLane = D / 32;
+  constexpr int kRows = kBlockK / 8;  // per warp
+  __shared__ float zpart[8][D];
+  const int j = blockIdx.x;
+  const int64_t bh = blockIdx.y;
+  const int b = static_cast<int>(bh / d.heads), h = static_cast<int>(bh % d.heads);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+  const int c0 = lane * kPerLane;
+  float mu[kPerLane], zsum[kPerLane];
+#pragma unroll
+  for (int e = 0; e < kPerLane; ++e) {
+    mu[e] = kmean[bh * D + c0 + e];
+    zsum[e] = 0.f;
+  }
+  using Raw = std::conditional_t<kPerLane == 4, uint2, uint32_t>;
+  Raw raw[kRows];
+#pragma unroll
+  for (int e = 0; e < kRows; ++e) {
+    const int64_t key = static_cast<int64_t>(j) * kBlockK + warp * kRows + e;
+    raw[e] = key < d.seq_len
+                 ? *reinterpret_cast<const Raw*>(k + d.TokenOffset(b, key, h) + c0)
+                 : Raw{};
+  }
+  __nv_bfloat16* dst = phik + (bh * d.k_blocks + j) * kBlockK * D;
+#pragma unroll
+  for (int e = 0; e < kRows; ++e) {
+    const int row = warp * kRows + e;
+    const bool valid = static_cast<int64_t>(j) * kBlockK + row < d.seq_len;
+    const uint32_t* w = reinterpret_cast<const uint32_t*>(&raw[e]);
+    float x[kPerLane];
+#pragma unroll
+    for (int q = 0; q < kPerLane / 2; ++q) {
+      const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w[q]));
+      x[2 * q] = f.x - mu[2 * q];
+      x[2 * q + 1] = f.y - mu[2 * q + 1];
+    }
+    PhiRowInPlace(x);  // warp-uniform: every lane of the warp has the same row
+    Raw packed;
+    uint32_t* pw = reinterpret_cast<uint32_t*>(&packed);
+#pragma unroll
+    for (int q = 0; q < kPerLane / 2; ++q) {
+      if (!valid) x[2 * q] = x[2 * q + 1] = 0.f;  // padded rows contribute nothing
+      pw[q] = detail::PackBf16(x[2 * q], x[2 * q + 1]);
+      zsum[2 * q] += x[2 * q];
+      zsum[2 * q + 1] += x[2 * q + 1];
+    }
+    *reinterpret_cast<Raw*>(dst + row * D + c0) = packed;
+  }
+#pragma unroll
+  for (int e = 0; e < kPerLane; ++e) zpart[warp][c0 + e] = zsum[e];
+  __syncthreads();
+  for (int c = threadIdx.x; c < D; c += blockDim.x) {
+    float z = 0.f;
+#pragma unroll
+    for (int w = 0; w < 8; ++w) z += zpart[w][c];
+    zblk[(bh * d.k_blocks + j) * D + c] = z;
+    atomicAdd(ztot + bh * D + c, z);
+  }
+}
+
+// Fused: H_tot[bh] += sum over this CTA's key blocks of phi(K~_j)^T V_j
+// (tensor cores, A = phi^T by transposed ldmatrix), the next block's tiles
+// loading (cp.async, two buffers) while this one multiplies.
+template <int D>
+__global__ void __launch_bounds__(D * 2) HtotKernel(const __nv_bfloat16* __restrict__ phik,
+                                                    const __nv_bfloat16* __restrict__ v,
+                                                    Sla2Dims d, int blocks_per_cta,
+                                                    float* __restrict__ htot) {
+  constexpr int kWarps = D / 16;
+  constexpr int kThreads = kWarps * 32;
+  constexpr int kRowBytes = 2 * D;
+  constexpr int kTile = kBlockK * kRowBytes;
+  extern __shared__ __align__(128) uint8_t smem[];
+  const int64_t bh = blockIdx.y;
+  const int b = static_cast<int>(bh / d.heads), h = static_cast<int>(bh % d.heads);
+  const int j_begin = blockIdx.x * blocks_per_cta;
+  const int j_end = min(d.k_blocks, j_begin + blocks_per_cta);
+  if (j_begin >= j_end) return;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+  const uint32_t base = detail::SmemAddr(smem);
+  auto load = [&](int j, int buf) {
+    const uint32_t dst = base + buf * 2 * kTile;
+    const int64_t key0 = static_cast<int64_t>(j) * kBlockK;
+    detail::LoadTileAsync<kBlockK, kRowBytes, kThreads>(
+        dst, reinterpret_cast<const char*>(phik + (bh * d.k_blocks + j) * kBlockK * D),
+        kRowBytes, kBlockK);
+    detail::LoadTileAsync<kBlockK, kRowBytes, kThreads>(
+        dst + kTile, reinterpret_cast<const char*>(v + d.TokenOffset(b, key0, h)),
+        d.stride_l * 2, static_cast<int>(MinI64(kBlockK, d.seq_len - key0)));
+    detail::CpAsyncCommit();
+  };
+  float acc[D / 8][4];
+#pragma unroll
+  for (int nt = 0; nt < D / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+  const int m0 = warp * 16;
+  load(j_begin, 0);
+  for (int j = j_begin; j < j_end; ++j) {
+    const int buf = (j - j_begin) & 1;
+    if (j + 1 < j_end) {
+      load(j + 1, buf ^ 1);
+      detail::CpAsyncWait<1>();
+    } else {
+      detail::CpAsyncWait<0>();
+    }
+    __syncthreads();
+    const uint32_t kt_s = base + buf * 2 * kTile, vt_s = kt_s + kTile;
+#pragma unroll
+    for (int kk = 0; kk < kBlockK / 16; ++kk) {
+      uint32_t a[4];
+      detail::LdMatrixX4Trans(
+          kt_s + SwizzledOffset<kRowBytes>(kk * 16 + (lane & 7) + (lane >> 4) * 8,
+                                           m0 / 8 + ((lane >> 3) & 1)),
+          a[0], a[1], a[2], a[3]);
+      detail::WarpAccumulatePV<D>(a, vt_s, kk * 16, acc);
+    }
+    __syncthreads();  // buffer `buf` is reloaded next iteration
+  }
+  const int g = lane >> 2, t = lane & 3;
+  float* hb = htot + bh * D * D;
+#pragma unroll
+  for (int nt = 0; nt < D / 8; ++nt) {
+    const int col = nt * 8 + 2 * t;
+    atomicAdd(hb + (m0 + g) * D + col, acc[nt][0]);
+    atomicAdd(hb + (m0 + g) * D + col + 1, acc[nt][1]);
+    atomicAdd(hb + (m0 + g + 8) * D + col, acc[nt][2]);
+    atomicAdd(hb + (m0 + g + 8) * D + col + 1, acc[nt][3]);
+  }
+}
+
+// Fused: z_i = z_tot - sum of the kept z_j per query tile, one thread per
+// channel, four kept blocks' loads in flight.
+__global__ void KeptZKernel(const float* __restrict__ zblk, const float* __restrict__ ztot,
+                            const int32_t* __restrict__ lut, const int32_t* __restrict__ counts,
+                            int64_t lut_capacity, Sla2Dims d, float* __restrict__ zi) {
+  const int i = blockIdx.x, D = d.head_dim, c = threadIdx.x;
+  const int64_t bh = blockIdx.y;
+  const int64_t row = bh * d.q_blocks + i;
+  const int cnt = counts[row];
+  const int32_t* lut_row = lut + row * lut_capacity;
+  const float* zb = zblk + bh * d.k_blocks * D + c;
+  float s[4] = {0.f, 0.f, 0.f, 0.f};
+  int n = 0;
+  for (; n + 4 <= cnt; n += 4) {
+#pragma unroll
+    for (int u = 0; u < 4; ++u) s[u] += zb[static_cast<int64_t>(lut_row[n + u]) * D];
+  }
+  for (; n < cnt; ++n) s[0] += zb[static_cast<int64_t>(lut_row[n]) * D];
+  zi[row * D + c] = ztot[bh * D + c] - ((s[0] + s[1]) + (s[2] + s[3]));
 }
 
 struct LinearArgs {
@@ -338,10 +522,30 @@ cudaError_t LaunchLinearD(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
   const int64_t target = 4LL * sms;
   const int per_cta = static_cast<int>(
       std::max<int64_t>(1, (bh * d.k_blocks + target - 1) / target));
+  const auto* kp = static_cast<const __nv_bfloat16*>(p.k);
+  const auto* vp = static_cast<const __nv_bfloat16*>(p.v);
+  constexpr int kStatesSmem = 2 * 2 * kBlockK * 2 * D;  // two buffers of K and V tiles
+  if (w.linear_fused) {
+    PhiKKernel<D><<<dim3(d.k_blocks, static_cast<unsigned>(bh)), 256, 0, s>>>(
+        kp, d, w.kmean, w.phik, w.zblk, w.ztot);
+    // Two CTAs per SM (registers; 64 KB of tiles each at D = 128): few H_tot atomics.
+    const int64_t ctas = 2LL * sms;
+    const int per = static_cast<int>(std::max<int64_t>(1, (bh * d.k_blocks + ctas - 1) / ctas));
+    e = cudaFuncSetAttribute(HtotKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             kStatesSmem);
+    if (e != cudaSuccess) return e;
+    HtotKernel<D><<<dim3((d.k_blocks + per - 1) / per, static_cast<unsigned>(bh)), D * 2,
+                    kStatesSmem, s>>>(w.phik, vp, d, per, w.htot);
+    KeptZKernel<<<dim3(d.q_blocks, static_cast<unsigned>(bh)), D, 0, s>>>(
+        w.zblk, w.ztot, w.lut, w.counts, cap, d, w.zi);
+    return cudaGetLastError();
+  }
   const dim3 sgrid((d.k_blocks + per_cta - 1) / per_cta, static_cast<unsigned>(bh));
-  StatesKernel<D><<<sgrid, D * 2, 0, s>>>(static_cast<const __nv_bfloat16*>(p.k),
-                                          static_cast<const __nv_bfloat16*>(p.v), d, w.kmean,
-                                          per_cta, w.hblk, w.zblk, w.htot, w.ztot);
+  e = cudaFuncSetAttribute(StatesKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           kStatesSmem);
+  if (e != cudaSuccess) return e;
+  StatesKernel<D><<<sgrid, D * 2, kStatesSmem, s>>>(kp, vp, d, w.kmean, per_cta, w.hblk, w.zblk,
+                                                    w.htot, w.ztot);
   LinearArgs a{static_cast<const __nv_bfloat16*>(p.q), w.hblk, w.zblk, w.htot, w.ztot, w.lut,
                w.counts, cap, p.alpha, static_cast<__nv_bfloat16*>(p.out), d};
   constexpr int kSmem = kBlockQ * 2 * D + D * 2 * D;  // Q tile + H_i
@@ -355,7 +559,9 @@ cudaError_t LaunchLinearD(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
 
 cudaError_t LaunchLinear(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                          Sla2Workspace::Buffers& w, cudaStream_t s) {
+  w.linear_fused = false;
   if (p.alpha == nullptr) return cudaSuccess;  // alpha = 1: no linear branch
+  w.linear_fused = FusedLinearApplies(p) && w.phik != nullptr;
   return d.head_dim == 64 ? LaunchLinearD<64>(p, d, cap, w, s)
                           : LaunchLinearD<128>(p, d, cap, w, s);
 }

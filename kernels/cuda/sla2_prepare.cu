@@ -8,10 +8,11 @@ namespace {
 
 constexpr int kPoolThreads = 256;
 
-// One CTA per (64-token key block, batch), all heads; a thread handles
-// channel pairs, so every row read is coalesced across the warp. Key-block
-// sums are written directly; query-block sums, the K total (for the mean)
-// and the V amax are accumulated with atomics (two key blocks per query block).
+// One CTA per (64-token key block, batch), all heads; a thread handles 8
+// channels with 16-byte loads, so every row read is coalesced and many rows
+// are in flight per thread. Key-block sums are written directly; query-block
+// sums, the K total (for the mean) and the V amax are accumulated with
+// atomics (two key blocks per query block).
 __global__ void __launch_bounds__(kPoolThreads) PoolKernel(
     const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
     const __nv_bfloat16* __restrict__ v, Sla2Dims d, float* __restrict__ qsum,
@@ -20,66 +21,100 @@ __global__ void __launch_bounds__(kPoolThreads) PoolKernel(
   const int b = blockIdx.y;
   const int64_t row0 = static_cast<int64_t>(j) * kBlockK;
   const int n = static_cast<int>(MinI64(kBlockK, d.seq_len - row0));
-  const int pairs = d.heads * d.head_dim / 2;
-  for (int cp = threadIdx.x; cp < pairs; cp += kPoolThreads) {
-    const int h = (2 * cp) / d.head_dim;
-    const int c = (2 * cp) % d.head_dim;
-    float2 qs = {0.f, 0.f}, ks = {0.f, 0.f}, vm = {0.f, 0.f};
+  const int octs = d.heads * d.head_dim / 8;
+  for (int co = threadIdx.x; co < octs; co += kPoolThreads) {
+    const int h = (8 * co) / d.head_dim;
+    const int c = (8 * co) % d.head_dim;
+    float qs[8] = {}, ks[8] = {}, vm[8] = {};
     const int64_t base = d.TokenOffset(b, row0, h) + c;
-#pragma unroll 8
-    for (int r = 0; r < n; ++r) {
-      const int64_t off = base + r * d.stride_l;
-      const float2 qv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(q + off));
-      const float2 kv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(k + off));
-      qs.x += qv.x;
-      qs.y += qv.y;
-      ks.x += kv.x;
-      ks.y += kv.y;
-      if (vamax != nullptr) {
-        const float2 vv =
-            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(v + off));
-        vm.x = fmaxf(vm.x, fabsf(vv.x));
-        vm.y = fmaxf(vm.y, fabsf(vv.y));
+    auto add = [](float (&acc)[8], const uint4& raw) {
+      const __nv_bfloat162* p2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float2 f = __bfloat1622float2(p2[e]);
+        acc[2 * e] += f.x;
+        acc[2 * e + 1] += f.y;
       }
+    };
+    auto amax = [](float (&acc)[8], const uint4& raw) {
+      const __nv_bfloat162* p2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float2 f = __bfloat1622float2(p2[e]);
+        acc[2 * e] = fmaxf(acc[2 * e], fabsf(f.x));
+        acc[2 * e + 1] = fmaxf(acc[2 * e + 1], fabsf(f.y));
+      }
+    };
+    // kU rows' loads issued before any of them is used.
+    constexpr int kU = 8;
+    int r = 0;
+    for (; r + kU <= n; r += kU) {
+      uint4 qr[kU], kr[kU];
+#pragma unroll
+      for (int u = 0; u < kU; ++u) {
+        const int64_t off = base + (r + u) * d.stride_l;
+        qr[u] = *reinterpret_cast<const uint4*>(q + off);
+        kr[u] = *reinterpret_cast<const uint4*>(k + off);
+      }
+      if (vamax != nullptr) {
+        uint4 vr[kU];
+#pragma unroll
+        for (int u = 0; u < kU; ++u)
+          vr[u] = *reinterpret_cast<const uint4*>(v + base + (r + u) * d.stride_l);
+#pragma unroll
+        for (int u = 0; u < kU; ++u) amax(vm, vr[u]);
+      }
+#pragma unroll
+      for (int u = 0; u < kU; ++u) {
+        add(qs, qr[u]);
+        add(ks, kr[u]);
+      }
+    }
+    for (; r < n; ++r) {
+      const int64_t off = base + r * d.stride_l;
+      add(qs, *reinterpret_cast<const uint4*>(q + off));
+      add(ks, *reinterpret_cast<const uint4*>(k + off));
+      if (vamax != nullptr) amax(vm, *reinterpret_cast<const uint4*>(v + off));
     }
     const int64_t bh = static_cast<int64_t>(b) * d.heads + h;
     float* qo = qsum + (bh * d.q_blocks + j / 2) * d.head_dim + c;
-    atomicAdd(qo, qs.x);
-    atomicAdd(qo + 1, qs.y);
     float* ko = kbar_sums + (bh * d.k_blocks + j) * d.head_dim + c;
-    ko[0] = ks.x;
-    ko[1] = ks.y;
-    atomicAdd(ktotal + bh * d.head_dim + c, ks.x);
-    atomicAdd(ktotal + bh * d.head_dim + c + 1, ks.y);
-    if (vamax != nullptr) {
+    float* kt = ktotal + bh * d.head_dim + c;
+    *reinterpret_cast<float4*>(ko) = make_float4(ks[0], ks[1], ks[2], ks[3]);
+    *reinterpret_cast<float4*>(ko + 4) = make_float4(ks[4], ks[5], ks[6], ks[7]);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      atomicAdd(qo + e, qs[e]);
+      atomicAdd(kt + e, ks[e]);
       // Non-negative floats order like their bit patterns.
-      atomicMax(vamax + bh * d.head_dim + c, __float_as_uint(vm.x));
-      atomicMax(vamax + bh * d.head_dim + c + 1, __float_as_uint(vm.y));
+      if (vamax != nullptr) atomicMax(vamax + bh * d.head_dim + c + e, __float_as_uint(vm[e]));
     }
   }
 }
 
-constexpr int kFinishBlocks = 32;  // key blocks per FinishKernel CTA
+constexpr int kFinishRows = 8;  // pooled rows per FinishKernel CTA
 
-// Grid (key-block groups, batch*head), one thread per channel: mu = total / L;
-// pooled K~_j = sum_j / n_j - mu; pooled Q_i = sum_i / n_i; V scales.
+// Grid (row groups over [T_n key blocks, then T_m query blocks], batch*head),
+// one thread per channel: mu = total / L; pooled K~_j = sum_j / n_j - mu;
+// pooled Q_i = sum_i / n_i; kmean and the V scales from the first CTA.
 __global__ void FinishKernel(Sla2Dims d, float* __restrict__ qbar, float* __restrict__ kbar,
                              const float* __restrict__ ktotal, float* __restrict__ kmean,
                              const uint32_t* __restrict__ vamax, float* __restrict__ vscale) {
   const int64_t bh = blockIdx.y;
   const int c = threadIdx.x;
   const float mu = ktotal[bh * d.head_dim + c] / static_cast<float>(d.seq_len);
-  const int j0 = blockIdx.x * kFinishBlocks;
-  const int j1 = min(d.k_blocks, j0 + kFinishBlocks);
-  for (int j = j0; j < j1; ++j) {
-    const int64_t n = MinI64(kBlockK, d.seq_len - static_cast<int64_t>(j) * kBlockK);
-    float& x = kbar[(bh * d.k_blocks + j) * d.head_dim + c];
-    x = x / static_cast<float>(n) - mu;
-  }
-  const int i1 = min(d.q_blocks, (j1 + 1) / 2);
-  for (int i = j0 / 2; i < i1; ++i) {
-    const int64_t n = MinI64(kBlockQ, d.seq_len - static_cast<int64_t>(i) * kBlockQ);
-    qbar[(bh * d.q_blocks + i) * d.head_dim + c] /= static_cast<float>(n);
+#pragma unroll
+  for (int e = 0; e < kFinishRows; ++e) {
+    const int row = blockIdx.x * kFinishRows + e;
+    if (row < d.k_blocks) {
+      const int64_t n = MinI64(kBlockK, d.seq_len - static_cast<int64_t>(row) * kBlockK);
+      float& x = kbar[(bh * d.k_blocks + row) * d.head_dim + c];
+      x = x / static_cast<float>(n) - mu;
+    } else if (row < d.k_blocks + d.q_blocks) {
+      const int i = row - d.k_blocks;
+      const int64_t n = MinI64(kBlockQ, d.seq_len - static_cast<int64_t>(i) * kBlockQ);
+      qbar[(bh * d.q_blocks + i) * d.head_dim + c] /= static_cast<float>(n);
+    }
   }
   if (blockIdx.x == 0) {
     kmean[bh * d.head_dim + c] = mu;
@@ -105,7 +140,8 @@ cudaError_t LaunchPrepare(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace
       static_cast<const __nv_bfloat16*>(p.q), static_cast<const __nv_bfloat16*>(p.k),
       static_cast<const __nv_bfloat16*>(p.v), d, w.qbar, w.kbar, w.ktotal,
       p.low_bit ? w.vamax : nullptr);
-  const dim3 grid((d.k_blocks + kFinishBlocks - 1) / kFinishBlocks, static_cast<unsigned>(bh));
+  const dim3 grid((d.k_blocks + d.q_blocks + kFinishRows - 1) / kFinishRows,
+                  static_cast<unsigned>(bh));
   FinishKernel<<<grid, d.head_dim, 0, s>>>(d, w.qbar, w.kbar, w.ktotal, w.kmean,
                                            p.low_bit ? w.vamax : nullptr, w.vscale);
   return cudaGetLastError();

@@ -10,27 +10,79 @@ namespace {
 
 constexpr int kProjRows = 32;
 
-// y[r, :] = x[r, :] W^T for kProjRows rows per CTA, one thread per output
-// channel; W (<= 64 KB) stays in L1.
-__global__ void ProjectKernel(const float* __restrict__ x, const float* __restrict__ w,
-                              float* __restrict__ y, int64_t rows, int dim) {
-  extern __shared__ float xs[];  // [kProjRows][dim]
-  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kProjRows;
-  const int nr = static_cast<int>(MinI64(kProjRows, rows - r0));
-  for (int idx = threadIdx.x; idx < nr * dim; idx += blockDim.x) xs[idx] = x[r0 * dim + idx];
-  __syncthreads();
-  const int c = threadIdx.x;
-  float acc[kProjRows];
+// One projection job: y[r, :] = x[r, :] W^T for `rows` rows of `dim`.
+struct ProjJob {
+  const float* x;
+  const float* w;  // null: no job
+  float* y;
+  int64_t rows;
+};
+
+// Both router projections in one launch: CTAs [0, q_ctas) walk the query
+// rows, the rest the key rows, kProjRows at a time, one thread per output
+// channel. W^T is staged once per CTA in shared memory (row stride D + 1:
+// the per-channel reads are conflict-free), the rows' inputs are broadcast
+// from shared memory four channels at a time. Staging loads go out in
+// batches of 8 float4 per thread (a load-store loop would wait on each).
+template <int D>
+__global__ void __launch_bounds__(D) ProjectKernel(ProjJob qjob, ProjJob kjob, int q_ctas) {
+  extern __shared__ float sm[];
+  float* wt = sm;                // [D][D + 1], wt[kk][c] = W[c][kk]
+  float* xs = sm + D * (D + 1);  // [kProjRows][D]
+  constexpr int kBatch = 8;
+  const bool is_q = static_cast<int>(blockIdx.x) < q_ctas;
+  const ProjJob job = is_q ? qjob : kjob;
+  const int cta = is_q ? blockIdx.x : blockIdx.x - q_ctas;
+  const int ctas = is_q ? q_ctas : gridDim.x - q_ctas;
+  const float4* w4 = reinterpret_cast<const float4*>(job.w);
 #pragma unroll
-  for (int r = 0; r < kProjRows; ++r) acc[r] = 0.f;
-  for (int kk = 0; kk < dim; ++kk) {
-    const float wv = w[static_cast<int64_t>(c) * dim + kk];
+  for (int b0 = 0; b0 < D / 4; b0 += kBatch) {
+    float4 r[kBatch];
 #pragma unroll
-    for (int r = 0; r < kProjRows; ++r) acc[r] = fmaf(xs[r * dim + kk], wv, acc[r]);
+    for (int u = 0; u < kBatch; ++u) r[u] = w4[(b0 + u) * D + threadIdx.x];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int idx = 4 * ((b0 + u) * D + threadIdx.x);
+      float* col = wt + (idx % D) * (D + 1) + idx / D;
+      col[0] = r[u].x;
+      col[D + 1] = r[u].y;
+      col[2 * (D + 1)] = r[u].z;
+      col[3 * (D + 1)] = r[u].w;
+    }
   }
+  const int c = threadIdx.x;
+  for (int64_t r0 = static_cast<int64_t>(cta) * kProjRows; r0 < job.rows;
+       r0 += static_cast<int64_t>(ctas) * kProjRows) {
+    const int nr = static_cast<int>(MinI64(kProjRows, job.rows - r0));
+    __syncthreads();  // W^T staged / the previous rows consumed
+    constexpr int kPer = kProjRows * D / 4 / D;  // float4 per thread
+    float4 xr[kPer];
 #pragma unroll
-  for (int r = 0; r < kProjRows; ++r) {
-    if (r < nr) y[(r0 + r) * dim + c] = acc[r];
+    for (int u = 0; u < kPer; ++u) {
+      const int idx4 = u * D + threadIdx.x;
+      xr[u] = idx4 * 4 < nr * D ? reinterpret_cast<const float4*>(job.x + r0 * D)[idx4]
+                                : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) reinterpret_cast<float4*>(xs)[u * D + threadIdx.x] = xr[u];
+    __syncthreads();
+    float acc[kProjRows];
+#pragma unroll
+    for (int r = 0; r < kProjRows; ++r) acc[r] = 0.f;
+#pragma unroll 4
+    for (int k4 = 0; k4 < D; k4 += 4) {
+      const float w0 = wt[k4 * (D + 1) + c], w1 = wt[(k4 + 1) * (D + 1) + c];
+      const float w2 = wt[(k4 + 2) * (D + 1) + c], w3 = wt[(k4 + 3) * (D + 1) + c];
+#pragma unroll
+      for (int r = 0; r < kProjRows; ++r) {
+        const float4 xv = *reinterpret_cast<const float4*>(xs + r * D + k4);
+        acc[r] = fmaf(xv.x, w0, fmaf(xv.y, w1, fmaf(xv.z, w2, fmaf(xv.w, w3, acc[r]))));
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kProjRows; ++r) {
+      if (r < nr) job.y[(r0 + r) * D + c] = acc[r];
+    }
   }
 }
 
@@ -235,18 +287,32 @@ cudaError_t LaunchRoute(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
   }
   const float* qsrc = w.qbar;
   const float* ksrc = w.kbar;
-  const size_t proj_smem = kProjRows * d.head_dim * sizeof(float);
-  if (p.proj_q != nullptr) {
-    const int64_t rows = bh * d.q_blocks;
-    ProjectKernel<<<static_cast<unsigned>((rows + kProjRows - 1) / kProjRows), d.head_dim,
-                    proj_smem, s>>>(w.qbar, p.proj_q, w.qproj, rows, d.head_dim);
-    qsrc = w.qproj;
-  }
-  if (p.proj_k != nullptr) {
-    const int64_t rows = bh * d.k_blocks;
-    ProjectKernel<<<static_cast<unsigned>((rows + kProjRows - 1) / kProjRows), d.head_dim,
-                    proj_smem, s>>>(w.kbar, p.proj_k, w.kproj, rows, d.head_dim);
-    ksrc = w.kproj;
+  if (p.proj_q != nullptr || p.proj_k != nullptr) {
+    ProjJob qjob{w.qbar, p.proj_q, w.qproj, p.proj_q ? bh * d.q_blocks : 0};
+    ProjJob kjob{w.kbar, p.proj_k, w.kproj, p.proj_k ? bh * d.k_blocks : 0};
+    if (p.proj_q) qsrc = w.qproj;
+    if (p.proj_k) ksrc = w.kproj;
+    // About two CTAs per SM in all, split by rows; each stages W^T once.
+    int device = 0, sms = 132;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    auto ctas_for = [&](int64_t rows) {
+      const int64_t groups = (rows + kProjRows - 1) / kProjRows;
+      const int64_t share = (2LL * sms * rows + qjob.rows + kjob.rows - 1) /
+                            std::max<int64_t>(1, qjob.rows + kjob.rows);
+      return static_cast<int>(std::min(groups, std::max<int64_t>(rows > 0, share)));
+    };
+    const int q_ctas = ctas_for(qjob.rows), k_ctas = ctas_for(kjob.rows);
+    auto launch = [&](auto kernel, int dim) {
+      const int smem = (dim * (dim + 1) + kProjRows * dim) * 4;
+      cudaError_t e =
+          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+      if (e == cudaSuccess) kernel<<<q_ctas + k_ctas, dim, smem, s>>>(qjob, kjob, q_ctas);
+      return e;
+    };
+    const cudaError_t e = d.head_dim == 64 ? launch(ProjectKernel<64>, 64)
+                                           : launch(ProjectKernel<128>, 128);
+    if (e != cudaSuccess) return e;
   }
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return e;

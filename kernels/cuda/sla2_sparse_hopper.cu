@@ -13,6 +13,15 @@
 //  - within a warpgroup the softmax of block n runs while P V of block n-1 is
 //    on the tensor cores (S of n and P V of n-1 are issued back to back);
 //  - epilogue through a per-warpgroup shared tile, 16-byte coalesced stores.
+// The fused variant (kFused) also computes the linear branch, so the module
+// needs no per-tile pass of its own (sla2.md 2.4, pre-aggregation):
+//  - a third tile per stage, phi(K~_j) (written once by the linear stage),
+//    and one more wgmma per kept block: G -= phi(K~_j)^T V_j, with G started
+//    at H_tot, so after the last block G = H_i, this tile's complement state
+//    (warpgroup w holds rows 64w.. at D = 128; both hold all rows at D = 64);
+//  - epilogue: H_i goes through shared memory to both warpgroups, phi(Q) is
+//    computed in place of the Q fragments, O_l = phi(Q) H_i / phi(Q) z_i by
+//    wgmma, and O = alpha O_s + (1 - alpha) O_l is stored (out is not read).
 #include <cuda.h>
 #include <cudaTypedefs.h>
 
@@ -38,7 +47,6 @@ constexpr int kProducerWarp = kConsumerThreads / 32;
 // (launch bounds 384 threads, 1 CTA) are what the producer hands over.
 constexpr int kProducerRegs = 24;
 constexpr int kConsumerRegs = 240;
-constexpr int kStages = 4;
 constexpr int kConsumerWarps = kConsumerThreads / 32;  // arrivals per release
 
 struct HopperArgs {
@@ -46,6 +54,8 @@ struct HopperArgs {
   const int32_t* counts;
   int64_t lut_capacity;
   const float* alpha;  // null: alpha = 1 and out holds no linear part
+  const float* htot;   // fused: [B,H,D,D] H_tot
+  const float* zi;     // fused: [B,H,T_m,D] z_tot - sum of the kept z_j
   __nv_bfloat16* out;
   Sla2Dims d;
   int64_t num_tiles;
@@ -71,22 +81,32 @@ __device__ __forceinline__ HopperTile DecodeTile(int64_t tile, const HopperArgs&
 }
 
 // Shared-memory map. Every tile is a set of 128-byte-wide column chunks
-// (64 bf16 channels), each a TMA box stored with the 128-byte swizzle.
-template <int D>
+// (64 bf16 channels), each a TMA box stored with the 128-byte swizzle. A
+// stage holds K, V (and phi(K~) when fused) of one kept block.
+template <int D, bool kFused>
 struct Smem {
   static constexpr int kChunks = D / 64;
   static constexpr int kQChunkBytes = kBlockQ * 128;
   static constexpr int kKvChunkBytes = kBlockK * 128;
   static constexpr int kQBytes = kChunks * kQChunkBytes;
-  static constexpr int kKBytes = kChunks * kKvChunkBytes;  // = V bytes
-  static constexpr int kStageBytes = 2 * kKBytes;
+  static constexpr int kKBytes = kChunks * kKvChunkBytes;  // = V bytes = phi(K~) bytes
+  static constexpr int kStageBytes = (kFused ? 3 : 2) * kKBytes;
+  // Fused at D = 128: three 48 KB stages are what fits beside Q and the
+  // output staging (227 KB per CTA).
+  static constexpr int kStages = kFused && D == 128 ? 3 : 4;
   static constexpr int kOutStride = detail::OutStageStride<D>();
   static constexpr int kStageOff = kQBytes;
+  // Output staging; when fused it first carries H_i [D][D] bf16 (D/64 MN-major
+  // chunks of D rows x 128 bytes, like a V tile) from both warpgroups to both.
   static constexpr int kOutOff = kStageOff + kStages * kStageBytes;
+  static constexpr int kHiChunkBytes = D * 128;
   static constexpr int kBarOff = kOutOff + kBlockQ * kOutStride;
   static constexpr int kBarBytes = (3 * kStages + 2) * 8;
-  static constexpr int kBytes = kBarOff + kBarBytes + 1024;  // + base alignment slack
+  static constexpr int kZOff = kBarOff + kBarBytes;  // fused: z_i per warpgroup, 2 x D floats
+  static constexpr int kBytes = kZOff + (kFused ? 2 * D * 4 : 0) + 1024;  // + alignment slack
   static_assert(kOutOff % 1024 == 0 && kBarOff % 8 == 0, "alignment");
+  static_assert(!kFused || kBlockQ * kOutStride >= kHiChunkBytes * kChunks, "H_i fits the staging");
+  static_assert(kBytes <= 227 * 1024, "shared memory per CTA");
 };
 
 // The warp's 16 rows of Q (starting at tile row `row0`) as wgmma A fragments,
@@ -94,16 +114,19 @@ struct Smem {
 // Q in registers leaves shared-memory bandwidth to K and V.
 template <int D>
 __device__ __forceinline__ void LoadQFrags(uint32_t q_s, int row0, uint32_t (&qf)[D / 16][4]) {
+  constexpr int kQChunkBytes = kBlockQ * 128;
   const int l = threadIdx.x & 31;
   const int row = row0 + (l & 7) + ((l >> 3) & 1) * 8;
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
     const int unit = kk * 2 + (l >> 4);  // 16-byte unit along D
-    const uint32_t addr = q_s + (unit / 8) * Smem<D>::kQChunkBytes + row * 128 +
+    const uint32_t addr = q_s + (unit / 8) * kQChunkBytes + row * 128 +
                           (((unit % 8) ^ (row & 7)) << 4);
     detail::LdMatrixX4(addr, qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
   }
 }
+
+constexpr int kKvChunkBytes = kBlockK * 128;
 
 // S[64 x 64] = Q_wg[64 x D] K[64 x D]^T, issued asynchronously.
 template <int D>
@@ -112,27 +135,88 @@ __device__ __forceinline__ void IssueQK(float (&s)[8][4], const uint32_t (&qf)[D
   WgmmaFence();
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
-    const uint32_t b = k_tile + (kk / 4) * Smem<D>::kKvChunkBytes + (kk % 4) * 32;
+    const uint32_t b = k_tile + (kk / 4) * kKvChunkBytes + (kk % 4) * 32;
     WgmmaRS_N64<0>(s, qf[kk], SmemDesc(b, 16, 1024), kk > 0);
   }
   WgmmaCommit();
 }
 
-// O[64 x D] += P[64 x 64] V[64 x D], issued asynchronously.
-template <int D>
+// O[64 x D] += P[64 x 64] V[64 x D], and when fused G -= phi(K~_j)^T V for
+// this warpgroup's G rows (phi(K~) chunk wg at D = 128), one commit group.
+template <int D, bool kFused>
 __device__ __forceinline__ void IssuePV(float (&o)[D / 8][4], const uint32_t (&p)[4][4],
-                                        uint32_t v_tile) {
+                                        uint32_t v_tile, float (&g)[D / 8][4], uint32_t phik_tile,
+                                        int wg) {
   WgmmaFence();
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk) {
-    const uint64_t b = SmemDesc(v_tile + kk * 16 * 128, Smem<D>::kKvChunkBytes, 1024);
+    const uint64_t b = SmemDesc(v_tile + kk * 16 * 128, kKvChunkBytes, 1024);
     if constexpr (D == 128) {
       WgmmaRS_N128(o, p[kk], b);
     } else {
       WgmmaRS_N64<1>(o, p[kk], b, 1);
     }
   }
+  if constexpr (kFused) {
+    const uint32_t a_base = phik_tile + (D == 128 ? wg : 0) * kKvChunkBytes;
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const uint64_t a = SmemDesc(a_base + kk * 16 * 128, kKvChunkBytes, 1024);
+      const uint64_t b = SmemDesc(v_tile + kk * 16 * 128, kKvChunkBytes, 1024);
+      if constexpr (D == 128) {
+        WgmmaSSNegTT_N128(g, a, b);
+      } else {
+        WgmmaSSNegTT_N64(g, a, b);
+      }
+    }
+  }
   WgmmaCommit();
+}
+
+// phi(Q) (softmax over the D channels of each row) in place of the warp's Q
+// fragments (rows g: registers 0, 2; rows g + 8: 1, 3; a row's channels are
+// spread over the quad), and den[half] = phi(Q)[row] . z for both rows, from
+// the fp32 values as the stand-alone linear kernel computes them.
+template <int D>
+__device__ __forceinline__ void PhiQFrags(uint32_t (&qf)[D / 16][4], const float* z, int t,
+                                          float (&den)[2]) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    float x[D / 16][4];
+    float mx = -INFINITY;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&qf[kk][half]));
+      const float2 hi =
+          __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&qf[kk][half + 2]));
+      x[kk][0] = lo.x;
+      x[kk][1] = lo.y;
+      x[kk][2] = hi.x;
+      x[kk][3] = hi.y;
+      mx = fmaxf(mx, fmaxf(fmaxf(lo.x, lo.y), fmaxf(hi.x, hi.y)));
+    }
+    mx = detail::QuadMax(mx);
+    float sum = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        x[kk][e] = __expf(x[kk][e] - mx);
+        sum += x[kk][e];
+      }
+    const float inv = 1.f / detail::QuadSum(sum);
+    float dn = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const int c = kk * 16 + 2 * t;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) x[kk][e] *= inv;
+      dn += x[kk][0] * z[c] + x[kk][1] * z[c + 1] + x[kk][2] * z[c + 8] + x[kk][3] * z[c + 9];
+      qf[kk][half] = detail::PackBf16(x[kk][0], x[kk][1]);
+      qf[kk][half + 2] = detail::PackBf16(x[kk][2], x[kk][3]);
+    }
+    den[half] = detail::QuadSum(dn);
+  }
 }
 
 // One online-softmax step over a 64-key block (rows g and g+8 of the warp):
@@ -201,7 +285,7 @@ __device__ __forceinline__ void StoreRows64(const uint8_t* stage, __nv_bfloat16*
     const int idx = tid + e * 128;
     const int r = idx / kChunks, c = idx % kChunks;
     if (r >= valid_rows) continue;
-    uint4 v = *reinterpret_cast<const uint4*>(stage + r * Smem<D>::kOutStride + c * 16);
+    uint4 v = *reinterpret_cast<const uint4*>(stage + r * detail::OutStageStride<D>() + c * 16);
     if (accumulate) {
       uint32_t* vw = reinterpret_cast<uint32_t*>(&v);
       const uint32_t* pw = reinterpret_cast<const uint32_t*>(&prev[e]);
@@ -217,13 +301,15 @@ __device__ __forceinline__ void StoreRows64(const uint8_t* stage, __nv_bfloat16*
   }
 }
 
-template <int D>
+template <int D, bool kFused>
 __global__ void __launch_bounds__(kThreads, 1)
     SparseBf16HopperKernel(const __grid_constant__ CUtensorMap tmap_q,
                            const __grid_constant__ CUtensorMap tmap_k,
-                           const __grid_constant__ CUtensorMap tmap_v, HopperArgs args) {
+                           const __grid_constant__ CUtensorMap tmap_v,
+                           const __grid_constant__ CUtensorMap tmap_phik, HopperArgs args) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using S = Smem<D>;
+  using S = Smem<D, kFused>;
+  constexpr int kStages = S::kStages;
   extern __shared__ uint8_t smem_raw[];
   const uint32_t raw = detail::SmemAddr(smem_raw);
   const uint32_t base = (raw + 1023u) & ~1023u;  // 128-byte swizzle atoms are 1 KB
@@ -231,9 +317,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t q_s = base;
   auto k_tile = [&](int st) { return base + S::kStageOff + st * S::kStageBytes; };
   auto v_tile = [&](int st) { return k_tile(st) + S::kKBytes; };
+  auto phik_tile = [&](int st) { return v_tile(st) + S::kKBytes; };  // fused only
   const uint32_t bars = base + S::kBarOff;
   auto full_k = [&](int st) { return bars + st * 8; };
-  auto full_v = [&](int st) { return bars + (kStages + st) * 8; };
+  auto full_v = [&](int st) { return bars + (kStages + st) * 8; };  // V (+ phi(K~))
   auto empty = [&](int st) { return bars + (2 * kStages + st) * 8; };
   const uint32_t q_full = bars + 3 * kStages * 8, q_empty = q_full + 8;
   const Sla2Dims& d = args.d;
@@ -282,10 +369,16 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int c = 0; c < S::kChunks; ++c)
           load(k_tile(st) + c * S::kKvChunkBytes, &tmap_k, full_k(st), c * 64, key0, h, b, keep);
-        MbarArriveExpectTx(full_v(st), S::kKBytes);
+        MbarArriveExpectTx(full_v(st), (kFused ? 2 : 1) * S::kKBytes);
 #pragma unroll
         for (int c = 0; c < S::kChunks; ++c)
           load(v_tile(st) + c * S::kKvChunkBytes, &tmap_v, full_v(st), c * 64, key0, h, b, keep);
+        if constexpr (kFused) {
+#pragma unroll
+          for (int c = 0; c < S::kChunks; ++c)
+            load(phik_tile(st) + c * S::kKvChunkBytes, &tmap_phik, full_v(st), c * 64, key0, h, b,
+                 keep);
+        }
       }
     }
     return;
@@ -296,7 +389,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int wg = warp / 4;
   const int g = lane >> 2, t = lane & 3;
   const int wrow = (warp % 4) * 16;  // first row of this warp inside the warpgroup
+  const int wtid = threadIdx.x % 128;
   uint8_t* const out_stage = smem + S::kOutOff + wg * 64 * S::kOutStride;
+  // Fused: the G rows (phi channels) of this thread's accumulator rows g, g + 8.
+  const int grow = (D == 128 ? 64 * wg : 0) + wrow + g;
   // Scores in the log2 domain: exp(x/sqrt(D)) = exp2(x * log2(e)/sqrt(D)).
   const float scale_log2 = 1.4426950408889634f * rsqrtf(static_cast<float>(D));
   // Ping-pong: a warpgroup issues its GEMMs only after the other one issued
@@ -314,15 +410,32 @@ __global__ void __launch_bounds__(kThreads, 1)
   int k = 0;
   for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
     const auto [i, h, b, cnt, lut_row] = DecodeTile(tile, args);
+    const int64_t bh = static_cast<int64_t>(b) * d.heads + h;
 
     float o[D / 8][4];
 #pragma unroll
     for (int nt = 0; nt < D / 8; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    // Fused: G starts at H_tot (its loads complete under the first Q K^T).
+    float ga[D / 8][4];
+    float zi = 0.f;
+    if constexpr (kFused) {
+      const float* ht = args.htot + bh * D * D;
+#pragma unroll
+      for (int nt = 0; nt < D / 8; ++nt) {
+        const float2 lo = *reinterpret_cast<const float2*>(ht + grow * D + nt * 8 + 2 * t);
+        const float2 hi = *reinterpret_cast<const float2*>(ht + (grow + 8) * D + nt * 8 + 2 * t);
+        ga[nt][0] = lo.x;
+        ga[nt][1] = lo.y;
+        ga[nt][2] = hi.x;
+        ga[nt][3] = hi.y;
+      }
+      if (wtid < D) zi = args.zi[(bh * d.q_blocks + i) * D + wtid];
+    }
 
     MbarWait(q_full, k & 1);
     uint32_t qf[D / 16][4];
-    if (cnt > 0) LoadQFrags<D>(q_s, wg * 64 + wrow, qf);
+    if (kFused || cnt > 0) LoadQFrags<D>(q_s, wg * 64 + wrow, qf);
     WarpArrive(q_empty);  // Q is in registers: the producer may load the next tile's
     if (cnt > 0) {
       float s[8][4], r[2];
@@ -349,7 +462,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         MbarWait(full_k(st), ph);
         IssueQK<D>(s, qf, k_tile(st));        // S of block n ...
         MbarWait(full_v(st_prev), ph_prev);
-        IssuePV<D>(o, p, v_tile(st_prev));    // ... and P V of block n-1 back to back
+        IssuePV<D, kFused>(o, p, v_tile(st_prev), ga, phik_tile(st_prev), wg);  // ... P V of n-1
         pass_turn();
         WgmmaWait<1>();                       // S done; P V still running
         RegFence(s);
@@ -357,6 +470,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         WgmmaWait<0>();
         RegFence(o);
         RegFence(p);
+        if constexpr (kFused) RegFence(ga);
         WarpArrive(empty(st_prev));
         // The row maxima rarely move late in a row: skip the rescale when no
         // row of the warp changed (r is exactly 1 then).
@@ -373,35 +487,86 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       my_turn();
       MbarWait(full_v(st), ph);
-      IssuePV<D>(o, p, v_tile(st));
+      IssuePV<D, kFused>(o, p, v_tile(st), ga, phik_tile(st), wg);
       pass_turn();
       WgmmaWait<0>();
       RegFence(o);
       RegFence(p);
+      if constexpr (kFused) RegFence(ga);
       WarpArrive(empty(st));
       it += cnt;
     }
 
-    // Epilogue: alpha * O_s / l through the warpgroup's staging tile.
     const float alpha =
         args.alpha ? args.alpha[static_cast<int64_t>(h) * d.q_blocks + i] : 1.f;
-    NamedBarrier(1 + wg, 128);  // the previous tile's stores have read the staging tile
+    float fl[2] = {0.f, 0.f};  // fused: (1 - alpha) / phi(Q) z_i per row half
+    if constexpr (kFused) {
+      // Linear branch: H_i to shared memory (MN-major chunks, 128-byte
+      // swizzle), then O_l numerator = phi(Q) H_i by wgmma into ga.
+      uint8_t* const hi_s = smem + S::kOutOff;
+      float* const zloc = reinterpret_cast<float*>(smem + S::kZOff) + wg * D;
+      NamedBarrier(5, 256);  // both warpgroups' previous stores have read the staging area
+      if (D == 128 || (warp % 4) / 2 == wg) {  // D = 64: both hold all rows, each writes half
+#pragma unroll
+        for (int nt = 0; nt < D / 8; ++nt)
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            const int c = grow + half * 8, n = nt * 8 + 2 * t;
+            const int off = (n / 64) * S::kHiChunkBytes + c * 128 +
+                            ((((n % 64) / 8) ^ (c & 7)) << 4) + (n % 8) * 2;
+            *reinterpret_cast<uint32_t*>(hi_s + off) =
+                detail::PackBf16(ga[nt][2 * half], ga[nt][2 * half + 1]);
+          }
+      }
+      if (wtid < D) zloc[wtid] = zi;
+      FenceProxyAsyncShared();  // H_i is read by wgmma (async proxy)
+      NamedBarrier(5, 256);
+      float den[2];
+      PhiQFrags<D>(qf, zloc, t, den);
+      WgmmaFence();
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        const uint64_t bd = SmemDesc(detail::SmemAddr(hi_s) + kk * 16 * 128, S::kHiChunkBytes, 1024);
+        if constexpr (D == 128) {
+          WgmmaRS_N128(ga, qf[kk], bd, kk > 0);
+        } else {
+          WgmmaRS_N64<1>(ga, qf[kk], bd, kk > 0);
+        }
+      }
+      WgmmaCommit();
+      WgmmaWait<0>();
+      RegFence(ga);
+      // All blocks kept: no complement, O_l = 0; a non-positive denominator too.
+      const bool all_kept = cnt >= d.k_blocks;
+#pragma unroll
+      for (int half = 0; half < 2; ++half)
+        fl[half] = (!all_kept && den[half] > 0.f) ? (1.f - alpha) / den[half] : 0.f;
+      NamedBarrier(5, 256);  // both warpgroups have read H_i: the staging area is free
+    } else {
+      NamedBarrier(1 + wg, 128);  // the previous tile's stores have read the staging tile
+    }
+    // alpha * O_s / l (+ (1 - alpha) O_l) through the warpgroup's staging tile.
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const float lsum = detail::QuadSum(l[half]);
       const float f = lsum > 0.f ? alpha / lsum : 0.f;  // no kept block: O_s = 0
       const int row = wrow + g + half * 8;
 #pragma unroll
-      for (int nt = 0; nt < D / 8; ++nt)
-        detail::StageOut<D>(out_stage, row, nt * 8 + 2 * t, o[nt][2 * half] * f,
-                            o[nt][2 * half + 1] * f);
+      for (int nt = 0; nt < D / 8; ++nt) {
+        float x = o[nt][2 * half] * f, y = o[nt][2 * half + 1] * f;
+        if constexpr (kFused) {
+          x = fmaf(ga[nt][2 * half], fl[half], x);
+          y = fmaf(ga[nt][2 * half + 1], fl[half], y);
+        }
+        detail::StageOut<D>(out_stage, row, nt * 8 + 2 * t, x, y);
+      }
     }
     NamedBarrier(1 + wg, 128);
     const int64_t row0 = static_cast<int64_t>(i) * kBlockQ + wg * 64;
     const int valid = static_cast<int>(MinI64(64, d.seq_len - row0));
     if (valid > 0)
       StoreRows64<D>(out_stage, args.out + d.TokenOffset(b, row0, h), d.stride_l, valid,
-                     args.alpha != nullptr, threadIdx.x % 128);
+                     !kFused && args.alpha != nullptr, wtid);
   }
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
@@ -423,22 +588,35 @@ PFN_cuTensorMapEncodeTiled_v12000 TensorMapEncoder() {
 
 // 4-D map (channels, tokens, heads, batch) over one of q/k/v; boxes of
 // 64 channels x box_rows tokens, 128-byte swizzle, zeros past the end.
-bool MakeTensorMap(CUtensorMap* map, const void* base, const Sla2Dims& d, int box_rows) {
+bool MakeTensorMap(CUtensorMap* map, const void* base, uint64_t rows, const cuuint64_t (&strides)[3],
+                   const Sla2Dims& d, int box_rows) {
   const PFN_cuTensorMapEncodeTiled_v12000 encode = TensorMapEncoder();
   if (encode == nullptr) return false;
-  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(d.head_dim),
-                              static_cast<cuuint64_t>(d.seq_len),
+  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(d.head_dim), rows,
                               static_cast<cuuint64_t>(d.heads), static_cast<cuuint64_t>(d.batch)};
-  // stride_b may be 0 for batch 1; that dimension is never stepped then.
-  const cuuint64_t strides[3] = {
-      static_cast<cuuint64_t>(d.stride_l) * 2, static_cast<cuuint64_t>(d.stride_h) * 2,
-      static_cast<cuuint64_t>(d.batch > 1 ? d.stride_b : d.stride_l) * 2};
   const cuuint32_t box[4] = {64, static_cast<cuuint32_t>(box_rows), 1, 1};
   const cuuint32_t elem_strides[4] = {1, 1, 1, 1};
   return encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, const_cast<void*>(base), dims, strides,
                 box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                 CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+// q/k/v/out layout: element strides of the problem (stride_b may be 0 for
+// batch 1; that dimension is never stepped then).
+bool MakeQkvMap(CUtensorMap* map, const void* base, const Sla2Dims& d, int box_rows) {
+  const cuuint64_t strides[3] = {
+      static_cast<cuuint64_t>(d.stride_l) * 2, static_cast<cuuint64_t>(d.stride_h) * 2,
+      static_cast<cuuint64_t>(d.batch > 1 ? d.stride_b : d.stride_l) * 2};
+  return MakeTensorMap(map, base, static_cast<uint64_t>(d.seq_len), strides, d, box_rows);
+}
+
+// phi(K~) written by the linear stage: dense [B, H, T_n * 64, D].
+bool MakePhiKMap(CUtensorMap* map, const void* base, const Sla2Dims& d) {
+  const uint64_t rows = static_cast<uint64_t>(d.k_blocks) * kBlockK;
+  const cuuint64_t row_bytes = static_cast<cuuint64_t>(d.head_dim) * 2;
+  const cuuint64_t strides[3] = {row_bytes, rows * row_bytes, rows * row_bytes * d.heads};
+  return MakeTensorMap(map, base, rows, strides, d, kBlockK);
 }
 
 // Unset SLA2_SPARSE_KERNEL: the Hopper kernel where it applies iff this.
@@ -449,33 +627,58 @@ bool HopperKernelSelected() {
   return std::strcmp(env, "hopper") == 0;
 }
 
-template <int D>
+bool EnvIsZero(const char* name) {
+  const char* env = std::getenv(name);
+  return env != nullptr && std::strcmp(env, "0") == 0;
+}
+
+// Number of SMs when the current device is the sm_90 this kernel is built
+// for, else 0.
+int HopperSms() {
+  int dev = 0, major = 0, minor = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return major == 9 && minor == 0 ? sms : 0;  // built for sm_90a only
+}
+
+template <int D, bool kFused>
 cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                    Sla2Workspace::Buffers& w, cudaStream_t s, int sms) {
-  CUtensorMap tq, tk, tv;
-  if (!MakeTensorMap(&tq, p.q, d, kBlockQ) || !MakeTensorMap(&tk, p.k, d, kBlockK) ||
-      !MakeTensorMap(&tv, p.v, d, kBlockK))
+  CUtensorMap tq, tk, tv, tphik;
+  if (!MakeQkvMap(&tq, p.q, d, kBlockQ) || !MakeQkvMap(&tk, p.k, d, kBlockK) ||
+      !MakeQkvMap(&tv, p.v, d, kBlockK))
     return cudaErrorNotSupported;
-  cudaError_t e = cudaFuncSetAttribute(SparseBf16HopperKernel<D>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, Smem<D>::kBytes);
+  if constexpr (kFused) {
+    if (!MakePhiKMap(&tphik, w.phik, d)) return cudaErrorNotSupported;
+  } else {
+    tphik = tk;  // not read
+  }
+  using S = Smem<D, kFused>;
+  cudaError_t e = cudaFuncSetAttribute(SparseBf16HopperKernel<D, kFused>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, S::kBytes);
   if (e != cudaSuccess) return e;
-  const char* pp_env = std::getenv("SLA2_HOPPER_PINGPONG");
-  const char* l2_env = std::getenv("SLA2_HOPPER_L2_HINTS");
   HopperArgs a{w.lut,
                w.counts,
                cap,
                p.alpha,
+               kFused ? w.htot : nullptr,
+               kFused ? w.zi : nullptr,
                static_cast<__nv_bfloat16*>(p.out),
                d,
                int64_t{d.q_blocks} * d.heads * d.batch,
-               !(pp_env && std::strcmp(pp_env, "0") == 0),
-               !(l2_env && std::strcmp(l2_env, "0") == 0)};
+               !EnvIsZero("SLA2_HOPPER_PINGPONG"),
+               !EnvIsZero("SLA2_HOPPER_L2_HINTS")};
   int64_t ctas = sms;
   if (const char* cap_env = std::getenv("SLA2_HOPPER_MAX_CTAS"); cap_env && std::atoi(cap_env) > 0)
     ctas = std::atoi(cap_env);
   ctas = MinI64(ctas, a.num_tiles);
-  SparseBf16HopperKernel<D><<<static_cast<unsigned>(ctas), kThreads, Smem<D>::kBytes, s>>>(
-      tq, tk, tv, a);
+  SparseBf16HopperKernel<D, kFused><<<static_cast<unsigned>(ctas), kThreads, S::kBytes, s>>>(
+      tq, tk, tv, tphik, a);
   return cudaGetLastError();
 }
 
@@ -489,14 +692,30 @@ bool SparseHopperRequired() {
 cudaError_t LaunchSparseBf16Hopper(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                                    Sla2Workspace::Buffers& w, cudaStream_t s) {
   if (!HopperKernelSelected()) return cudaErrorNotSupported;
-  int dev = 0, major = 0, minor = 0, sms = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  if (e != cudaSuccess) return e;
-  if (major != 9 || minor != 0) return cudaErrorNotSupported;  // built for sm_90a only
-  return d.head_dim == 64 ? Launch<64>(p, d, cap, w, s, sms) : Launch<128>(p, d, cap, w, s, sms);
+  const int sms = HopperSms();
+  if (sms == 0) return cudaErrorNotSupported;
+  return d.head_dim == 64 ? Launch<64, false>(p, d, cap, w, s, sms)
+                          : Launch<128, false>(p, d, cap, w, s, sms);
+}
+
+bool FusedLinearApplies(const Sla2Problem& p) {
+  if (p.alpha == nullptr || p.low_bit || !HopperKernelSelected() ||
+      EnvIsZero("SLA2_FUSED_LINEAR"))
+    return false;
+  if (HopperSms() == 0) return false;
+  // The q/k/v tensor maps must be expressible (same test as the launch).
+  const Sla2Dims d = MakeDims(p);
+  CUtensorMap probe;
+  return MakeQkvMap(&probe, p.q, d, kBlockQ) && MakeQkvMap(&probe, p.k, d, kBlockK) &&
+         MakeQkvMap(&probe, p.v, d, kBlockK);
+}
+
+cudaError_t LaunchSparseBf16HopperFused(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
+                                        Sla2Workspace::Buffers& w, cudaStream_t s) {
+  const int sms = HopperSms();
+  if (sms == 0 || w.phik == nullptr) return cudaErrorNotSupported;
+  return d.head_dim == 64 ? Launch<64, true>(p, d, cap, w, s, sms)
+                          : Launch<128, true>(p, d, cap, w, s, sms);
 }
 
 }  // namespace sparsevid::kernels::cuda

@@ -17,6 +17,17 @@ namespace sparsevid::kernels::cuda {
 cudaError_t LaunchSparseBf16Hopper(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,
                                    Sla2Workspace::Buffers& w, cudaStream_t s);
 
+// Whether the linear branch runs fused into the Hopper kernel for this
+// problem: bf16 with alpha, the Hopper kernel selected and runnable, and
+// SLA2_FUSED_LINEAR not 0. The linear stage then only writes phi(K~), the
+// totals and z_i (LaunchLinear), and the sparse stage computes O_l too.
+bool FusedLinearApplies(const Sla2Problem& p);
+
+// The fused kernel (needs the linear stage's fused outputs in w); returns
+// cudaErrorNotSupported where it cannot run.
+cudaError_t LaunchSparseBf16HopperFused(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
+                                        Sla2Workspace::Buffers& w, cudaStream_t s);
+
 // SLA2_SPARSE_KERNEL=hopper: the caller must not fall back (tests and the
 // benchmark then know which kernel ran).
 bool SparseHopperRequired();

@@ -164,22 +164,63 @@ __device__ __forceinline__ void WgmmaRS_N64(float (&d)[8][4], const uint32_t (&a
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(kTransB));
 }
 
-// d[64 x 128] += A[64 x 16] (registers) * B[16 x 128], B MN-major.
+#define SV_ACC128                                                                     \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "              \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "     \
+  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "     \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+
+// d[64 x 128] (+)= A[64 x 16] (registers) * B[16 x 128], B MN-major.
+// accumulate = 0 overwrites d.
 __device__ __forceinline__ void WgmmaRS_N128(float (&d)[16][4], const uint32_t (&a)[4],
-                                             uint64_t b) {
+                                             uint64_t b, int accumulate = 1) {
   asm volatile(
       "{\n"
       ".reg .pred acc;\n"
       "setp.ne.b32 acc, %69, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " SV_ACC128
       "{%64, %65, %66, %67}, %68, acc, 1, 1, 1;\n"
       "}\n"
       : SV_F32(d), SV_F32_HI(d)
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
+}
+
+// d[64 x 128] -= A[64 x 16] * B[16 x 128], both operands MN-major in shared
+// memory (A stored as rows of K, i.e. A^T row-major: phi(K_j) for the
+// linear branch's kept-block states; B like a V tile).
+__device__ __forceinline__ void WgmmaSSNegTT_N128(float (&d)[16][4], uint64_t a, uint64_t b) {
+  asm volatile(
+      "{\n"
+      ".reg .pred acc;\n"
+      "setp.ne.b32 acc, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " SV_ACC128
+      "%64, %65, acc, -1, 1, 1, 1;\n"
+      "}\n"
+      : SV_F32(d), SV_F32_HI(d)
+      : "l"(a), "l"(b), "r"(1));
+}
+
+// The same with N = 64.
+__device__ __forceinline__ void WgmmaSSNegTT_N64(float (&d)[8][4], uint64_t a, uint64_t b) {
+  asm volatile(
+      "{\n"
+      ".reg .pred acc;\n"
+      "setp.ne.b32 acc, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+      "%32, %33, acc, -1, 1, 1, 1;\n"
+      "}\n"
+      : SV_F32(d)
+      : "l"(a), "l"(b), "r"(1));
+}
+
+#undef SV_ACC128
+
+// Orders this thread's ordinary shared-memory writes before later reads by
+// the async proxy (wgmma operands, TMA).
+__device__ __forceinline__ void FenceProxyAsyncShared() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
 #undef SV_F32_HI

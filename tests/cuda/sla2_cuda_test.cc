@@ -93,6 +93,9 @@ void ValidationTests() {
   p.q = fake + 2;
   expect_error(p, "aligned", "a misaligned q");
   p = good;
+  p.proj_q = reinterpret_cast<const float*>(fake + 4);
+  expect_error(p, "proj_q", "a misaligned proj_q");
+  p = good;
   p.stride_l = 130;
   expect_error(p, "multiples of 8", "a stride that is not a multiple of 8");
   p = good;
@@ -126,7 +129,12 @@ struct Case {
   // > 0: SLA2_HOPPER_MAX_CTAS for this case, so each CTA of the persistent
   // Hopper kernel runs many tiles (phases carried across tiles).
   int max_ctas = 0;
+  // SLA2_FUSED_LINEAR=0: the stand-alone linear kernels instead of the linear
+  // branch fused into the Hopper sparse kernel (bf16 with alpha on sm_90).
+  bool unfused_linear = false;
 };
+
+bool g_hopper = false;  // device is sm_90: the fused path is expected where it applies
 
 // Values in logical [B, L, H, D] order, bf16-representable.
 void MakeInputs(const Case& c, std::mt19937_64& rng, std::vector<float>& q,
@@ -286,9 +294,18 @@ void RunCase(const Case& c, uint64_t seed) {
 
   sv::Sla2Workspace ws;
   if (c.max_ctas > 0) setenv("SLA2_HOPPER_MAX_CTAS", std::to_string(c.max_ctas).c_str(), 1);
+  if (c.unfused_linear) setenv("SLA2_FUSED_LINEAR", "0", 1);
   const sv::Sla2Status st = sv::Sla2Forward(p, ws);
-  if (c.max_ctas > 0) unsetenv("SLA2_HOPPER_MAX_CTAS");
+  unsetenv("SLA2_HOPPER_MAX_CTAS");
+  unsetenv("SLA2_FUSED_LINEAR");
   Check(st.ok(), c.name + ": forward returns OK " + st.message);
+  const char* kernel_env = std::getenv("SLA2_SPARSE_KERNEL");
+  const bool hopper_selected = !kernel_env || !*kernel_env || std::string(kernel_env) == "hopper";
+  const bool want_fused =
+      g_hopper && hopper_selected && c.alpha && !c.low_bit && !c.unfused_linear;
+  Check(ws.linear_fused() == want_fused,
+        c.name + (want_fused ? ": linear branch ran fused into the Hopper kernel"
+                             : ": linear branch ran in its own kernels"));
   CUDA_OK(cudaDeviceSynchronize());
   CUDA_OK(cudaGetLastError());
 
@@ -408,6 +425,14 @@ void GpuCases() {
        Layout::kBHLD, Inputs::kRandom, MaskKind::kRandomEdges, 2},
       {"bf16-d128-persistent-shared-mask", 2, 3, 128, 1000, 0.03f, false, false, false,
        Layout::kBLHD, Inputs::kRandom, MaskKind::kRandomShared, 3},
+      // The stand-alone linear kernels (fallback where the fused kernel does not run).
+      {"bf16-d128-correlated-tail32760-unfused-linear", 1, 2, 128, 4216, 0.05f, false, true,
+       true, Layout::kBLHD, Inputs::kCorrelated, MaskKind::kRouter, 0, true},
+      {"bf16-d64-persistent-mask-edges-unfused-linear", 2, 2, 64, 777, 0.03f, false, true, false,
+       Layout::kBHLD, Inputs::kRandom, MaskKind::kRandomEdges, 2, true},
+      // Fused, batch 2 and a [B,H,L,D] layout with the router at D = 128.
+      {"bf16-d128-batch2-bhld-correlated", 2, 3, 128, 3920, 0.05f, false, true, true,
+       Layout::kBHLD, Inputs::kCorrelated, MaskKind::kRouter, 7},
   };
   uint64_t seed = 20261117;
   for (const Case& c : cases) RunCase(c, seed++);
@@ -429,6 +454,7 @@ int main() {
   cudaGetDeviceProperties(&prop, 0);
   std::printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor,
               prop.multiProcessorCount);
+  g_hopper = prop.major == 9 && prop.minor == 0;
   GpuCases();
   std::printf("%s: %d failure(s)\n", g_failures ? "FAILED" : "PASSED", g_failures);
   return g_failures == 0 ? 0 : 1;
