@@ -229,6 +229,10 @@ int main(int argc, char** argv) {
         report("sparse+bl", MedianMs([&] { stage(sv::Sla2Stage::kSparse, p); }, shape_iters));
         report("module", MedianMs([&] { CheckStatus(sv::Sla2Forward(p, ws)); }, shape_iters));
         const bool fused = ws.linear_fused();
+        // Same run, the stages one after another (no side stream for the linear states).
+        setenv("SLA2_OVERLAP", "0", 1);
+        report("module.seq", MedianMs([&] { CheckStatus(sv::Sla2Forward(p, ws)); }, shape_iters));
+        unsetenv("SLA2_OVERLAP");
         if (fused) {
           // Same run, the linear branch in its own kernels (SLA2_FUSED_LINEAR=0).
           setenv("SLA2_FUSED_LINEAR", "0", 1);

@@ -124,6 +124,9 @@ Sla2Workspace::~Sla2Workspace() {
   for (void* p : all) {
     if (p != nullptr) cudaFree(p);
   }
+  if (buffers_->side != nullptr) cudaStreamDestroy(buffers_->side);
+  if (buffers_->fork != nullptr) cudaEventDestroy(buffers_->fork);
+  if (buffers_->join != nullptr) cudaEventDestroy(buffers_->join);
   delete buffers_;
 }
 
@@ -197,7 +200,8 @@ Sla2Status Sla2RunStage(Sla2Stage stage, const Sla2Problem& p, Sla2Workspace& ws
       break;
     case Sla2Stage::kLinear:
       name = "linear";
-      e = LaunchLinear(p, d, cap, w, stream);
+      e = LaunchLinearStates(p, d, w, stream);
+      if (e == cudaSuccess) e = LaunchLinearTiles(p, d, cap, w, stream);
       break;
     case Sla2Stage::kQuantize:
       name = "quantize";
@@ -228,9 +232,62 @@ Sla2Status Sla2RunStage(Sla2Stage stage, const Sla2Problem& p, Sla2Workspace& ws
   return Sla2Status::Ok();
 }
 
+namespace {
+
+// The side stream and events of Sla2Forward's overlap, created on first use.
+bool SideStreamReady(Sla2Workspace::Buffers& w) {
+  if (w.side == nullptr &&
+      cudaStreamCreateWithFlags(&w.side, cudaStreamNonBlocking) != cudaSuccess) {
+    w.side = nullptr;
+  }
+  if (w.fork == nullptr && cudaEventCreateWithFlags(&w.fork, cudaEventDisableTiming) != cudaSuccess)
+    w.fork = nullptr;
+  if (w.join == nullptr && cudaEventCreateWithFlags(&w.join, cudaEventDisableTiming) != cudaSuccess)
+    w.join = nullptr;
+  cudaGetLastError();
+  return w.side != nullptr && w.fork != nullptr && w.join != nullptr;
+}
+
+}  // namespace
+
 Sla2Status Sla2Forward(const Sla2Problem& p, Sla2Workspace& ws, Sla2Stream stream) {
-  for (Sla2Stage s : {Sla2Stage::kPrepare, Sla2Stage::kRoute, Sla2Stage::kLinear,
-                      Sla2Stage::kQuantize, Sla2Stage::kSparse}) {
+  if (Sla2Status st = Sla2RunStage(Sla2Stage::kPrepare, p, ws, stream); !st.ok()) return st;
+  Sla2Workspace::Buffers& w = *ws.buffers();
+  const char* env = std::getenv("SLA2_OVERLAP");
+  const bool overlap =
+      p.alpha != nullptr && !(env && std::string(env) == "0") && SideStreamReady(w);
+  if (!overlap) {
+    for (Sla2Stage s : {Sla2Stage::kRoute, Sla2Stage::kLinear, Sla2Stage::kQuantize,
+                        Sla2Stage::kSparse}) {
+      if (Sla2Status st = Sla2RunStage(s, p, ws, stream); !st.ok()) return st;
+    }
+    return Sla2Status::Ok();
+  }
+  // The linear branch's per-key-block states need only the prepare stage:
+  // they run on the side stream while the router runs here; the per-tile part
+  // and the sparse stage wait for both.
+  const Sla2Dims d = MakeDims(p);
+  cudaError_t e = cudaEventRecord(w.fork, stream);
+  if (e == cudaSuccess) e = cudaStreamWaitEvent(w.side, w.fork, 0);
+  if (e != cudaSuccess)
+    return Sla2Status::Error(std::string("SLA2 CUDA: fork to the side stream failed: ") +
+                             cudaGetErrorString(e));
+  const cudaError_t states = LaunchLinearStates(p, d, w, w.side);
+  e = cudaEventRecord(w.join, w.side);
+  const Sla2Status routed = Sla2RunStage(Sla2Stage::kRoute, p, ws, stream);
+  if (e == cudaSuccess) e = cudaStreamWaitEvent(stream, w.join, 0);  // always rejoin
+  if (states != cudaSuccess)
+    return Sla2Status::Error(std::string("SLA2 CUDA: linear stage failed: ") +
+                             cudaGetErrorString(states));
+  if (!routed.ok()) return routed;
+  if (e != cudaSuccess)
+    return Sla2Status::Error(std::string("SLA2 CUDA: join of the side stream failed: ") +
+                             cudaGetErrorString(e));
+  e = LaunchLinearTiles(p, d, ws.lut_capacity(), w, stream);
+  if (e != cudaSuccess)
+    return Sla2Status::Error(std::string("SLA2 CUDA: linear stage failed: ") +
+                             cudaGetErrorString(e));
+  for (Sla2Stage s : {Sla2Stage::kQuantize, Sla2Stage::kSparse}) {
     if (Sla2Status st = Sla2RunStage(s, p, ws, stream); !st.ok()) return st;
   }
   return Sla2Status::Ok();

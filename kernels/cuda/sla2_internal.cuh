@@ -44,6 +44,9 @@ struct Sla2Workspace::Buffers {
   __nv_bfloat16* phik = nullptr;  // [B,H,T_n*64,D] phi(K~) per key row, padded rows 0
   float* zi = nullptr;            // [B,H,T_m,D] z_tot - sum of the tile's kept z_j
   bool linear_fused = false;      // the last kLinear stage prepared the fused kernel
+  // Sla2Forward runs the linear states beside the route stage on this stream.
+  cudaStream_t side = nullptr;
+  cudaEvent_t fork = nullptr, join = nullptr;
   size_t sizes[32] = {};  // allocated bytes per buffer, see Reserve
 };
 
@@ -67,8 +70,12 @@ cudaError_t LaunchPrepare(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace
                           cudaStream_t s);
 cudaError_t LaunchRoute(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,
                         Sla2Workspace::Buffers& w, cudaStream_t s);
-cudaError_t LaunchLinear(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,
-                         Sla2Workspace::Buffers& w, cudaStream_t s);
+// The linear stage in two parts: the per-key-block states (after kPrepare;
+// decides w.linear_fused) and the per-query-tile part (after kRoute too).
+cudaError_t LaunchLinearStates(const Sla2Problem& p, const Sla2Dims& d,
+                               Sla2Workspace::Buffers& w, cudaStream_t s);
+cudaError_t LaunchLinearTiles(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,
+                              Sla2Workspace::Buffers& w, cudaStream_t s);
 cudaError_t LaunchQuantize(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
                            cudaStream_t s);
 cudaError_t LaunchSparseBf16(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,

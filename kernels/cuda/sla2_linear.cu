@@ -508,9 +508,10 @@ __global__ void __launch_bounds__(kTileThreads, 2) LinearKernel(LinearArgs args)
   }
 }
 
+// Part 1 (needs the prepare stage only): the per-key-block states.
 template <int D>
-cudaError_t LaunchLinearD(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
-                          Sla2Workspace::Buffers& w, cudaStream_t s) {
+cudaError_t LaunchStatesD(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
+                          cudaStream_t s) {
   const int64_t bh = static_cast<int64_t>(d.batch) * d.heads;
   cudaError_t e = cudaMemsetAsync(w.htot, 0, bh * D * D * sizeof(float), s);
   if (e == cudaSuccess) e = cudaMemsetAsync(w.ztot, 0, bh * D * sizeof(float), s);
@@ -518,10 +519,6 @@ cudaError_t LaunchLinearD(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
   int device = 0, sms = 132;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  // About four CTAs per SM; fewer CTAs mean fewer H_tot atomics.
-  const int64_t target = 4LL * sms;
-  const int per_cta = static_cast<int>(
-      std::max<int64_t>(1, (bh * d.k_blocks + target - 1) / target));
   const auto* kp = static_cast<const __nv_bfloat16*>(p.k);
   const auto* vp = static_cast<const __nv_bfloat16*>(p.v);
   constexpr int kStatesSmem = 2 * 2 * kBlockK * 2 * D;  // two buffers of K and V tiles
@@ -536,20 +533,36 @@ cudaError_t LaunchLinearD(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
     if (e != cudaSuccess) return e;
     HtotKernel<D><<<dim3((d.k_blocks + per - 1) / per, static_cast<unsigned>(bh)), D * 2,
                     kStatesSmem, s>>>(w.phik, vp, d, per, w.htot);
-    KeptZKernel<<<dim3(d.q_blocks, static_cast<unsigned>(bh)), D, 0, s>>>(
-        w.zblk, w.ztot, w.lut, w.counts, cap, d, w.zi);
     return cudaGetLastError();
   }
+  // About four CTAs per SM; fewer CTAs mean fewer H_tot atomics.
+  const int64_t target = 4LL * sms;
+  const int per_cta = static_cast<int>(
+      std::max<int64_t>(1, (bh * d.k_blocks + target - 1) / target));
   const dim3 sgrid((d.k_blocks + per_cta - 1) / per_cta, static_cast<unsigned>(bh));
   e = cudaFuncSetAttribute(StatesKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                            kStatesSmem);
   if (e != cudaSuccess) return e;
   StatesKernel<D><<<sgrid, D * 2, kStatesSmem, s>>>(kp, vp, d, w.kmean, per_cta, w.hblk, w.zblk,
                                                     w.htot, w.ztot);
+  return cudaGetLastError();
+}
+
+// Part 2 (needs the block lists and part 1): per query tile.
+template <int D>
+cudaError_t LaunchTilesD(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
+                         Sla2Workspace::Buffers& w, cudaStream_t s) {
+  const int64_t bh = static_cast<int64_t>(d.batch) * d.heads;
+  if (w.linear_fused) {
+    KeptZKernel<<<dim3(d.q_blocks, static_cast<unsigned>(bh)), D, 0, s>>>(
+        w.zblk, w.ztot, w.lut, w.counts, cap, d, w.zi);
+    return cudaGetLastError();
+  }
   LinearArgs a{static_cast<const __nv_bfloat16*>(p.q), w.hblk, w.zblk, w.htot, w.ztot, w.lut,
                w.counts, cap, p.alpha, static_cast<__nv_bfloat16*>(p.out), d};
   constexpr int kSmem = kBlockQ * 2 * D + D * 2 * D;  // Q tile + H_i
-  e = cudaFuncSetAttribute(LinearKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  const cudaError_t e =
+      cudaFuncSetAttribute(LinearKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   if (e != cudaSuccess) return e;
   LinearKernel<D><<<dim3(d.q_blocks, d.heads, d.batch), kTileThreads, kSmem, s>>>(a);
   return cudaGetLastError();
@@ -557,13 +570,19 @@ cudaError_t LaunchLinearD(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
 
 }  // namespace
 
-cudaError_t LaunchLinear(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
-                         Sla2Workspace::Buffers& w, cudaStream_t s) {
+cudaError_t LaunchLinearStates(const Sla2Problem& p, const Sla2Dims& d,
+                               Sla2Workspace::Buffers& w, cudaStream_t s) {
   w.linear_fused = false;
   if (p.alpha == nullptr) return cudaSuccess;  // alpha = 1: no linear branch
   w.linear_fused = FusedLinearApplies(p) && w.phik != nullptr;
-  return d.head_dim == 64 ? LaunchLinearD<64>(p, d, cap, w, s)
-                          : LaunchLinearD<128>(p, d, cap, w, s);
+  return d.head_dim == 64 ? LaunchStatesD<64>(p, d, w, s) : LaunchStatesD<128>(p, d, w, s);
+}
+
+cudaError_t LaunchLinearTiles(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
+                              Sla2Workspace::Buffers& w, cudaStream_t s) {
+  if (p.alpha == nullptr) return cudaSuccess;
+  return d.head_dim == 64 ? LaunchTilesD<64>(p, d, cap, w, s)
+                          : LaunchTilesD<128>(p, d, cap, w, s);
 }
 
 }  // namespace sparsevid::kernels::cuda
