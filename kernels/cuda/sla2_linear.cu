@@ -44,6 +44,37 @@ __device__ __forceinline__ void PhiRowInPlace(float (&x)[kPerLane]) {
   for (int e = 0; e < kPerLane; ++e) x[e] *= inv;
 }
 
+// acc[16 x D] += phi(K~)^T V over one 64-key block for the warp's rows
+// m0..m0+15 of h (A = phi^T by transposed ldmatrix from the phi(K~) tile).
+template <int D>
+__device__ __forceinline__ void WarpAccumulatePhiTV(uint32_t phik_tile, uint32_t v_tile, int m0,
+                                                    float (&acc)[D / 8][4]) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int kk = 0; kk < kBlockK / 16; ++kk) {
+    uint32_t a[4];
+    detail::LdMatrixX4Trans(
+        phik_tile + SwizzledOffset<2 * D>(kk * 16 + (lane & 7) + (lane >> 4) * 8,
+                                          m0 / 8 + ((lane >> 3) & 1)),
+        a[0], a[1], a[2], a[3]);
+    detail::WarpAccumulatePV<D>(a, v_tile, kk * 16, acc);
+  }
+}
+
+// h[rows m0.., all D columns] += acc (fp32 atomics; accumulator layout).
+template <int D>
+__device__ __forceinline__ void AtomicAddWarpRows(float* h, int m0, const float (&acc)[D / 8][4]) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int nt = 0; nt < D / 8; ++nt) {
+    const int col = nt * 8 + 2 * t;
+    atomicAdd(h + (m0 + g) * D + col, acc[nt][0]);
+    atomicAdd(h + (m0 + g) * D + col + 1, acc[nt][1]);
+    atomicAdd(h + (m0 + g + 8) * D + col, acc[nt][2]);
+    atomicAdd(h + (m0 + g + 8) * D + col + 1, acc[nt][3]);
+  }
+}
+
 // Per (batch*head, range of key blocks): h_j = phi(K~_j)^T V_j on tensor
 // cores and z_j = colsum phi(K~_j), summed into H_tot / z_tot (fp32
 // atomics) and stored per block (h_j as bf16) for the kept-block subtraction.
@@ -156,15 +187,7 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
 #pragma unroll
     for (int nt = 0; nt < D / 8; ++nt) blk[nt][0] = blk[nt][1] = blk[nt][2] = blk[nt][3] = 0.f;
     const int m0 = warp * 16;
-#pragma unroll
-    for (int kk = 0; kk < kBlockK / 16; ++kk) {
-      uint32_t a[4];
-      detail::LdMatrixX4Trans(
-          kt_s + SwizzledOffset<kRowBytes>(kk * 16 + (lane & 7) + (lane >> 4) * 8,
-                                           m0 / 8 + ((lane >> 3) & 1)),
-          a[0], a[1], a[2], a[3]);
-      detail::WarpAccumulatePV<D>(a, vt_s, kk * 16, blk);
-    }
+    WarpAccumulatePhiTV<D>(kt_s, vt_s, m0, blk);
     __syncthreads();
     {
       // Stage h_j as bf16 in the now free K/V tiles (rows 0..63 in kt, 64..
@@ -192,16 +215,7 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
       __syncthreads();  // the tiles are reloaded two iterations on
     }
   }
-  const int g = lane >> 2, t = lane & 3;
-  float* hb = htot + bh * D * D;
-#pragma unroll
-  for (int nt = 0; nt < D / 8; ++nt) {
-    const int col = nt * 8 + 2 * t;
-    atomicAdd(hb + (warp * 16 + g) * D + col, acc[nt][0]);
-    atomicAdd(hb + (warp * 16 + g) * D + col + 1, acc[nt][1]);
-    atomicAdd(hb + (warp * 16 + g + 8) * D + col, acc[nt][2]);
-    atomicAdd(hb + (warp * 16 + g + 8) * D + col + 1, acc[nt][3]);
-  }
+  AtomicAddWarpRows<D>(htot + bh * D * D, warp * 16, acc);
 #pragma unroll
   for (int e = 0; e < kPerLane; ++e) atomicAdd(ztot + bh * D + c0 + e, z[e]);
 }
@@ -320,18 +334,12 @@ __global__ void __launch_bounds__(D * 2) HtotKernel(const __nv_bfloat16* __restr
       detail::CpAsyncWait<0>();
     }
     __syncthreads();
-    const uint32_t kt_s = base + buf * 2 * kTile, vt_s = kt_s + kTile;
-#pragma unroll
-    for (int kk = 0; kk < kBlockK / 16; ++kk) {
-      uint32_t a[4];
-      detail::LdMatrixX4Trans(
-          kt_s + SwizzledOffset<kRowBytes>(kk * 16 + (lane & 7) + (lane >> 4) * 8,
-                                           m0 / 8 + ((lane >> 3) & 1)),
-          a[0], a[1], a[2], a[3]);
-      detail::WarpAccumulatePV<D>(a, vt_s, kk * 16, acc);
-    }
+    const uint32_t kt_s = base + buf * 2 * kTile;
+    WarpAccumulatePhiTV<D>(kt_s, kt_s + kTile, m0, acc);
     __syncthreads();  // buffer `buf` is reloaded next iteration
   }
+  // Written out rather than AtomicAddWarpRows: with the helper here ptxas
+  // takes 140 registers instead of 128, one CTA per SM instead of two.
   const int g = lane >> 2, t = lane & 3;
   float* hb = htot + bh * D * D;
 #pragma unroll

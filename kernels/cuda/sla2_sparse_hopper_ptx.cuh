@@ -128,6 +128,10 @@ __device__ __forceinline__ void RegFence(uint32_t (&r)[N][4]) {
   SV_F4(x, 8), SV_F4(x, 9), SV_F4(x, 10), SV_F4(x, 11), SV_F4(x, 12), SV_F4(x, 13),      \
       SV_F4(x, 14), SV_F4(x, 15)
 
+// The accumulator register lists of the m64n64 / m64n128 shapes.
+#define SV_ACC64                                                                     \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "             \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
 // d[64 x 64] (+)= A[64 x 16] * B[64 x 16]^T, bf16 in, fp32 accumulate, both
 // operands K-major in shared memory. accumulate = 0 overwrites d.
 __device__ __forceinline__ void WgmmaSS_N64(float (&d)[8][4], uint64_t a, uint64_t b,
@@ -137,8 +141,7 @@ __device__ __forceinline__ void WgmmaSS_N64(float (&d)[8][4], uint64_t a, uint64
       ".reg .pred acc;\n"
       "setp.ne.b32 acc, %34, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+      SV_ACC64
       "%32, %33, acc, 1, 1, 0, 0;\n"
       "}\n"
       : SV_F32(d)
@@ -156,8 +159,7 @@ __device__ __forceinline__ void WgmmaRS_N64(float (&d)[8][4], const uint32_t (&a
       ".reg .pred acc;\n"
       "setp.ne.b32 acc, %37, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+      SV_ACC64
       "{%32, %33, %34, %35}, %36, acc, 1, 1, %38;\n"
       "}\n"
       : SV_F32(d)
@@ -207,8 +209,7 @@ __device__ __forceinline__ void WgmmaSSNegTT_N64(float (&d)[8][4], uint64_t a, u
       ".reg .pred acc;\n"
       "setp.ne.b32 acc, %34, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+      SV_ACC64
       "%32, %33, acc, -1, 1, 1, 1;\n"
       "}\n"
       : SV_F32(d)
@@ -216,6 +217,7 @@ __device__ __forceinline__ void WgmmaSSNegTT_N64(float (&d)[8][4], uint64_t a, u
 }
 
 #undef SV_ACC128
+#undef SV_ACC64
 
 // Orders this thread's ordinary shared-memory writes before later reads by
 // the async proxy (wgmma operands, TMA).
