@@ -64,6 +64,9 @@ Sla2Status ValidateSla2Problem(const Sla2Problem& p) {
   auto err = [](const std::string& m) { return Sla2Status::Error("SLA2 CUDA: " + m); };
   if (p.batch < 1 || p.batch > 65535) return err("batch must be in [1, 65535], got " + std::to_string(p.batch));
   if (p.heads < 1 || p.heads > 65535) return err("heads must be in [1, 65535], got " + std::to_string(p.heads));
+  if (int64_t{p.batch} * p.heads > 65535)  // one grid dimension per (batch, head)
+    return err("batch * heads must be at most 65535, got " +
+               std::to_string(int64_t{p.batch} * p.heads));
   if (p.seq_len < 1) return err("seq_len must be positive, got " + std::to_string(p.seq_len));
   if (p.head_dim != 64 && p.head_dim != 128)
     return err("head_dim must be 64 or 128, got " + std::to_string(p.head_dim));
@@ -181,6 +184,15 @@ Sla2Status Sla2Workspace::Reserve(const Sla2Problem& p) {
   return Sla2Status::Ok();
 }
 
+namespace {
+
+Sla2Workspace::Buffers::LinearKey LinearKeyOf(const Sla2Problem& p, uint64_t route_epoch) {
+  return {p.q,        p.k,        p.v,        p.alpha,    p.batch,        p.heads,
+          p.head_dim, p.seq_len,  p.stride_b, p.stride_l, p.stride_h, route_epoch};
+}
+
+}  // namespace
+
 Sla2Status Sla2RunStage(Sla2Stage stage, const Sla2Problem& p, Sla2Workspace& ws,
                         Sla2Stream stream) {
   if (Sla2Status st = ws.Reserve(p); !st.ok()) return st;
@@ -196,12 +208,14 @@ Sla2Status Sla2RunStage(Sla2Stage stage, const Sla2Problem& p, Sla2Workspace& ws
       break;
     case Sla2Stage::kRoute:
       name = "route";
+      ++w.route_epoch;
       e = LaunchRoute(p, d, cap, w, stream);
       break;
     case Sla2Stage::kLinear:
       name = "linear";
       e = LaunchLinearStates(p, d, w, stream);
       if (e == cudaSuccess) e = LaunchLinearTiles(p, d, cap, w, stream);
+      w.fused_for = LinearKeyOf(p, w.route_epoch);
       break;
     case Sla2Stage::kQuantize:
       name = "quantize";
@@ -212,12 +226,17 @@ Sla2Status Sla2RunStage(Sla2Stage stage, const Sla2Problem& p, Sla2Workspace& ws
       if (p.low_bit) {
         e = LaunchSparseLowBit(p, d, cap, w, stream);
       } else if (p.alpha != nullptr && w.linear_fused) {
-        // The linear stage left phi(K~), H_tot and z_i for the fused kernel.
+        // The linear stage left phi(K~), H_tot and z_i for the fused kernel,
+        // valid only for the problem and block lists it ran with.
+        if (!(LinearKeyOf(p, w.route_epoch) == w.fused_for))
+          return Sla2Status::Error(
+              "SLA2 CUDA: sparse stage: the linear stage ran for another problem or other block "
+              "lists; run kLinear for this problem after kRoute (stages in Sla2Forward's order)");
         e = LaunchSparseBf16HopperFused(p, d, cap, w, stream);
         if (e == cudaErrorNotSupported)
           return Sla2Status::Error(
               "SLA2 CUDA: sparse stage: the linear stage prepared the fused Hopper kernel, "
-              "which cannot run now (SLA2_SPARSE_KERNEL or the device changed between stages)");
+              "which cannot run on the current device");
       } else {
         // The wgmma/TMA kernel where it applies (sm_90), else the mma.sync one.
         e = LaunchSparseBf16Hopper(p, d, cap, w, stream);
@@ -276,6 +295,9 @@ Sla2Status Sla2Forward(const Sla2Problem& p, Sla2Workspace& ws, Sla2Stream strea
   e = cudaEventRecord(w.join, w.side);
   const Sla2Status routed = Sla2RunStage(Sla2Stage::kRoute, p, ws, stream);
   if (e == cudaSuccess) e = cudaStreamWaitEvent(stream, w.join, 0);  // always rejoin
+  // Without a join the side stream's kernels may still read q/k/v when the
+  // caller frees them: wait for them here instead.
+  if (e != cudaSuccess) cudaStreamSynchronize(w.side);
   if (states != cudaSuccess)
     return Sla2Status::Error(std::string("SLA2 CUDA: linear stage failed: ") +
                              cudaGetErrorString(states));
@@ -284,6 +306,7 @@ Sla2Status Sla2Forward(const Sla2Problem& p, Sla2Workspace& ws, Sla2Stream strea
     return Sla2Status::Error(std::string("SLA2 CUDA: join of the side stream failed: ") +
                              cudaGetErrorString(e));
   e = LaunchLinearTiles(p, d, ws.lut_capacity(), w, stream);
+  w.fused_for = LinearKeyOf(p, w.route_epoch);
   if (e != cudaSuccess)
     return Sla2Status::Error(std::string("SLA2 CUDA: linear stage failed: ") +
                              cudaGetErrorString(e));

@@ -44,6 +44,23 @@ struct Sla2Workspace::Buffers {
   __nv_bfloat16* phik = nullptr;  // [B,H,T_n*64,D] phi(K~) per key row, padded rows 0
   float* zi = nullptr;            // [B,H,T_m,D] z_tot - sum of the tile's kept z_j
   bool linear_fused = false;      // the last kLinear stage prepared the fused kernel
+  // What that kLinear stage ran for: kSparse runs the fused kernel only for
+  // the same problem and block lists (route_epoch counts kRoute runs).
+  struct LinearKey {
+    const void *q, *k, *v;
+    const float* alpha;
+    int batch, heads, head_dim;
+    int64_t seq_len, stride_b, stride_l, stride_h;
+    uint64_t route_epoch;
+    bool operator==(const LinearKey& o) const {
+      return q == o.q && k == o.k && v == o.v && alpha == o.alpha && batch == o.batch &&
+             heads == o.heads && head_dim == o.head_dim && seq_len == o.seq_len &&
+             stride_b == o.stride_b && stride_l == o.stride_l && stride_h == o.stride_h &&
+             route_epoch == o.route_epoch;
+    }
+  };
+  LinearKey fused_for{};
+  uint64_t route_epoch = 0;
   // Sla2Forward runs the linear states beside the route stage on this stream.
   cudaStream_t side = nullptr;
   cudaEvent_t fork = nullptr, join = nullptr;

@@ -96,6 +96,10 @@ void ValidationTests() {
   p.proj_q = reinterpret_cast<const float*>(fake + 4);
   expect_error(p, "proj_q", "a misaligned proj_q");
   p = good;
+  p.batch = 300;
+  p.heads = 300;
+  expect_error(p, "batch * heads", "batch * heads over 65535");
+  p = good;
   p.stride_l = 130;
   expect_error(p, "multiples of 8", "a stride that is not a multiple of 8");
   p = good;
@@ -129,10 +133,35 @@ struct Case {
   // > 0: SLA2_HOPPER_MAX_CTAS for this case, so each CTA of the persistent
   // Hopper kernel runs many tiles (phases carried across tiles).
   int max_ctas = 0;
-  // SLA2_FUSED_LINEAR=0: the stand-alone linear kernels instead of the linear
-  // branch fused into the Hopper sparse kernel (bf16 with alpha on sm_90).
-  bool unfused_linear = false;
+  // "NAME=VALUE" set for this case only, e.g. SLA2_FUSED_LINEAR=0 (the
+  // stand-alone linear kernels instead of the linear branch fused into the
+  // Hopper sparse kernel) or SLA2_OVERLAP=0 (stages in sequence).
+  const char* env = nullptr;
+  bool shared_ws = false;    // run on the workspace the previous shared case used
+  bool check_stale = false;  // the sparse stage refuses a linear stage of another problem
 };
+
+// Sets an environment variable for a scope and restores what was there.
+class ScopedEnv {
+ public:
+  ScopedEnv(const std::string& name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name.c_str())) old_ = old, had_ = true;
+    if (value) setenv(name.c_str(), value, 1);
+  }
+  ~ScopedEnv() {
+    if (had_) setenv(name_.c_str(), old_.c_str(), 1);
+    else unsetenv(name_.c_str());
+  }
+
+ private:
+  std::string name_, old_;
+  bool had_ = false;
+};
+
+bool EnvIs(const char* name, const char* value) {
+  const char* v = std::getenv(name);
+  return v != nullptr && std::string(v) == value;
+}
 
 bool g_hopper = false;  // device is sm_90: the fused path is expected where it applies
 
@@ -292,17 +321,21 @@ void RunCase(const Case& c, uint64_t seed) {
   p.block_mask = dmask;
   p.mask_stride_b = c.mask == MaskKind::kRandomShared ? 0 : int64_t{c.heads} * tm * tn;
 
-  sv::Sla2Workspace ws;
-  if (c.max_ctas > 0) setenv("SLA2_HOPPER_MAX_CTAS", std::to_string(c.max_ctas).c_str(), 1);
-  if (c.unfused_linear) setenv("SLA2_FUSED_LINEAR", "0", 1);
+  static sv::Sla2Workspace shared;
+  sv::Sla2Workspace own;
+  sv::Sla2Workspace& ws = c.shared_ws ? shared : own;
+  const std::string env = c.env ? c.env : "";
+  const size_t eq = env.find('=');
+  ScopedEnv case_env(eq == std::string::npos ? "SLA2_TEST_UNUSED" : env.substr(0, eq),
+                     eq == std::string::npos ? nullptr : env.c_str() + eq + 1);
+  ScopedEnv ctas_env("SLA2_HOPPER_MAX_CTAS",
+                     c.max_ctas > 0 ? std::to_string(c.max_ctas).c_str() : nullptr);
   const sv::Sla2Status st = sv::Sla2Forward(p, ws);
-  unsetenv("SLA2_HOPPER_MAX_CTAS");
-  unsetenv("SLA2_FUSED_LINEAR");
   Check(st.ok(), c.name + ": forward returns OK " + st.message);
   const char* kernel_env = std::getenv("SLA2_SPARSE_KERNEL");
   const bool hopper_selected = !kernel_env || !*kernel_env || std::string(kernel_env) == "hopper";
-  const bool want_fused =
-      g_hopper && hopper_selected && c.alpha && !c.low_bit && !c.unfused_linear;
+  const bool want_fused = g_hopper && hopper_selected && c.alpha && !c.low_bit &&
+                          !EnvIs("SLA2_FUSED_LINEAR", "0");
   Check(ws.linear_fused() == want_fused,
         c.name + (want_fused ? ": linear branch ran fused into the Hopper kernel"
                              : ": linear branch ran in its own kernels"));
@@ -377,6 +410,20 @@ void RunCase(const Case& c, uint64_t seed) {
         }
   Check(non_finite == 0, c.name + ": every output element written and finite (" +
                              std::to_string(non_finite) + " not)");
+  if (c.check_stale && want_fused) {
+    // Nothing is launched on a refusal, so the output checked below stays.
+    sv::Sla2Problem other = p;
+    other.seq_len = p.seq_len - 1;
+    sv::Sla2Status st2 = sv::Sla2RunStage(sv::Sla2Stage::kSparse, other, ws);
+    Check(!st2.ok() && st2.message.find("another problem") != std::string::npos,
+          c.name + ": sparse stage refuses the fused inputs of another problem (" + st2.message +
+              ")");
+    sv::Sla2Problem same_len = p;
+    same_len.alpha = dwq;  // another alpha buffer: another problem
+    st2 = sv::Sla2RunStage(sv::Sla2Stage::kSparse, same_len, ws);
+    Check(!st2.ok() && st2.message.find("another problem") != std::string::npos,
+          c.name + ": sparse stage refuses them for another alpha");
+  }
   const std::vector<float> want = ref::Sla2Reference(rp, q, k, v, gpu_mask);
   const double err = RelL2(out, want);
   const double tol = c.low_bit ? 3e-2 : 1e-2;
@@ -427,12 +474,19 @@ void GpuCases() {
        Layout::kBLHD, Inputs::kRandom, MaskKind::kRandomShared, 3},
       // The stand-alone linear kernels (fallback where the fused kernel does not run).
       {"bf16-d128-correlated-tail32760-unfused-linear", 1, 2, 128, 4216, 0.05f, false, true,
-       true, Layout::kBLHD, Inputs::kCorrelated, MaskKind::kRouter, 0, true},
+       true, Layout::kBLHD, Inputs::kCorrelated, MaskKind::kRouter, 0, "SLA2_FUSED_LINEAR=0"},
       {"bf16-d64-persistent-mask-edges-unfused-linear", 2, 2, 64, 777, 0.03f, false, true, false,
-       Layout::kBHLD, Inputs::kRandom, MaskKind::kRandomEdges, 2, true},
+       Layout::kBHLD, Inputs::kRandom, MaskKind::kRandomEdges, 2, "SLA2_FUSED_LINEAR=0"},
+      // Stages in sequence (no side stream for the linear states).
+      {"bf16-d128-router-sequential", 1, 2, 128, 3000, 0.1f, false, true, true, Layout::kBLHD,
+       Inputs::kRandom, MaskKind::kRouter, 0, "SLA2_OVERLAP=0"},
+      // One workspace for two problems: a small one, then a larger one that
+      // grows every buffer; the second also checks the stale-input refusal.
+      {"bf16-d64-shared-workspace-small", 1, 2, 64, 700, 0.1f, false, true, false, Layout::kBLHD,
+       Inputs::kRandom, MaskKind::kRouter, 0, nullptr, true},
       // Fused, batch 2 and a [B,H,L,D] layout with the router at D = 128.
-      {"bf16-d128-batch2-bhld-correlated", 2, 3, 128, 3920, 0.05f, false, true, true,
-       Layout::kBHLD, Inputs::kCorrelated, MaskKind::kRouter, 7},
+      {"bf16-d128-batch2-bhld-correlated-shared-workspace", 2, 3, 128, 3920, 0.05f, false, true,
+       true, Layout::kBHLD, Inputs::kCorrelated, MaskKind::kRouter, 7, nullptr, true, true},
   };
   uint64_t seed = 20261117;
   for (const Case& c : cases) RunCase(c, seed++);
