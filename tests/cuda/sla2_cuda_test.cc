@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -325,9 +326,9 @@ void RunCase(const Case& c, uint64_t seed) {
   sv::Sla2Workspace own;
   sv::Sla2Workspace& ws = c.shared_ws ? shared : own;
   const std::string env = c.env ? c.env : "";
-  const size_t eq = env.find('=');
-  ScopedEnv case_env(eq == std::string::npos ? "SLA2_TEST_UNUSED" : env.substr(0, eq),
-                     eq == std::string::npos ? nullptr : env.c_str() + eq + 1);
+  std::optional<ScopedEnv> case_env;
+  if (const size_t eq = env.find('='); eq != std::string::npos)
+    case_env.emplace(env.substr(0, eq), env.c_str() + eq + 1);
   ScopedEnv ctas_env("SLA2_HOPPER_MAX_CTAS",
                      c.max_ctas > 0 ? std::to_string(c.max_ctas).c_str() : nullptr);
   const sv::Sla2Status st = sv::Sla2Forward(p, ws);
