@@ -55,6 +55,11 @@ namespace {
 
 bool Aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
 
+// "SLA2 CUDA: <what> failed: <CUDA's reason>".
+Sla2Status CudaFailure(const std::string& what, cudaError_t e) {
+  return Sla2Status::Error("SLA2 CUDA: " + what + " failed: " + cudaGetErrorString(e));
+}
+
 // The top-k kernel keeps one row of T_n scores in shared memory.
 constexpr int64_t kMaxKeyBlocks = 36 * 1024;
 
@@ -178,8 +183,7 @@ Sla2Status Sla2Workspace::Reserve(const Sla2Problem& p) {
     grow(w.ztot, 16, bh * D * 4);
   }
   if (e != cudaSuccess)
-    return Sla2Status::Error(std::string("SLA2 CUDA: workspace allocation failed: ") +
-                             cudaGetErrorString(e));
+    return CudaFailure("workspace allocation", e);
   lut_capacity_ = static_cast<int64_t>(cap);
   return Sla2Status::Ok();
 }
@@ -246,8 +250,7 @@ Sla2Status Sla2RunStage(Sla2Stage stage, const Sla2Problem& p, Sla2Workspace& ws
       break;
   }
   if (e != cudaSuccess)
-    return Sla2Status::Error(std::string("SLA2 CUDA: ") + name + " stage failed: " +
-                             cudaGetErrorString(e));
+    return CudaFailure(std::string(name) + " stage", e);
   return Sla2Status::Ok();
 }
 
@@ -289,8 +292,7 @@ Sla2Status Sla2Forward(const Sla2Problem& p, Sla2Workspace& ws, Sla2Stream strea
   cudaError_t e = cudaEventRecord(w.fork, stream);
   if (e == cudaSuccess) e = cudaStreamWaitEvent(w.side, w.fork, 0);
   if (e != cudaSuccess)
-    return Sla2Status::Error(std::string("SLA2 CUDA: fork to the side stream failed: ") +
-                             cudaGetErrorString(e));
+    return CudaFailure("fork to the side stream", e);
   const cudaError_t states = LaunchLinearStates(p, d, w, w.side);
   e = cudaEventRecord(w.join, w.side);
   const Sla2Status routed = Sla2RunStage(Sla2Stage::kRoute, p, ws, stream);
@@ -299,17 +301,14 @@ Sla2Status Sla2Forward(const Sla2Problem& p, Sla2Workspace& ws, Sla2Stream strea
   // caller frees them: wait for them here instead.
   if (e != cudaSuccess) cudaStreamSynchronize(w.side);
   if (states != cudaSuccess)
-    return Sla2Status::Error(std::string("SLA2 CUDA: linear stage failed: ") +
-                             cudaGetErrorString(states));
+    return CudaFailure("linear stage", states);
   if (!routed.ok()) return routed;
   if (e != cudaSuccess)
-    return Sla2Status::Error(std::string("SLA2 CUDA: join of the side stream failed: ") +
-                             cudaGetErrorString(e));
+    return CudaFailure("join of the side stream", e);
   e = LaunchLinearTiles(p, d, ws.lut_capacity(), w, stream);
   w.fused_for = LinearKeyOf(p, w.route_epoch);
   if (e != cudaSuccess)
-    return Sla2Status::Error(std::string("SLA2 CUDA: linear stage failed: ") +
-                             cudaGetErrorString(e));
+    return CudaFailure("linear stage", e);
   for (Sla2Stage s : {Sla2Stage::kQuantize, Sla2Stage::kSparse}) {
     if (Sla2Status st = Sla2RunStage(s, p, ws, stream); !st.ok()) return st;
   }

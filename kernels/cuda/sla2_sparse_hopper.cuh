@@ -20,7 +20,8 @@ cudaError_t LaunchSparseBf16Hopper(const Sla2Problem& p, const Sla2Dims& d, int6
 // Whether the linear branch runs fused into the Hopper kernel for this
 // problem: bf16 with alpha, the Hopper kernel selected and runnable, and
 // SLA2_FUSED_LINEAR not 0. The linear stage then only writes phi(K~), the
-// totals and z_i (LaunchLinear), and the sparse stage computes O_l too.
+// totals and z_i (LaunchLinearStates / LaunchLinearTiles), and the sparse
+// stage computes O_l too.
 bool FusedLinearApplies(const Sla2Problem& p);
 
 // The fused kernel (needs the linear stage's fused outputs in w); returns
