@@ -205,9 +205,11 @@ int main(int argc, char** argv) {
         sv::Sla2Problem sparse_only = p;
         sparse_only.alpha = nullptr;  // O = O_s: the bare sparse kernel, no blend read
         report("sparse", MedianMs([&] { stage(sv::Sla2Stage::kSparse, sparse_only); }, shape_iters));
-        if (!low_bit) {
-          // Both bf16 kernels in the same run: mma.sync (sm80 path) and the
-          // Hopper wgmma/TMA kernel (SLA2_SPARSE_KERNEL picks, see sla2_host.cu).
+        std::printf("%-5s %-8s %-5.2f sparse kernel: %s\n", s.name, low_bit ? "low-bit" : "bf16",
+                    keep, ws.sparse_kernel());
+        {
+          // Both kernels in the same run: mma.sync (sm80 path) and the Hopper
+          // wgmma/TMA kernel (SLA2_SPARSE_KERNEL picks, see sla2_host.cu).
           const char* prev = std::getenv("SLA2_SPARSE_KERNEL");
           const std::string saved = prev ? prev : "";
           for (const char* k : {"mma", "hopper"}) {

@@ -97,6 +97,14 @@ __device__ __forceinline__ uint32_t PackE4m3x4(float x0, float x1, float x2, flo
   return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
 }
 
+// 2^x in one MUFU.EX2: exp2f also rescues denormal results with extra
+// FP32 instructions per call, and softmax weights below 2^-126 do not matter.
+__device__ __forceinline__ float Exp2Ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 __device__ __forceinline__ float QuadMax(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
   return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));

@@ -77,6 +77,9 @@ class Sla2Workspace {
   int64_t lut_capacity() const { return lut_capacity_; }
   // Whether the last linear stage ran for the fused Hopper kernel.
   bool linear_fused() const;
+  // The kernel the last sparse stage ran: "hopper-fused", "hopper" or "mma"
+  // (bf16), "lowbit-hopper" or "lowbit-mma"; "" before the first.
+  const char* sparse_kernel() const;
 
   struct Buffers;  // defined in sla2_workspace.h (device code only)
   Buffers* buffers() const { return buffers_; }

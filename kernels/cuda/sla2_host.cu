@@ -141,6 +141,9 @@ Sla2Workspace::~Sla2Workspace() {
 const int32_t* Sla2Workspace::lut() const { return buffers_ ? buffers_->lut : nullptr; }
 const int32_t* Sla2Workspace::counts() const { return buffers_ ? buffers_->counts : nullptr; }
 bool Sla2Workspace::linear_fused() const { return buffers_ && buffers_->linear_fused; }
+const char* Sla2Workspace::sparse_kernel() const {
+  return buffers_ ? buffers_->sparse_kernel : "";
+}
 
 Sla2Status Sla2Workspace::Reserve(const Sla2Problem& p) {
   if (Sla2Status st = ValidateSla2Problem(p); !st.ok()) return st;
@@ -228,7 +231,13 @@ Sla2Status Sla2RunStage(Sla2Stage stage, const Sla2Problem& p, Sla2Workspace& ws
     case Sla2Stage::kSparse:
       name = "sparse";
       if (p.low_bit) {
-        e = LaunchSparseLowBit(p, d, cap, w, stream);
+        // The wgmma/TMA kernel where it applies (sm_90), else the mma.sync one.
+        w.sparse_kernel = "lowbit-hopper";
+        e = LaunchSparseLowBitHopper(p, d, cap, w, stream);
+        if (e == cudaErrorNotSupported && !SparseHopperRequired()) {
+          w.sparse_kernel = "lowbit-mma";
+          e = LaunchSparseLowBit(p, d, cap, w, stream);
+        }
       } else if (p.alpha != nullptr && w.linear_fused) {
         // The linear stage left phi(K~), H_tot and z_i for the fused kernel,
         // valid only for the problem and block lists it ran with.
@@ -236,6 +245,7 @@ Sla2Status Sla2RunStage(Sla2Stage stage, const Sla2Problem& p, Sla2Workspace& ws
           return Sla2Status::Error(
               "SLA2 CUDA: sparse stage: the linear stage ran for another problem or other block "
               "lists; run kLinear for this problem after kRoute (stages in Sla2Forward's order)");
+        w.sparse_kernel = "hopper-fused";
         e = LaunchSparseBf16HopperFused(p, d, cap, w, stream);
         if (e == cudaErrorNotSupported)
           return Sla2Status::Error(
@@ -243,9 +253,12 @@ Sla2Status Sla2RunStage(Sla2Stage stage, const Sla2Problem& p, Sla2Workspace& ws
               "which cannot run on the current device");
       } else {
         // The wgmma/TMA kernel where it applies (sm_90), else the mma.sync one.
+        w.sparse_kernel = "hopper";
         e = LaunchSparseBf16Hopper(p, d, cap, w, stream);
-        if (e == cudaErrorNotSupported && !SparseHopperRequired())
+        if (e == cudaErrorNotSupported && !SparseHopperRequired()) {
+          w.sparse_kernel = "mma";
           e = LaunchSparseBf16(p, d, cap, w, stream);
+        }
       }
       break;
   }

@@ -44,6 +44,7 @@ struct Sla2Workspace::Buffers {
   __nv_bfloat16* phik = nullptr;  // [B,H,T_n*64,D] phi(K~) per key row, padded rows 0
   float* zi = nullptr;            // [B,H,T_m,D] z_tot - sum of the tile's kept z_j
   bool linear_fused = false;      // the last kLinear stage prepared the fused kernel
+  const char* sparse_kernel = "";  // what the last kSparse stage ran (Sla2Workspace::sparse_kernel)
   // What that kLinear stage ran for: kSparse runs the fused kernel only for
   // the same problem and block lists (route_epoch counts kRoute runs).
   struct LinearKey {

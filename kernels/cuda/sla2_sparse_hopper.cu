@@ -28,26 +28,14 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "kernels/cuda/sla2_epilogue.cuh"
-#include "kernels/cuda/sla2_warp_tiles.cuh"
+#include "kernels/cuda/sla2_hopper_common.cuh"
 #include "kernels/cuda/sla2_sparse_hopper.cuh"
-#include "kernels/cuda/sla2_sparse_hopper_ptx.cuh"
+#include "kernels/cuda/sla2_warp_tiles.cuh"
 
 namespace sparsevid::kernels::cuda {
 namespace {
 
 using namespace hopper;
-
-constexpr int kConsumerThreads = 256;              // 2 warpgroups x 64 query rows
-constexpr int kThreads = kConsumerThreads + 128;   // + the producer warpgroup
-constexpr int kProducerWarp = kConsumerThreads / 32;
-// Registers per thread after setmaxnreg. Each SM sub-partition holds 16K
-// registers and gets one producer and two consumer warps: 24 + 2 * 240 = 504
-// per lane fits (32 * 504 <= 16384), and the 168 every warp starts with
-// (launch bounds 384 threads, 1 CTA) are what the producer hands over.
-constexpr int kProducerRegs = 24;
-constexpr int kConsumerRegs = 240;
-constexpr int kConsumerWarps = kConsumerThreads / 32;  // arrivals per release
 
 struct HopperArgs {
   const int32_t* lut;
@@ -63,21 +51,8 @@ struct HopperArgs {
   bool l2_hints;  // TMA loads: K/V evict_last, Q evict_first
 };
 
-// One tile of the persistent grid: query block i of (batch b, head h), in
-// query-block-fastest order, with its kept key-block list. The producer and
-// the consumers walk the same tiles, so both decode them here.
-struct HopperTile {
-  int i, h, b, cnt;
-  const int32_t* lut_row;
-};
-
 __device__ __forceinline__ HopperTile DecodeTile(int64_t tile, const HopperArgs& args) {
-  const Sla2Dims& d = args.d;
-  const int i = static_cast<int>(tile % d.q_blocks);
-  const int64_t bh = tile / d.q_blocks;
-  return {i, static_cast<int>(bh % d.heads), static_cast<int>(bh / d.heads),
-          args.counts[bh * d.q_blocks + i],
-          args.lut + (bh * d.q_blocks + i) * args.lut_capacity};
+  return hopper::DecodeTile(tile, args.d, args.counts, args.lut, args.lut_capacity);
 }
 
 // Shared-memory map. Every tile is a set of 128-byte-wide column chunks
@@ -249,55 +224,12 @@ __device__ __forceinline__ void SoftmaxStep(float (&s)[8][4], float (&m)[2], flo
   }
 #pragma unroll
   for (int nt = 0; nt < 8; ++nt) {
-    s[nt][0] = exp2f(fmaf(s[nt][0], scale_log2, -m[0]));
-    s[nt][1] = exp2f(fmaf(s[nt][1], scale_log2, -m[0]));
-    s[nt][2] = exp2f(fmaf(s[nt][2], scale_log2, -m[1]));
-    s[nt][3] = exp2f(fmaf(s[nt][3], scale_log2, -m[1]));
+    s[nt][0] = detail::Exp2Ftz(fmaf(s[nt][0], scale_log2, -m[0]));
+    s[nt][1] = detail::Exp2Ftz(fmaf(s[nt][1], scale_log2, -m[0]));
+    s[nt][2] = detail::Exp2Ftz(fmaf(s[nt][2], scale_log2, -m[1]));
+    s[nt][3] = detail::Exp2Ftz(fmaf(s[nt][3], scale_log2, -m[1]));
     l[0] += s[nt][0] + s[nt][1];
     l[1] += s[nt][2] + s[nt][3];
-  }
-}
-
-__device__ __forceinline__ void WarpArrive(uint32_t bar) {
-  __syncwarp();
-  if ((threadIdx.x & 31) == 0) MbarArrive(bar);
-}
-
-// out[r, :] = stage[r, :] (+ out[r, :]) for the warpgroup's 64 rows.
-template <int D>
-__device__ __forceinline__ void StoreRows64(const uint8_t* stage, __nv_bfloat16* out,
-                                            int64_t stride_l, int valid_rows, bool accumulate,
-                                            int tid) {
-  constexpr int kChunks = D / 8;
-  constexpr int kPer = 64 * kChunks / 128;
-  uint4 prev[kPer];
-  if (accumulate) {
-#pragma unroll
-    for (int e = 0; e < kPer; ++e) {
-      const int idx = tid + e * 128;
-      const int r = idx / kChunks, c = idx % kChunks;
-      prev[e] = r < valid_rows ? *reinterpret_cast<const uint4*>(out + r * stride_l + c * 8)
-                               : make_uint4(0, 0, 0, 0);
-    }
-  }
-#pragma unroll
-  for (int e = 0; e < kPer; ++e) {
-    const int idx = tid + e * 128;
-    const int r = idx / kChunks, c = idx % kChunks;
-    if (r >= valid_rows) continue;
-    uint4 v = *reinterpret_cast<const uint4*>(stage + r * detail::OutStageStride<D>() + c * 16);
-    if (accumulate) {
-      uint32_t* vw = reinterpret_cast<uint32_t*>(&v);
-      const uint32_t* pw = reinterpret_cast<const uint32_t*>(&prev[e]);
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&vw[q]));
-        const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&pw[q]));
-        const __nv_bfloat162 sum = __floats2bfloat162_rn(a.x + b.x, a.y + b.y);
-        vw[q] = *reinterpret_cast<const uint32_t*>(&sum);
-      }
-    }
-    *reinterpret_cast<uint4*>(out + r * stride_l + c * 8) = v;
   }
 }
 
@@ -571,35 +503,15 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
 
-PFN_cuTensorMapEncodeTiled_v12000 TensorMapEncoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault,
-                                         &found) != cudaSuccess ||
-        found != cudaDriverEntryPointSuccess) {
-      cudaGetLastError();
-      return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
-    }
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
-  }();
-  return fn;
-}
-
 // 4-D map (channels, tokens, heads, batch) over one of q/k/v; boxes of
 // 64 channels x box_rows tokens, 128-byte swizzle, zeros past the end.
 bool MakeTensorMap(CUtensorMap* map, const void* base, uint64_t rows, const cuuint64_t (&strides)[3],
                    const Sla2Dims& d, int box_rows) {
-  const PFN_cuTensorMapEncodeTiled_v12000 encode = TensorMapEncoder();
-  if (encode == nullptr) return false;
   const cuuint64_t dims[4] = {static_cast<cuuint64_t>(d.head_dim), rows,
                               static_cast<cuuint64_t>(d.heads), static_cast<cuuint64_t>(d.batch)};
   const cuuint32_t box[4] = {64, static_cast<cuuint32_t>(box_rows), 1, 1};
-  const cuuint32_t elem_strides[4] = {1, 1, 1, 1};
-  return encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, const_cast<void*>(base), dims, strides,
-                box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  return EncodeTensorMap(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, base, dims, strides, box,
+                         CU_TENSOR_MAP_SWIZZLE_128B);
 }
 
 // q/k/v/out layout: element strides of the problem (stride_b may be 0 for
@@ -617,33 +529,6 @@ bool MakePhiKMap(CUtensorMap* map, const void* base, const Sla2Dims& d) {
   const cuuint64_t row_bytes = static_cast<cuuint64_t>(d.head_dim) * 2;
   const cuuint64_t strides[3] = {row_bytes, rows * row_bytes, rows * row_bytes * d.heads};
   return MakeTensorMap(map, base, rows, strides, d, kBlockK);
-}
-
-// Unset SLA2_SPARSE_KERNEL: the Hopper kernel where it applies iff this.
-constexpr bool kHopperByDefault = true;
-bool HopperKernelSelected() {
-  const char* env = std::getenv("SLA2_SPARSE_KERNEL");
-  if (env == nullptr || *env == '\0') return kHopperByDefault;
-  return std::strcmp(env, "hopper") == 0;
-}
-
-bool EnvIsZero(const char* name) {
-  const char* env = std::getenv(name);
-  return env != nullptr && std::strcmp(env, "0") == 0;
-}
-
-// Number of SMs when the current device is the sm_90 this kernel is built
-// for, else 0.
-int HopperSms() {
-  int dev = 0, major = 0, minor = 0, sms = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-    cudaGetLastError();
-    return 0;
-  }
-  return major == 9 && minor == 0 ? sms : 0;  // built for sm_90a only
 }
 
 template <int D, bool kFused>
@@ -673,16 +558,78 @@ cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                int64_t{d.q_blocks} * d.heads * d.batch,
                !EnvIsZero("SLA2_HOPPER_PINGPONG"),
                !EnvIsZero("SLA2_HOPPER_L2_HINTS")};
-  int64_t ctas = sms;
-  if (const char* cap_env = std::getenv("SLA2_HOPPER_MAX_CTAS"); cap_env && std::atoi(cap_env) > 0)
-    ctas = std::atoi(cap_env);
-  ctas = MinI64(ctas, a.num_tiles);
+  const int64_t ctas = PersistentCtas(sms, a.num_tiles);
   SparseBf16HopperKernel<D, kFused><<<static_cast<unsigned>(ctas), kThreads, S::kBytes, s>>>(
       tq, tk, tv, tphik, a);
   return cudaGetLastError();
 }
 
 }  // namespace
+
+namespace hopper {
+
+namespace {
+PFN_cuTensorMapEncodeTiled_v12000 TensorMapEncoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault,
+                                         &found) != cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+// Unset SLA2_SPARSE_KERNEL: the Hopper kernels where they apply iff this.
+constexpr bool kHopperByDefault = true;
+}  // namespace
+
+bool EncodeTensorMap(CUtensorMap* map, CUtensorMapDataType type, int rank, const void* base,
+                     const cuuint64_t* dims, const cuuint64_t* strides, const cuuint32_t* box,
+                     CUtensorMapSwizzle swizzle) {
+  const PFN_cuTensorMapEncodeTiled_v12000 encode = TensorMapEncoder();
+  if (encode == nullptr) return false;
+  const cuuint32_t elem_strides[5] = {1, 1, 1, 1, 1};
+  return encode(map, type, rank, const_cast<void*>(base), dims, strides, box, elem_strides,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+bool HopperKernelSelected() {
+  const char* env = std::getenv("SLA2_SPARSE_KERNEL");
+  if (env == nullptr || *env == '\0') return kHopperByDefault;
+  return std::strcmp(env, "hopper") == 0;
+}
+
+bool EnvIsZero(const char* name) {
+  const char* env = std::getenv(name);
+  return env != nullptr && std::strcmp(env, "0") == 0;
+}
+
+int64_t PersistentCtas(int sms, int64_t tiles) {
+  int64_t ctas = sms;
+  if (const char* cap_env = std::getenv("SLA2_HOPPER_MAX_CTAS"); cap_env && std::atoi(cap_env) > 0)
+    ctas = std::atoi(cap_env);
+  return MinI64(ctas, tiles);
+}
+
+int HopperSms() {
+  int dev = 0, major = 0, minor = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return major == 9 && minor == 0 ? sms : 0;  // built for sm_90a only
+}
+
+}  // namespace hopper
 
 bool SparseHopperRequired() {
   const char* env = std::getenv("SLA2_SPARSE_KERNEL");

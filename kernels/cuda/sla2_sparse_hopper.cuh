@@ -29,6 +29,12 @@ bool FusedLinearApplies(const Sla2Problem& p);
 cudaError_t LaunchSparseBf16HopperFused(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                                         Sla2Workspace::Buffers& w, cudaStream_t s);
 
+// Stage kSparse (low-bit) with wgmma + TMA (sla2_sparse_lowbit_hopper.cu);
+// cudaErrorNotSupported, nothing launched, under the same conditions as
+// LaunchSparseBf16Hopper (the caller then uses LaunchSparseLowBit).
+cudaError_t LaunchSparseLowBitHopper(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,
+                                     Sla2Workspace::Buffers& w, cudaStream_t s);
+
 // SLA2_SPARSE_KERNEL=hopper: the caller must not fall back (tests and the
 // benchmark then know which kernel ran).
 bool SparseHopperRequired();

@@ -1,8 +1,9 @@
-// Inline-PTX layer for the Hopper (sm_90a) sparse kernel: mbarriers, TMA
+// Inline-PTX layer for the Hopper (sm_90a) sparse kernels: mbarriers, TMA
 // tensor loads, wgmma (warpgroup MMA) and its shared-memory matrix
 // descriptors. Written from the PTX ISA; every tile these wrappers see is
-// a TMA box of rows of 128 bytes stored with the 128-byte swizzle, tile bases
-// 1024-byte aligned.
+// a TMA box stored with the swizzle of its row length (rows of 128 bytes:
+// 128-byte swizzle, tile bases 1024-byte aligned; rows of 64 bytes: 64-byte
+// swizzle, bases 512-byte aligned).
 #pragma once
 
 #include <cstdint>
@@ -56,6 +57,16 @@ __device__ __forceinline__ void TmaLoad4d(uint32_t dst, const void* tmap, uint32
       : "memory");
 }
 
+// Box load of a 2-D tensor map (c0 innermost).
+__device__ __forceinline__ void TmaLoad2d(uint32_t dst, const void* tmap, uint32_t bar, int c0,
+                                          int c1) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(tmap)), "r"(c0), "r"(c1), "r"(bar)
+      : "memory");
+}
+
 // L2 policies for TMA loads: K/V blocks are re-read by the other CTAs of the
 // head (keep them), Q is read once (let it go first).
 __device__ __forceinline__ uint64_t L2EvictLast() {
@@ -87,11 +98,13 @@ __device__ __forceinline__ void TmaLoad4dHint(uint32_t dst, const void* tmap, ui
 // offset is the step between 8-row groups and the leading offset is unused;
 // for MN-major tiles the leading offset steps between 64-element chunks of
 // the M/N dimension and the stride offset between 8-row groups along K.
+// swizzle_bytes: 128 or 64, the swizzle the tile was stored with.
 __device__ __forceinline__ uint64_t SmemDesc(uint32_t addr, uint32_t lead_bytes,
-                                             uint32_t stride_bytes) {
+                                             uint32_t stride_bytes, int swizzle_bytes = 128) {
+  const uint64_t layout = swizzle_bytes == 128 ? 1 : 2;  // descriptor codes of the two swizzles
   return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) |
          (static_cast<uint64_t>((lead_bytes >> 4) & 0x3FFF) << 16) |
-         (static_cast<uint64_t>((stride_bytes >> 4) & 0x3FFF) << 32) | (uint64_t{1} << 62);
+         (static_cast<uint64_t>((stride_bytes >> 4) & 0x3FFF) << 32) | (layout << 62);
 }
 
 __device__ __forceinline__ void WgmmaFence() {
@@ -112,6 +125,12 @@ __device__ __forceinline__ void RegFence(float (&r)[N][4]) {
 #pragma unroll
   for (int i = 0; i < N; ++i)
     asm volatile("" : "+f"(r[i][0]), "+f"(r[i][1]), "+f"(r[i][2]), "+f"(r[i][3])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void RegFence(int (&r)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+    asm volatile("" : "+r"(r[i][0]), "+r"(r[i][1]), "+r"(r[i][2]), "+r"(r[i][3])::"memory");
 }
 template <int N>
 __device__ __forceinline__ void RegFence(uint32_t (&r)[N][4]) {
@@ -216,6 +235,61 @@ __device__ __forceinline__ void WgmmaSSNegTT_N64(float (&d)[8][4], uint64_t a, u
       : "l"(a), "l"(b), "r"(1));
 }
 
+// ---- 8-bit operands (the low-bit kernel): k-steps of 32, both operands
+// K-major; no transpose or negation exists for these types.
+#define SV_I4(x, i) "+r"(x[i][0]), "+r"(x[i][1]), "+r"(x[i][2]), "+r"(x[i][3])
+#define SV_I32(x)                                                                            \
+  SV_I4(x, 0), SV_I4(x, 1), SV_I4(x, 2), SV_I4(x, 3), SV_I4(x, 4), SV_I4(x, 5), SV_I4(x, 6), \
+      SV_I4(x, 7)
+
+// d[64 x 64] (+)= A[64 x 32] (registers, mma.m16n8k32 A layout per warp) *
+// B[64 x 32]^T (K-major in shared memory), s8 in, exact s32 accumulate.
+__device__ __forceinline__ void WgmmaS8RS_N64(int (&d)[8][4], const uint32_t (&a)[4], uint64_t b,
+                                              int accumulate) {
+  asm volatile(
+      "{\n"
+      ".reg .pred acc;\n"
+      "setp.ne.b32 acc, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 "
+      SV_ACC64
+      "{%32, %33, %34, %35}, %36, acc;\n"
+      "}\n"
+      : SV_I32(d)
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
+}
+
+// d[64 x 64] (+)= A[64 x 32] (registers) * B[32 x 64], e4m3 in, fp32
+// accumulate, B K-major (rows of B^T: V^T).
+__device__ __forceinline__ void WgmmaE4m3RS_N64(float (&d)[8][4], const uint32_t (&a)[4],
+                                                uint64_t b, int accumulate) {
+  asm volatile(
+      "{\n"
+      ".reg .pred acc;\n"
+      "setp.ne.b32 acc, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 "
+      SV_ACC64
+      "{%32, %33, %34, %35}, %36, acc, 1, 1;\n"
+      "}\n"
+      : SV_F32(d)
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
+}
+
+// The same with N = 128.
+__device__ __forceinline__ void WgmmaE4m3RS_N128(float (&d)[16][4], const uint32_t (&a)[4],
+                                                 uint64_t b, int accumulate) {
+  asm volatile(
+      "{\n"
+      ".reg .pred acc;\n"
+      "setp.ne.b32 acc, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 " SV_ACC128
+      "{%64, %65, %66, %67}, %68, acc, 1, 1;\n"
+      "}\n"
+      : SV_F32(d), SV_F32_HI(d)
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
+}
+
+#undef SV_I32
+#undef SV_I4
 #undef SV_ACC128
 #undef SV_ACC64
 

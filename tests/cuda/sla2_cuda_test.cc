@@ -340,6 +340,13 @@ void RunCase(const Case& c, uint64_t seed) {
   Check(ws.linear_fused() == want_fused,
         c.name + (want_fused ? ": linear branch ran fused into the Hopper kernel"
                              : ": linear branch ran in its own kernels"));
+  const bool hopper_path = g_hopper && hopper_selected;
+  const std::string want_kernel = c.low_bit  ? (hopper_path ? "lowbit-hopper" : "lowbit-mma")
+                                  : want_fused ? "hopper-fused"
+                                  : hopper_path ? "hopper"
+                                                : "mma";
+  Check(ws.sparse_kernel() == want_kernel,
+        c.name + ": sparse stage ran the " + want_kernel + " kernel (ran " + ws.sparse_kernel() + ")");
   CUDA_OK(cudaDeviceSynchronize());
   CUDA_OK(cudaGetLastError());
 
@@ -473,6 +480,15 @@ void GpuCases() {
        Layout::kBHLD, Inputs::kRandom, MaskKind::kRandomEdges, 2},
       {"bf16-d128-persistent-shared-mask", 2, 3, 128, 1000, 0.03f, false, false, false,
        Layout::kBLHD, Inputs::kRandom, MaskKind::kRandomShared, 3},
+      // The Hopper low-bit kernel over many tiles per CTA (empty, partial-only
+      // and all-kept rows; the router with batch 2 at D = 64), and the
+      // mma.sync low-bit kernel that runs where the Hopper one does not.
+      {"lowbit-d128-persistent-mask-edges", 1, 3, 128, 1000, 0.03f, true, true, false,
+       Layout::kBLHD, Inputs::kRandom, MaskKind::kRandomEdges, 3},
+      {"lowbit-d64-persistent-router-batch2-bhld", 2, 2, 64, 3920, 0.1f, true, true, true,
+       Layout::kBHLD, Inputs::kCorrelated, MaskKind::kRouter, 5},
+      {"lowbit-d128-correlated-tail32760-mma", 1, 2, 128, 4216, 0.05f, true, true, true,
+       Layout::kBLHD, Inputs::kCorrelated, MaskKind::kRouter, 0, "SLA2_SPARSE_KERNEL=mma"},
       // The stand-alone linear kernels (fallback where the fused kernel does not run).
       {"bf16-d128-correlated-tail32760-unfused-linear", 1, 2, 128, 4216, 0.05f, false, true,
        true, Layout::kBLHD, Inputs::kCorrelated, MaskKind::kRouter, 0, "SLA2_FUSED_LINEAR=0"},

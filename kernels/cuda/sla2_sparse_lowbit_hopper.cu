@@ -1,0 +1,437 @@
+// Stage kSparse (low-bit) on Hopper (sm_90a): the numerics of
+// sla2_sparse_lowbit.cu (conventions.md "Low-bit": INT8 Q K~^T with
+// per-block scales, exact in int32; fp32 online softmax; P^ = fp8_e4m3(448 P);
+// FP8 P^ V^ of each key block into a fresh fp32 accumulator that is added to
+// O on the CUDA cores; the row sum l over the unquantised P) on the
+// machinery of the bf16 Hopper kernel (sla2_sparse_hopper.cu): a persistent
+// grid in query-block-fastest order, one TMA producer warp running a ring
+// of K/V stages ahead across tiles, two consumer warpgroups of 64 query rows
+// that issue S of block n and P V of block n-1 back to back and take turns
+// (ping-pong).
+// Operands come from kQuantize (sla2_quantize.cu): q8 / k8 rows of D bytes
+// (K-major for S = Q K^T) and V^T per key block, [D][64] bytes with the keys
+// of each 32-key chunk in Fp8KeyOfPosition order, K-major for P V. That order
+// makes the S accumulator registers P's wgmma A fragments as they are.
+// Per score the softmax spends an IADD (int32 -> float exactly through the
+// 1.5 * 2^23 magic number), one FFMA (scales, row max and the log2(448)
+// offset of P^ folded in), one EX2, one FADD for l and half a CVT to e4m3;
+// the row max is taken on the integers (the scale is positive).
+#include <climits>
+
+#include "kernels/cuda/sla2_hopper_common.cuh"
+#include "kernels/cuda/sla2_sparse_hopper.cuh"
+
+namespace sparsevid::kernels::cuda {
+namespace {
+
+using namespace hopper;
+
+struct LowBitHopperArgs {
+  const int32_t* lut;
+  const int32_t* counts;
+  int64_t lut_capacity;
+  const float* qscale;  // [B,H,T_m]
+  const float* kscale;  // [B,H,T_n]
+  const float* vscale;  // [B,H,D]
+  const float* alpha;   // null: alpha = 1 and out holds no linear part
+  __nv_bfloat16* out;
+  Sla2Dims d;
+  int64_t num_tiles;
+  bool pingpong;
+};
+
+// Shared-memory map: Q (128 rows of D bytes), a ring of stages each holding
+// one kept block's K (64 rows of D bytes) and V^T (D rows of 64 bytes), the
+// output staging tile and the mbarriers. Rows of 128 bytes use the 128-byte
+// swizzle (1 KB atoms), rows of 64 bytes the 64-byte one (512-byte atoms).
+template <int D>
+struct LowBitSmem {
+  static constexpr int kQBytes = kBlockQ * D;
+  static constexpr int kKBytes = kBlockK * D;
+  static constexpr int kVBytes = D * kBlockK;
+  static constexpr int kStageBytes = kKBytes + kVBytes;
+  static constexpr int kStages = 8;
+  static constexpr int kStageOff = kQBytes;
+  static constexpr int kOutStride = detail::OutStageStride<D>();
+  static constexpr int kOutOff = kStageOff + kStages * kStageBytes;
+  static constexpr int kBarOff = kOutOff + kBlockQ * kOutStride;
+  static constexpr int kBarBytes = (3 * kStages + 2) * 8;
+  static constexpr int kBytes = kBarOff + kBarBytes + 1024;  // + alignment slack
+  static_assert(kStageOff % 1024 == 0 && kKBytes % 1024 == 0 && kStageBytes % 1024 == 0,
+                "swizzle atoms stay aligned");
+  static_assert(kBarOff % 8 == 0, "mbarrier alignment");
+  static_assert(kBytes <= 227 * 1024, "shared memory per CTA");
+};
+
+// The warp's 16 rows of int8 Q (from tile row `row0`) as wgmma A fragments,
+// one per 32-channel k-step: ldmatrix moves 16-byte rows, which for 8-bit
+// data is exactly the m16n8k32 A layout (4 consecutive k per register).
+template <int D>
+__device__ __forceinline__ void LoadQ8Frags(uint32_t q_s, int row0, uint32_t (&qf)[D / 32][4]) {
+  const int l = threadIdx.x & 31;
+  const int row = row0 + (l & 7) + ((l >> 3) & 1) * 8;
+#pragma unroll
+  for (int kk = 0; kk < D / 32; ++kk)
+    detail::LdMatrixX4(q_s + detail::SwizzledOffset<D>(row, kk * 2 + (l >> 4)), qf[kk][0],
+                       qf[kk][1], qf[kk][2], qf[kk][3]);
+}
+
+// S[64 x 64] = Q8_wg K8^T in int32, issued asynchronously.
+template <int D>
+__device__ __forceinline__ void IssueQK8(int (&s)[8][4], const uint32_t (&qf)[D / 32][4],
+                                         uint32_t k_tile) {
+  WgmmaFence();
+#pragma unroll
+  for (int kk = 0; kk < D / 32; ++kk)
+    WgmmaS8RS_N64(s, qf[kk], SmemDesc(k_tile + kk * 32, 16, 8 * D, D), kk > 0);
+  WgmmaCommit();
+}
+
+// t[64 x D] = P^[64 x 64] V^[64 x D] (fresh accumulator), V^T K-major.
+template <int D>
+__device__ __forceinline__ void IssuePV8(float (&t)[D / 8][4], const uint32_t (&p)[2][4],
+                                         uint32_t v_tile) {
+  WgmmaFence();
+#pragma unroll
+  for (int kc = 0; kc < 2; ++kc) {
+    const uint64_t b = SmemDesc(v_tile + kc * 32, 16, 8 * kBlockK, kBlockK);
+    if constexpr (D == 128) {
+      WgmmaE4m3RS_N128(t, p[kc], b, kc);
+    } else {
+      WgmmaE4m3RS_N64(t, p[kc], b, kc);
+    }
+  }
+  WgmmaCommit();
+}
+
+constexpr int kMagicBits = 0x4B400000;      // 1.5 * 2^23: float(x + this) = 1.5 * 2^23 + x
+constexpr float kMagic = 12582912.0f;       // for |x| < 2^22 (|S| <= 127^2 * 128 < 2^21)
+constexpr float kLog2Fp8Max = 8.807354922057604f;  // log2(448)
+
+// One online-softmax step over a 64-key block from the int32 scores (rows g
+// and g + 8 of the warp). f = s_q s_k log2(e) / sqrt(D) turns them into the
+// log2 domain. Leaves 448 P (as float bits) in s, keys >= seq_len at 0, and
+// updates the row max m, the row sum l (of 448 P) and the factors r that
+// rescale O.
+__device__ __forceinline__ void SoftmaxStep8(int (&s)[8][4], float (&m)[2], float (&l)[2],
+                                             float f, int64_t key0, int64_t seq_len, int t,
+                                             float (&r)[2]) {
+  const bool partial = key0 + kBlockK > seq_len;
+  int mx[2] = {INT_MIN, INT_MIN};
+  if (!partial) {
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+      mx[0] = max(mx[0], max(s[nt][0], s[nt][1]));
+      mx[1] = max(mx[1], max(s[nt][2], s[nt][3]));
+    }
+  } else {  // the last block of the sequence: only keys < seq_len
+    const int valid = static_cast<int>(seq_len - key0);
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+      const int key = nt * 8 + 2 * t;
+      if (key < valid) mx[0] = max(mx[0], s[nt][0]), mx[1] = max(mx[1], s[nt][2]);
+      if (key + 1 < valid) mx[0] = max(mx[0], s[nt][1]), mx[1] = max(mx[1], s[nt][3]);
+    }
+  }
+  float c[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    int q = max(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+    q = max(q, __shfl_xor_sync(0xffffffffu, q, 2));
+    // Every kept block has a valid key, so the new maximum is finite.
+    const float mn = fmaxf(m[h], static_cast<float>(q) * f);
+    r[h] = exp2f(m[h] - mn);
+    m[h] = mn;
+    l[h] *= r[h];
+    // exp2(x f - mn + log2 448) with x = float(bits + magic) - magic: the
+    // magic term is folded into the constant. Its rounding shifts a row's
+    // exponents by at most half an int32 unit of S, far below INT8 noise.
+    c[h] = fmaf(kMagic, f, mn - kLog2Fp8Max);
+  }
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float x = __int_as_float(s[nt][e] + kMagicBits);
+      const float p = detail::Exp2Ftz(fmaf(x, f, -c[e >> 1]));
+      s[nt][e] = __float_as_int(p);
+    }
+  }
+  if (partial) {
+    const int valid = static_cast<int>(seq_len - key0);
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+      const int key = nt * 8 + 2 * t;
+      if (key >= valid) s[nt][0] = s[nt][2] = 0;
+      if (key + 1 >= valid) s[nt][1] = s[nt][3] = 0;
+    }
+  }
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) {
+    l[0] += __int_as_float(s[nt][0]) + __int_as_float(s[nt][1]);
+    l[1] += __int_as_float(s[nt][2]) + __int_as_float(s[nt][3]);
+  }
+}
+
+// 448 P (float bits) -> e4m3 A fragments of P V's two k32 steps: register
+// kc holds the accumulator columns 16 kc.. in Fp8KeyOfPosition order.
+__device__ __forceinline__ void PackP8(const int (&s)[8][4], uint32_t (&p)[2][4]) {
+  auto x = [&](int nt, int e) { return __int_as_float(s[nt][e]); };
+#pragma unroll
+  for (int kc = 0; kc < 2; ++kc) {
+    const int n0 = 4 * kc;
+    p[kc][0] = detail::PackE4m3x4(x(n0, 0), x(n0, 1), x(n0 + 1, 0), x(n0 + 1, 1));
+    p[kc][1] = detail::PackE4m3x4(x(n0, 2), x(n0, 3), x(n0 + 1, 2), x(n0 + 1, 3));
+    p[kc][2] = detail::PackE4m3x4(x(n0 + 2, 0), x(n0 + 2, 1), x(n0 + 3, 0), x(n0 + 3, 1));
+    p[kc][3] = detail::PackE4m3x4(x(n0 + 2, 2), x(n0 + 2, 3), x(n0 + 3, 2), x(n0 + 3, 3));
+  }
+}
+
+// Two-level accumulation: O = O r + T, with T the fresh fp32 P^V^ of one
+// block and r the factors that move O to that block's row maxima.
+template <int D>
+__device__ __forceinline__ void AccumulateBlock(float (&o)[D / 8][4], const float (&r)[2],
+                                                const float (&ta)[D / 8][4]) {
+#pragma unroll
+  for (int nt = 0; nt < D / 8; ++nt) {
+    o[nt][0] = fmaf(o[nt][0], r[0], ta[nt][0]);
+    o[nt][1] = fmaf(o[nt][1], r[0], ta[nt][1]);
+    o[nt][2] = fmaf(o[nt][2], r[1], ta[nt][2]);
+    o[nt][3] = fmaf(o[nt][3], r[1], ta[nt][3]);
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads, 1)
+    SparseLowBitHopperKernel(const __grid_constant__ CUtensorMap tmap_q,
+                             const __grid_constant__ CUtensorMap tmap_k,
+                             const __grid_constant__ CUtensorMap tmap_v, LowBitHopperArgs args) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using S = LowBitSmem<D>;
+  constexpr int kStages = S::kStages;
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t raw = detail::SmemAddr(smem_raw);
+  const uint32_t base = (raw + 1023u) & ~1023u;
+  uint8_t* const smem = smem_raw + (base - raw);
+  const uint32_t q_s = base;
+  auto k_tile = [&](int st) { return base + S::kStageOff + st * S::kStageBytes; };
+  auto v_tile = [&](int st) { return k_tile(st) + S::kKBytes; };
+  const uint32_t bars = base + S::kBarOff;
+  auto full_k = [&](int st) { return bars + st * 8; };
+  auto full_v = [&](int st) { return bars + (kStages + st) * 8; };
+  auto empty = [&](int st) { return bars + (2 * kStages + st) * 8; };
+  const uint32_t q_full = bars + 3 * kStages * 8, q_empty = q_full + 8;
+  const Sla2Dims& d = args.d;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+
+  if (threadIdx.x == 0) {
+    for (int st = 0; st < kStages; ++st) {
+      MbarInit(full_k(st), 1);
+      MbarInit(full_v(st), 1);
+      MbarInit(empty(st), kConsumerWarps);
+    }
+    MbarInit(q_full, 1);
+    MbarInit(q_empty, kConsumerWarps);
+    FenceBarrierInit();
+  }
+  __syncthreads();
+
+  if (warp >= kProducerWarp) {
+    SetMaxRegs<kProducerRegs, false>();
+    if (warp != kProducerWarp || lane != 0) return;
+    int64_t it = 0;  // K/V blocks loaded so far, over all tiles of this CTA
+    int k = 0;       // tiles so far
+    for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
+      const auto [i, h, b, cnt, lut_row] =
+          DecodeTile(tile, d, args.counts, args.lut, args.lut_capacity);
+      const int64_t bh = static_cast<int64_t>(b) * d.heads + h;
+      if (k > 0) MbarWait(q_empty, (k - 1) & 1);  // consumers hold the previous Q in registers
+      MbarArriveExpectTx(q_full, S::kQBytes);
+      TmaLoad2d(q_s, &tmap_q, q_full, 0, static_cast<int>((bh * d.q_blocks + i) * kBlockQ));
+      for (int n = 0; n < cnt; ++n, ++it) {
+        const int st = static_cast<int>(it % kStages);
+        MbarWait(empty(st), ((it / kStages) & 1) ^ 1);
+        const int64_t j = bh * d.k_blocks + lut_row[n];
+        MbarArriveExpectTx(full_k(st), S::kKBytes);
+        TmaLoad2d(k_tile(st), &tmap_k, full_k(st), 0, static_cast<int>(j * kBlockK));
+        MbarArriveExpectTx(full_v(st), S::kVBytes);
+        TmaLoad2d(v_tile(st), &tmap_v, full_v(st), 0, static_cast<int>(j * D));
+      }
+    }
+    return;
+  }
+
+  // Consumer warpgroups.
+  SetMaxRegs<kConsumerRegs, true>();
+  const int wg = warp / 4;
+  const int g = lane >> 2, t = lane & 3;
+  const int wrow = (warp % 4) * 16;
+  const int wtid = threadIdx.x % 128;
+  uint8_t* const out_stage = smem + S::kOutOff + wg * 64 * S::kOutStride;
+  const float score_log2 = 1.4426950408889634f * rsqrtf(static_cast<float>(D));
+  // Ping-pong as in the bf16 kernel (named barriers 3 and 4).
+  auto my_turn = [&] {
+    if (args.pingpong) NamedBarrier(3 + wg, 256);
+  };
+  auto pass_turn = [&] {
+    if (args.pingpong) NamedBarrierArrive(3 + (wg ^ 1), 256);
+  };
+  if (wg == 1) pass_turn();
+  int64_t it = 0;
+  int k = 0;
+  for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
+    const auto [i, h, b, cnt, lut_row] =
+        DecodeTile(tile, d, args.counts, args.lut, args.lut_capacity);
+    const int64_t bh = static_cast<int64_t>(b) * d.heads + h;
+    const float* kscale = args.kscale + bh * d.k_blocks;
+    const float fq = args.qscale[bh * d.q_blocks + i] * score_log2;
+
+    float o[D / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < D / 8; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+
+    MbarWait(q_full, k & 1);
+    uint32_t qf[D / 32][4];
+    if (cnt > 0) LoadQ8Frags<D>(q_s, wg * 64 + wrow, qf);
+    WarpArrive(q_empty);
+    if (cnt > 0) {
+      int s[8][4];
+      float r[2], ta[D / 8][4];
+      uint32_t p[2][4];
+      int st = static_cast<int>(it % kStages);
+      uint32_t ph = static_cast<uint32_t>((it / kStages) & 1);
+      int j = lut_row[0];
+      float f = fq * kscale[j];
+      // The next block's index and scale, loaded one block ahead so their
+      // latency hides under this block's GEMMs.
+      int j_next = cnt > 1 ? lut_row[1] : 0;
+      float ks_next = cnt > 1 ? kscale[j_next] : 0.f;
+      my_turn();
+      MbarWait(full_k(st), ph);
+      IssueQK8<D>(s, qf, k_tile(st));
+      pass_turn();
+      WgmmaWait<0>();
+      RegFence(s);
+      SoftmaxStep8(s, m, l, f, int64_t{j} * kBlockK, d.seq_len, t, r);  // r = 0: O is 0
+      PackP8(s, p);
+      for (int n = 1; n < cnt; ++n) {
+        const int st_prev = st;
+        const uint32_t ph_prev = ph;
+        const int64_t next = it + n;
+        st = static_cast<int>(next % kStages);
+        ph = static_cast<uint32_t>((next / kStages) & 1);
+        j = j_next;
+        f = fq * ks_next;
+        if (n + 1 < cnt) {
+          j_next = lut_row[n + 1];
+          ks_next = kscale[j_next];
+        }
+        my_turn();
+        MbarWait(full_k(st), ph);
+        IssueQK8<D>(s, qf, k_tile(st));  // S of block n ...
+        MbarWait(full_v(st_prev), ph_prev);
+        IssuePV8<D>(ta, p, v_tile(st_prev));  // ... P V of block n-1
+        pass_turn();
+        const float r_prev[2] = {r[0], r[1]};  // block n-1's maxima over n-2's
+        WgmmaWait<1>();
+        RegFence(s);
+        SoftmaxStep8(s, m, l, f, int64_t{j} * kBlockK, d.seq_len, t, r);
+        WgmmaWait<0>();
+        RegFence(ta);
+        RegFence(p);
+        WarpArrive(empty(st_prev));
+        // O (blocks < n-1, at block n-2's maxima) moves to block n-1's and
+        // takes P^V^ of block n-1: one FFMA per element.
+        AccumulateBlock<D>(o, r_prev, ta);
+        PackP8(s, p);
+      }
+      my_turn();
+      MbarWait(full_v(st), ph);
+      IssuePV8<D>(ta, p, v_tile(st));
+      pass_turn();
+      WgmmaWait<0>();
+      RegFence(ta);
+      RegFence(p);
+      WarpArrive(empty(st));
+      AccumulateBlock<D>(o, r, ta);
+      it += cnt;
+    }
+
+    // alpha * O_s = alpha * O s_v / l (l carries the 448 of P^) through the
+    // warpgroup's staging tile, added to the linear branch's value in out.
+    const float alpha =
+        args.alpha ? args.alpha[static_cast<int64_t>(h) * d.q_blocks + i] : 1.f;
+    const float* sv = args.vscale + bh * D;
+    NamedBarrier(1 + wg, 128);  // the previous tile's stores have read the staging tile
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const float lsum = detail::QuadSum(l[half]);
+      const float fo = lsum > 0.f ? alpha / lsum : 0.f;  // no kept block: O_s = 0
+      const int row = wrow + g + half * 8;
+#pragma unroll
+      for (int nt = 0; nt < D / 8; ++nt) {
+        const int c = nt * 8 + 2 * t;
+        const float2 s2 = *reinterpret_cast<const float2*>(sv + c);
+        detail::StageOut<D>(out_stage, row, c, o[nt][2 * half] * s2.x * fo,
+                            o[nt][2 * half + 1] * s2.y * fo);
+      }
+    }
+    NamedBarrier(1 + wg, 128);
+    const int64_t row0 = static_cast<int64_t>(i) * kBlockQ + wg * 64;
+    const int valid = static_cast<int>(MinI64(64, d.seq_len - row0));
+    if (valid > 0)
+      StoreRows64<D>(out_stage, args.out + d.TokenOffset(b, row0, h), d.stride_l, valid,
+                     args.alpha != nullptr, wtid);
+  }
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+}
+
+// 2-D byte map over a dense workspace buffer of `rows` rows of `row_bytes`
+// (64 or 128), boxes of box_rows rows, the swizzle of the row length.
+bool MakeByteMap(CUtensorMap* map, const void* base, int row_bytes, int64_t rows, int box_rows) {
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(row_bytes), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(row_bytes)};
+  const cuuint32_t box[2] = {static_cast<cuuint32_t>(row_bytes),
+                             static_cast<cuuint32_t>(box_rows)};
+  return EncodeTensorMap(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, base, dims, strides, box,
+                         row_bytes == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B);
+}
+
+template <int D>
+cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
+                   Sla2Workspace::Buffers& w, cudaStream_t s, int sms) {
+  const int64_t bh = int64_t{d.batch} * d.heads;
+  // TMA coordinates are int32 rows of the flattened buffers.
+  if (bh * d.k_blocks * D > INT_MAX || bh * d.q_blocks * kBlockQ > INT_MAX)
+    return cudaErrorNotSupported;
+  CUtensorMap tq, tk, tv;
+  if (!MakeByteMap(&tq, w.q8, D, bh * d.q_blocks * kBlockQ, kBlockQ) ||
+      !MakeByteMap(&tk, w.k8, D, bh * d.k_blocks * kBlockK, kBlockK) ||
+      !MakeByteMap(&tv, w.vt8, kBlockK, bh * d.k_blocks * D, D))
+    return cudaErrorNotSupported;
+  using S = LowBitSmem<D>;
+  cudaError_t e = cudaFuncSetAttribute(SparseLowBitHopperKernel<D>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, S::kBytes);
+  if (e != cudaSuccess) return e;
+  LowBitHopperArgs a{w.lut,   w.counts, cap,
+                     w.qscale, w.kscale, w.vscale,
+                     p.alpha, static_cast<__nv_bfloat16*>(p.out), d,
+                     int64_t{d.q_blocks} * bh, !EnvIsZero("SLA2_HOPPER_PINGPONG")};
+  const int64_t ctas = PersistentCtas(sms, a.num_tiles);
+  SparseLowBitHopperKernel<D><<<static_cast<unsigned>(ctas), kThreads, S::kBytes, s>>>(tq, tk, tv,
+                                                                                       a);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t LaunchSparseLowBitHopper(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
+                                     Sla2Workspace::Buffers& w, cudaStream_t s) {
+  if (!HopperKernelSelected()) return cudaErrorNotSupported;
+  const int sms = HopperSms();
+  if (sms == 0) return cudaErrorNotSupported;
+  return d.head_dim == 64 ? Launch<64>(p, d, cap, w, s, sms) : Launch<128>(p, d, cap, w, s, sms);
+}
+
+}  // namespace sparsevid::kernels::cuda
