@@ -489,6 +489,15 @@ void GpuCases() {
        Layout::kBHLD, Inputs::kCorrelated, MaskKind::kRouter, 5},
       {"lowbit-d128-correlated-tail32760-mma", 1, 2, 128, 4216, 0.05f, true, true, true,
        Layout::kBLHD, Inputs::kCorrelated, MaskKind::kRouter, 0, "SLA2_SPARSE_KERNEL=mma"},
+      // The bare bf16 kernel with one and two kept blocks per row (its
+      // prologue / epilogue only, one loop step) and the low-bit Hopper
+      // kernel with one block per row.
+      {"bf16-d128-one-block-per-row-bare", 1, 2, 128, 3000, 0.02f, false, false, true,
+       Layout::kBLHD, Inputs::kRandom, MaskKind::kRouter},
+      {"bf16-d64-two-blocks-per-row-bare", 1, 3, 64, 3000, 0.05f, false, false, false,
+       Layout::kBHLD, Inputs::kCorrelated, MaskKind::kRouter, 4},
+      {"lowbit-d128-one-block-per-row", 1, 2, 128, 3000, 0.02f, true, true, true,
+       Layout::kBLHD, Inputs::kCorrelated, MaskKind::kRouter, 3},
       // The stand-alone linear kernels (fallback where the fused kernel does not run).
       {"bf16-d128-correlated-tail32760-unfused-linear", 1, 2, 128, 4216, 0.05f, false, true,
        true, Layout::kBLHD, Inputs::kCorrelated, MaskKind::kRouter, 0, "SLA2_FUSED_LINEAR=0"},
