@@ -44,6 +44,52 @@ __device__ __forceinline__ HopperTile DecodeTile(int64_t tile, const Sla2Dims& d
           counts[bh * d.q_blocks + i], lut + (bh * d.q_blocks + i) * lut_capacity};
 }
 
+// The mbarriers of a kernel's shared memory: per stage of the K/V ring
+// full-K, full-V (TMA bytes landed) and empty (every consumer warp is done),
+// and the Q buffer's full/empty pair.
+template <int kStages>
+struct RingBarriers {
+  static constexpr int kBytes = (3 * kStages + 2) * 8;
+  uint32_t base;  // shared address, 8-byte aligned
+  __device__ uint32_t full_k(int st) const { return base + st * 8; }
+  __device__ uint32_t full_v(int st) const { return base + (kStages + st) * 8; }
+  __device__ uint32_t empty(int st) const { return base + (2 * kStages + st) * 8; }
+  __device__ uint32_t q_full() const { return base + 3 * kStages * 8; }
+  __device__ uint32_t q_empty() const { return q_full() + 8; }
+  // Thread 0 initialises them and makes them visible to TMA; the CTA waits.
+  __device__ void Init() const {
+    if (threadIdx.x == 0) {
+      for (int st = 0; st < kStages; ++st) {
+        MbarInit(full_k(st), 1);
+        MbarInit(full_v(st), 1);
+        MbarInit(empty(st), kConsumerWarps);
+      }
+      MbarInit(q_full(), 1);
+      MbarInit(q_empty(), kConsumerWarps);
+      FenceBarrierInit();
+    }
+    __syncthreads();
+  }
+};
+
+// Ping-pong: a consumer warpgroup issues its GEMMs only after the other one
+// issued its own, so one's softmax runs under the other's GEMMs instead of
+// both computing softmax at once (named barriers 3 and 4; both warpgroups
+// walk the same tiles, so their issue points pair up).
+struct PingPong {
+  bool on;
+  int wg;
+  __device__ void MyTurn() const {
+    if (on) NamedBarrier(3 + wg, 256);
+  }
+  __device__ void PassTurn() const {
+    if (on) NamedBarrierArrive(3 + (wg ^ 1), 256);
+  }
+  __device__ void Start() const {  // warpgroup 0 goes first
+    if (wg == 1) PassTurn();
+  }
+};
+
 // One arrival per warp on an mbarrier counting kConsumerWarps.
 __device__ __forceinline__ void WarpArrive(uint32_t bar) {
   __syncwarp();

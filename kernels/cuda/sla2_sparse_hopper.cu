@@ -76,7 +76,7 @@ struct Smem {
   static constexpr int kOutOff = kStageOff + kStages * kStageBytes;
   static constexpr int kHiChunkBytes = D * 128;
   static constexpr int kBarOff = kOutOff + kBlockQ * kOutStride;
-  static constexpr int kBarBytes = (3 * kStages + 2) * 8;
+  static constexpr int kBarBytes = RingBarriers<kStages>::kBytes;
   static constexpr int kZOff = kBarOff + kBarBytes;  // fused: z_i per warpgroup, 2 x D floats
   static constexpr int kBytes = kZOff + (kFused ? 2 * D * 4 : 0) + 1024;  // + alignment slack
   static_assert(kOutOff % 1024 == 0 && kBarOff % 8 == 0, "alignment");
@@ -250,25 +250,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto k_tile = [&](int st) { return base + S::kStageOff + st * S::kStageBytes; };
   auto v_tile = [&](int st) { return k_tile(st) + S::kKBytes; };
   auto phik_tile = [&](int st) { return v_tile(st) + S::kKBytes; };  // fused only
-  const uint32_t bars = base + S::kBarOff;
-  auto full_k = [&](int st) { return bars + st * 8; };
-  auto full_v = [&](int st) { return bars + (kStages + st) * 8; };  // V (+ phi(K~))
-  auto empty = [&](int st) { return bars + (2 * kStages + st) * 8; };
-  const uint32_t q_full = bars + 3 * kStages * 8, q_empty = q_full + 8;
+  const RingBarriers<kStages> bar{base + S::kBarOff};  // full_v also covers phi(K~)
   const Sla2Dims& d = args.d;
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
-
-  if (threadIdx.x == 0) {
-    for (int st = 0; st < kStages; ++st) {
-      MbarInit(full_k(st), 1);
-      MbarInit(full_v(st), 1);
-      MbarInit(empty(st), kConsumerWarps);
-    }
-    MbarInit(q_full, 1);
-    MbarInit(q_empty, kConsumerWarps);
-    FenceBarrierInit();
-  }
-  __syncthreads();
+  bar.Init();
 
   if (warp >= kProducerWarp) {
     SetMaxRegs<kProducerRegs, false>();
@@ -288,27 +273,27 @@ __global__ void __launch_bounds__(kThreads, 1)
     int k = 0;       // tiles so far
     for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
       const auto [i, h, b, cnt, lut_row] = DecodeTile(tile, args);
-      if (k > 0) MbarWait(q_empty, (k - 1) & 1);  // consumers' last Q K^T of the previous tile
-      MbarArriveExpectTx(q_full, S::kQBytes);
+      if (k > 0) MbarWait(bar.q_empty(), (k - 1) & 1);  // consumers' last Q K^T of the previous tile
+      MbarArriveExpectTx(bar.q_full(), S::kQBytes);
 #pragma unroll
       for (int c = 0; c < S::kChunks; ++c)
-        load(q_s + c * S::kQChunkBytes, &tmap_q, q_full, c * 64, i * kBlockQ, h, b, once);
+        load(q_s + c * S::kQChunkBytes, &tmap_q, bar.q_full(), c * 64, i * kBlockQ, h, b, once);
       for (int n = 0; n < cnt; ++n, ++it) {
         const int st = static_cast<int>(it % kStages);
-        MbarWait(empty(st), ((it / kStages) & 1) ^ 1);
+        MbarWait(bar.empty(st), ((it / kStages) & 1) ^ 1);
         const int key0 = lut_row[n] * kBlockK;
-        MbarArriveExpectTx(full_k(st), S::kKBytes);
+        MbarArriveExpectTx(bar.full_k(st), S::kKBytes);
 #pragma unroll
         for (int c = 0; c < S::kChunks; ++c)
-          load(k_tile(st) + c * S::kKvChunkBytes, &tmap_k, full_k(st), c * 64, key0, h, b, keep);
-        MbarArriveExpectTx(full_v(st), (kFused ? 2 : 1) * S::kKBytes);
+          load(k_tile(st) + c * S::kKvChunkBytes, &tmap_k, bar.full_k(st), c * 64, key0, h, b, keep);
+        MbarArriveExpectTx(bar.full_v(st), (kFused ? 2 : 1) * S::kKBytes);
 #pragma unroll
         for (int c = 0; c < S::kChunks; ++c)
-          load(v_tile(st) + c * S::kKvChunkBytes, &tmap_v, full_v(st), c * 64, key0, h, b, keep);
+          load(v_tile(st) + c * S::kKvChunkBytes, &tmap_v, bar.full_v(st), c * 64, key0, h, b, keep);
         if constexpr (kFused) {
 #pragma unroll
           for (int c = 0; c < S::kChunks; ++c)
-            load(phik_tile(st) + c * S::kKvChunkBytes, &tmap_phik, full_v(st), c * 64, key0, h, b,
+            load(phik_tile(st) + c * S::kKvChunkBytes, &tmap_phik, bar.full_v(st), c * 64, key0, h, b,
                  keep);
         }
       }
@@ -327,17 +312,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int grow = (D == 128 ? 64 * wg : 0) + wrow + g;
   // Scores in the log2 domain: exp(x/sqrt(D)) = exp2(x * log2(e)/sqrt(D)).
   const float scale_log2 = 1.4426950408889634f * rsqrtf(static_cast<float>(D));
-  // Ping-pong: a warpgroup issues its GEMMs only after the other one issued
-  // its own, so one's softmax runs under the other's GEMMs instead of both
-  // warpgroups computing softmax at the same time (named barriers 3 and 4;
-  // both warpgroups walk the same tiles, so their issue points pair up).
-  auto my_turn = [&] {
-    if (args.pingpong) NamedBarrier(3 + wg, 256);
-  };
-  auto pass_turn = [&] {
-    if (args.pingpong) NamedBarrierArrive(3 + (wg ^ 1), 256);
-  };
-  if (wg == 1) pass_turn();  // warpgroup 0 goes first
+  const PingPong turns{args.pingpong, wg};
+  turns.Start();
   int64_t it = 0;
   int k = 0;
   for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
@@ -365,20 +341,20 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (wtid < D) zi = args.zi[(bh * d.q_blocks + i) * D + wtid];
     }
 
-    MbarWait(q_full, k & 1);
+    MbarWait(bar.q_full(), k & 1);
     uint32_t qf[D / 16][4];
     if (kFused || cnt > 0) LoadQFrags<D>(q_s, wg * 64 + wrow, qf);
-    WarpArrive(q_empty);  // Q is in registers: the producer may load the next tile's
+    WarpArrive(bar.q_empty());  // Q is in registers: the producer may load the next tile's
     if (cnt > 0) {
       float s[8][4], r[2];
       uint32_t p[4][4];
       int st = static_cast<int>(it % kStages);
       uint32_t ph = static_cast<uint32_t>((it / kStages) & 1);
       int64_t key0 = static_cast<int64_t>(lut_row[0]) * kBlockK;
-      my_turn();
-      MbarWait(full_k(st), ph);
+      turns.MyTurn();
+      MbarWait(bar.full_k(st), ph);
       IssueQK<D>(s, qf, k_tile(st));
-      pass_turn();
+      turns.PassTurn();
       WgmmaWait<0>();
       RegFence(s);
       SoftmaxStep(s, m, l, scale_log2, key0, d.seq_len, t, r);  // O = 0: r unused
@@ -390,12 +366,12 @@ __global__ void __launch_bounds__(kThreads, 1)
         st = static_cast<int>(next % kStages);
         ph = static_cast<uint32_t>((next / kStages) & 1);
         key0 = static_cast<int64_t>(lut_row[n]) * kBlockK;
-        my_turn();
-        MbarWait(full_k(st), ph);
+        turns.MyTurn();
+        MbarWait(bar.full_k(st), ph);
         IssueQK<D>(s, qf, k_tile(st));        // S of block n ...
-        MbarWait(full_v(st_prev), ph_prev);
+        MbarWait(bar.full_v(st_prev), ph_prev);
         IssuePV<D, kFused>(o, p, v_tile(st_prev), ga, phik_tile(st_prev), wg);  // ... P V of n-1
-        pass_turn();
+        turns.PassTurn();
         WgmmaWait<1>();                       // S done; P V still running
         RegFence(s);
         SoftmaxStep(s, m, l, scale_log2, key0, d.seq_len, t, r);
@@ -403,7 +379,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         RegFence(o);
         RegFence(p);
         if constexpr (kFused) RegFence(ga);
-        WarpArrive(empty(st_prev));
+        WarpArrive(bar.empty(st_prev));
         // The row maxima rarely move late in a row: skip the rescale when no
         // row of the warp changed (r is exactly 1 then).
         if (__any_sync(0xffffffffu, r[0] != 1.f || r[1] != 1.f)) {
@@ -417,15 +393,15 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
         detail::AccToAFrags(s, 1.f, p);
       }
-      my_turn();
-      MbarWait(full_v(st), ph);
+      turns.MyTurn();
+      MbarWait(bar.full_v(st), ph);
       IssuePV<D, kFused>(o, p, v_tile(st), ga, phik_tile(st), wg);
-      pass_turn();
+      turns.PassTurn();
       WgmmaWait<0>();
       RegFence(o);
       RegFence(p);
       if constexpr (kFused) RegFence(ga);
-      WarpArrive(empty(st));
+      WarpArrive(bar.empty(st));
       it += cnt;
     }
 

@@ -55,7 +55,7 @@ struct LowBitSmem {
   static constexpr int kOutStride = detail::OutStageStride<D>();
   static constexpr int kOutOff = kStageOff + kStages * kStageBytes;
   static constexpr int kBarOff = kOutOff + kBlockQ * kOutStride;
-  static constexpr int kBarBytes = (3 * kStages + 2) * 8;
+  static constexpr int kBarBytes = RingBarriers<kStages>::kBytes;
   static constexpr int kBytes = kBarOff + kBarBytes + 1024;  // + alignment slack
   static_assert(kStageOff % 1024 == 0 && kKBytes % 1024 == 0 && kStageBytes % 1024 == 0,
                 "swizzle atoms stay aligned");
@@ -216,25 +216,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t q_s = base;
   auto k_tile = [&](int st) { return base + S::kStageOff + st * S::kStageBytes; };
   auto v_tile = [&](int st) { return k_tile(st) + S::kKBytes; };
-  const uint32_t bars = base + S::kBarOff;
-  auto full_k = [&](int st) { return bars + st * 8; };
-  auto full_v = [&](int st) { return bars + (kStages + st) * 8; };
-  auto empty = [&](int st) { return bars + (2 * kStages + st) * 8; };
-  const uint32_t q_full = bars + 3 * kStages * 8, q_empty = q_full + 8;
+  const RingBarriers<kStages> bar{base + S::kBarOff};
   const Sla2Dims& d = args.d;
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
-
-  if (threadIdx.x == 0) {
-    for (int st = 0; st < kStages; ++st) {
-      MbarInit(full_k(st), 1);
-      MbarInit(full_v(st), 1);
-      MbarInit(empty(st), kConsumerWarps);
-    }
-    MbarInit(q_full, 1);
-    MbarInit(q_empty, kConsumerWarps);
-    FenceBarrierInit();
-  }
-  __syncthreads();
+  bar.Init();
 
   if (warp >= kProducerWarp) {
     SetMaxRegs<kProducerRegs, false>();
@@ -245,17 +230,17 @@ __global__ void __launch_bounds__(kThreads, 1)
       const auto [i, h, b, cnt, lut_row] =
           DecodeTile(tile, d, args.counts, args.lut, args.lut_capacity);
       const int64_t bh = static_cast<int64_t>(b) * d.heads + h;
-      if (k > 0) MbarWait(q_empty, (k - 1) & 1);  // consumers hold the previous Q in registers
-      MbarArriveExpectTx(q_full, S::kQBytes);
-      TmaLoad2d(q_s, &tmap_q, q_full, 0, static_cast<int>((bh * d.q_blocks + i) * kBlockQ));
+      if (k > 0) MbarWait(bar.q_empty(), (k - 1) & 1);  // consumers hold the previous Q in registers
+      MbarArriveExpectTx(bar.q_full(), S::kQBytes);
+      TmaLoad2d(q_s, &tmap_q, bar.q_full(), 0, static_cast<int>((bh * d.q_blocks + i) * kBlockQ));
       for (int n = 0; n < cnt; ++n, ++it) {
         const int st = static_cast<int>(it % kStages);
-        MbarWait(empty(st), ((it / kStages) & 1) ^ 1);
+        MbarWait(bar.empty(st), ((it / kStages) & 1) ^ 1);
         const int64_t j = bh * d.k_blocks + lut_row[n];
-        MbarArriveExpectTx(full_k(st), S::kKBytes);
-        TmaLoad2d(k_tile(st), &tmap_k, full_k(st), 0, static_cast<int>(j * kBlockK));
-        MbarArriveExpectTx(full_v(st), S::kVBytes);
-        TmaLoad2d(v_tile(st), &tmap_v, full_v(st), 0, static_cast<int>(j * D));
+        MbarArriveExpectTx(bar.full_k(st), S::kKBytes);
+        TmaLoad2d(k_tile(st), &tmap_k, bar.full_k(st), 0, static_cast<int>(j * kBlockK));
+        MbarArriveExpectTx(bar.full_v(st), S::kVBytes);
+        TmaLoad2d(v_tile(st), &tmap_v, bar.full_v(st), 0, static_cast<int>(j * D));
       }
     }
     return;
@@ -269,14 +254,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int wtid = threadIdx.x % 128;
   uint8_t* const out_stage = smem + S::kOutOff + wg * 64 * S::kOutStride;
   const float score_log2 = 1.4426950408889634f * rsqrtf(static_cast<float>(D));
-  // Ping-pong as in the bf16 kernel (named barriers 3 and 4).
-  auto my_turn = [&] {
-    if (args.pingpong) NamedBarrier(3 + wg, 256);
-  };
-  auto pass_turn = [&] {
-    if (args.pingpong) NamedBarrierArrive(3 + (wg ^ 1), 256);
-  };
-  if (wg == 1) pass_turn();
+  const PingPong turns{args.pingpong, wg};  // as in the bf16 kernel
+  turns.Start();
   int64_t it = 0;
   int k = 0;
   for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
@@ -291,10 +270,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int nt = 0; nt < D / 8; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
 
-    MbarWait(q_full, k & 1);
+    MbarWait(bar.q_full(), k & 1);
     uint32_t qf[D / 32][4];
     if (cnt > 0) LoadQ8Frags<D>(q_s, wg * 64 + wrow, qf);
-    WarpArrive(q_empty);
+    WarpArrive(bar.q_empty());
     if (cnt > 0) {
       int s[8][4];
       float r[2], ta[D / 8][4];
@@ -307,10 +286,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       // latency hides under this block's GEMMs.
       int j_next = cnt > 1 ? lut_row[1] : 0;
       float ks_next = cnt > 1 ? kscale[j_next] : 0.f;
-      my_turn();
-      MbarWait(full_k(st), ph);
+      turns.MyTurn();
+      MbarWait(bar.full_k(st), ph);
       IssueQK8<D>(s, qf, k_tile(st));
-      pass_turn();
+      turns.PassTurn();
       WgmmaWait<0>();
       RegFence(s);
       SoftmaxStep8(s, m, l, f, int64_t{j} * kBlockK, d.seq_len, t, r);  // r = 0: O is 0
@@ -327,12 +306,12 @@ __global__ void __launch_bounds__(kThreads, 1)
           j_next = lut_row[n + 1];
           ks_next = kscale[j_next];
         }
-        my_turn();
-        MbarWait(full_k(st), ph);
+        turns.MyTurn();
+        MbarWait(bar.full_k(st), ph);
         IssueQK8<D>(s, qf, k_tile(st));  // S of block n ...
-        MbarWait(full_v(st_prev), ph_prev);
+        MbarWait(bar.full_v(st_prev), ph_prev);
         IssuePV8<D>(ta, p, v_tile(st_prev));  // ... P V of block n-1
-        pass_turn();
+        turns.PassTurn();
         const float r_prev[2] = {r[0], r[1]};  // block n-1's maxima over n-2's
         WgmmaWait<1>();
         RegFence(s);
@@ -340,20 +319,20 @@ __global__ void __launch_bounds__(kThreads, 1)
         WgmmaWait<0>();
         RegFence(ta);
         RegFence(p);
-        WarpArrive(empty(st_prev));
+        WarpArrive(bar.empty(st_prev));
         // O (blocks < n-1, at block n-2's maxima) moves to block n-1's and
         // takes P^V^ of block n-1: one FFMA per element.
         AccumulateBlock<D>(o, r_prev, ta);
         PackP8(s, p);
       }
-      my_turn();
-      MbarWait(full_v(st), ph);
+      turns.MyTurn();
+      MbarWait(bar.full_v(st), ph);
       IssuePV8<D>(ta, p, v_tile(st));
-      pass_turn();
+      turns.PassTurn();
       WgmmaWait<0>();
       RegFence(ta);
       RegFence(p);
-      WarpArrive(empty(st));
+      WarpArrive(bar.empty(st));
       AccumulateBlock<D>(o, r, ta);
       it += cnt;
     }
