@@ -230,7 +230,8 @@ int main(int argc, char** argv) {
         // The sparse kernel with the blend (reads the linear branch's value).
         report("sparse+bl", MedianMs([&] { stage(sv::Sla2Stage::kSparse, p); }, shape_iters));
         report("module", MedianMs([&] { CheckStatus(sv::Sla2Forward(p, ws)); }, shape_iters));
-        const bool fused = ws.linear_fused();
+        const std::string linear = ws.linear_kernel();
+        const bool fused = linear == "fused" || linear == "hopper";  // the phi(K~) form
         // Same run, the stages one after another (no side stream for the linear states).
         setenv("SLA2_OVERLAP", "0", 1);
         report("module.seq", MedianMs([&] { CheckStatus(sv::Sla2Forward(p, ws)); }, shape_iters));
@@ -243,7 +244,10 @@ int main(int argc, char** argv) {
           CheckStatus(sv::Sla2Forward(p, ws));
         }
         std::printf("%-5s %-8s %-5.2f linear branch: %s\n", s.name, low_bit ? "low-bit" : "bf16",
-                    keep, fused ? "fused into the Hopper sparse kernel" : "own kernels");
+                    keep,
+                    linear == "fused"    ? "fused into the Hopper sparse kernel"
+                    : linear == "hopper" ? "the Hopper kernel's linear part alone (low-bit)"
+                                         : "own kernels");
         // Where the module's time goes: events between its stages, in
         // Sla2Forward's order.
         const sv::Sla2Stage order[] = {sv::Sla2Stage::kPrepare, sv::Sla2Stage::kRoute,

@@ -77,6 +77,10 @@ class Sla2Workspace {
   int64_t lut_capacity() const { return lut_capacity_; }
   // Whether the last linear stage ran for the fused Hopper kernel.
   bool linear_fused() const;
+  // How the last linear stage ran: "fused" (O_l in the bf16 Hopper sparse
+  // kernel), "hopper" (low-bit: the Hopper kernel's linear part alone),
+  // "own" (StatesKernel + LinearKernel); "" without alpha or before the first.
+  const char* linear_kernel() const;
   // The kernel the last sparse stage ran: "hopper-fused", "hopper" or "mma"
   // (bf16), "lowbit-hopper" or "lowbit-mma"; "" before the first.
   const char* sparse_kernel() const;

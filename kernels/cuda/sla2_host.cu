@@ -141,6 +141,9 @@ Sla2Workspace::~Sla2Workspace() {
 const int32_t* Sla2Workspace::lut() const { return buffers_ ? buffers_->lut : nullptr; }
 const int32_t* Sla2Workspace::counts() const { return buffers_ ? buffers_->counts : nullptr; }
 bool Sla2Workspace::linear_fused() const { return buffers_ && buffers_->linear_fused; }
+const char* Sla2Workspace::linear_kernel() const {
+  return buffers_ ? buffers_->linear_kernel : "";
+}
 const char* Sla2Workspace::sparse_kernel() const {
   return buffers_ ? buffers_->sparse_kernel : "";
 }
@@ -175,7 +178,7 @@ Sla2Status Sla2Workspace::Reserve(const Sla2Problem& p) {
     grow(w.vt8, 13, bh * tn * D * kBlockK);
   }
   if (p.alpha) {
-    if (FusedLinearApplies(p)) {
+    if (HopperLinearApplies(p)) {  // the phi(K~) form, bf16 fused or low-bit tiles
       grow(w.phik, 19, bh * tn * kBlockK * D * 2);
       grow(w.zi, 20, bh * tm * D * 4);
     } else {

@@ -45,6 +45,8 @@ struct Sla2Workspace::Buffers {
   float* zi = nullptr;            // [B,H,T_m,D] z_tot - sum of the tile's kept z_j
   bool linear_fused = false;      // the last kLinear stage prepared the fused kernel
   const char* sparse_kernel = "";  // what the last kSparse stage ran (Sla2Workspace::sparse_kernel)
+  const char* linear_kernel = "";  // how the last kLinear stage ran (Sla2Workspace::linear_kernel)
+  bool linear_tiles_hopper = false;  // low-bit: kLinear ends with LaunchLinearTilesHopper
   // What that kLinear stage ran for: kSparse runs the fused kernel only for
   // the same problem and block lists (route_epoch counts kRoute runs).
   struct LinearKey {

@@ -12,7 +12,10 @@
 // blocks itself, from tiles it loads anyway) this stage only prepares its
 // inputs, each in a kernel that streams memory at full occupancy: PhiKKernel
 // (phi(K~) rows, z_j, z_tot), HtotKernel (H_tot = phi(K~)^T V, split over key
-// ranges) and KeptZKernel (z_i per query tile).
+// ranges) and KeptZKernel (z_i per query tile). Low-bit on Hopper
+// (LinearTilesHopperApplies) prepares the same inputs and then runs the bf16
+// Hopper kernel's linear part alone (LaunchLinearTilesHopper), which writes
+// (1 - alpha) * O_l into out like LinearKernel.
 #include <algorithm>
 #include <type_traits>
 
@@ -530,7 +533,7 @@ cudaError_t LaunchStatesD(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace
   const auto* kp = static_cast<const __nv_bfloat16*>(p.k);
   const auto* vp = static_cast<const __nv_bfloat16*>(p.v);
   constexpr int kStatesSmem = 2 * 2 * kBlockK * 2 * D;  // two buffers of K and V tiles
-  if (w.linear_fused) {
+  if (w.linear_fused || w.linear_tiles_hopper) {
     PhiKKernel<D><<<dim3(d.k_blocks, static_cast<unsigned>(bh)), 256, 0, s>>>(
         kp, d, w.kmean, w.phik, w.zblk, w.ztot);
     // Two CTAs per SM (registers; 64 KB of tiles each at D = 128): few H_tot atomics.
@@ -561,10 +564,12 @@ template <int D>
 cudaError_t LaunchTilesD(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                          Sla2Workspace::Buffers& w, cudaStream_t s) {
   const int64_t bh = static_cast<int64_t>(d.batch) * d.heads;
-  if (w.linear_fused) {
+  if (w.linear_fused || w.linear_tiles_hopper) {
     KeptZKernel<<<dim3(d.q_blocks, static_cast<unsigned>(bh)), D, 0, s>>>(
         w.zblk, w.ztot, w.lut, w.counts, cap, d, w.zi);
-    return cudaGetLastError();
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess && w.linear_tiles_hopper) e = LaunchLinearTilesHopper(p, d, cap, w, s);
+    return e;
   }
   LinearArgs a{static_cast<const __nv_bfloat16*>(p.q), w.hblk, w.zblk, w.htot, w.ztot, w.lut,
                w.counts, cap, p.alpha, static_cast<__nv_bfloat16*>(p.out), d};
@@ -581,8 +586,12 @@ cudaError_t LaunchTilesD(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
 cudaError_t LaunchLinearStates(const Sla2Problem& p, const Sla2Dims& d,
                                Sla2Workspace::Buffers& w, cudaStream_t s) {
   w.linear_fused = false;
+  w.linear_tiles_hopper = false;
+  w.linear_kernel = "";
   if (p.alpha == nullptr) return cudaSuccess;  // alpha = 1: no linear branch
   w.linear_fused = FusedLinearApplies(p) && w.phik != nullptr;
+  w.linear_tiles_hopper = LinearTilesHopperApplies(p) && w.phik != nullptr;
+  w.linear_kernel = w.linear_fused ? "fused" : w.linear_tiles_hopper ? "hopper" : "own";
   return d.head_dim == 64 ? LaunchStatesD<64>(p, d, w, s) : LaunchStatesD<128>(p, d, w, s);
 }
 

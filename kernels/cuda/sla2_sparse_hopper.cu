@@ -116,8 +116,26 @@ __device__ __forceinline__ void IssueQK(float (&s)[8][4], const uint32_t (&qf)[D
   WgmmaCommit();
 }
 
-// O[64 x D] += P[64 x 64] V[64 x D], and when fused G -= phi(K~_j)^T V for
-// this warpgroup's G rows (phi(K~) chunk wg at D = 128), one commit group.
+// G -= phi(K~_j)^T V_j for this warpgroup's G rows (phi(K~) chunk wg at
+// D = 128), issued into the caller's commit group.
+template <int D>
+__device__ __forceinline__ void IssueG(float (&g)[D / 8][4], uint32_t v_tile, uint32_t phik_tile,
+                                       int wg) {
+  const uint32_t a_base = phik_tile + (D == 128 ? wg : 0) * kKvChunkBytes;
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    const uint64_t a = SmemDesc(a_base + kk * 16 * 128, kKvChunkBytes, 1024);
+    const uint64_t b = SmemDesc(v_tile + kk * 16 * 128, kKvChunkBytes, 1024);
+    if constexpr (D == 128) {
+      WgmmaSSNegTT_N128(g, a, b);
+    } else {
+      WgmmaSSNegTT_N64(g, a, b);
+    }
+  }
+}
+
+// O[64 x D] += P[64 x 64] V[64 x D], and when fused G -= phi(K~_j)^T V, one
+// commit group.
 template <int D, bool kFused>
 __device__ __forceinline__ void IssuePV(float (&o)[D / 8][4], const uint32_t (&p)[4][4],
                                         uint32_t v_tile, float (&g)[D / 8][4], uint32_t phik_tile,
@@ -132,19 +150,7 @@ __device__ __forceinline__ void IssuePV(float (&o)[D / 8][4], const uint32_t (&p
       WgmmaRS_N64<1>(o, p[kk], b, 1);
     }
   }
-  if constexpr (kFused) {
-    const uint32_t a_base = phik_tile + (D == 128 ? wg : 0) * kKvChunkBytes;
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      const uint64_t a = SmemDesc(a_base + kk * 16 * 128, kKvChunkBytes, 1024);
-      const uint64_t b = SmemDesc(v_tile + kk * 16 * 128, kKvChunkBytes, 1024);
-      if constexpr (D == 128) {
-        WgmmaSSNegTT_N128(g, a, b);
-      } else {
-        WgmmaSSNegTT_N64(g, a, b);
-      }
-    }
-  }
+  if constexpr (kFused) IssueG<D>(g, v_tile, phik_tile, wg);
   WgmmaCommit();
 }
 
@@ -233,7 +239,10 @@ __device__ __forceinline__ void SoftmaxStep(float (&s)[8][4], float (&m)[2], flo
   }
 }
 
-template <int D, bool kFused>
+// kLinearOnly (with kFused): the linear branch alone, for the low-bit
+// module: no Q K^T, softmax or P V, only G and the epilogue, which then
+// writes (1 - alpha) O_l for the low-bit sparse kernel to add alpha O_s to.
+template <int D, bool kFused, bool kLinearOnly = false>
 __global__ void __launch_bounds__(kThreads, 1)
     SparseBf16HopperKernel(const __grid_constant__ CUtensorMap tmap_q,
                            const __grid_constant__ CUtensorMap tmap_k,
@@ -282,10 +291,13 @@ __global__ void __launch_bounds__(kThreads, 1)
         const int st = static_cast<int>(it % kStages);
         MbarWait(bar.empty(st), ((it / kStages) & 1) ^ 1);
         const int key0 = lut_row[n] * kBlockK;
-        MbarArriveExpectTx(bar.full_k(st), S::kKBytes);
+        if constexpr (!kLinearOnly) {
+          MbarArriveExpectTx(bar.full_k(st), S::kKBytes);
 #pragma unroll
-        for (int c = 0; c < S::kChunks; ++c)
-          load(k_tile(st) + c * S::kKvChunkBytes, &tmap_k, bar.full_k(st), c * 64, key0, h, b, keep);
+          for (int c = 0; c < S::kChunks; ++c)
+            load(k_tile(st) + c * S::kKvChunkBytes, &tmap_k, bar.full_k(st), c * 64, key0, h, b,
+                 keep);
+        }
         MbarArriveExpectTx(bar.full_v(st), (kFused ? 2 : 1) * S::kKBytes);
 #pragma unroll
         for (int c = 0; c < S::kChunks; ++c)
@@ -345,7 +357,19 @@ __global__ void __launch_bounds__(kThreads, 1)
     uint32_t qf[D / 16][4];
     if (kFused || cnt > 0) LoadQFrags<D>(q_s, wg * 64 + wrow, qf);
     WarpArrive(bar.q_empty());  // Q is in registers: the producer may load the next tile's
-    if (cnt > 0) {
+    if constexpr (kLinearOnly) {
+      for (int n = 0; n < cnt; ++n) {
+        const int st = static_cast<int>((it + n) % kStages);
+        MbarWait(bar.full_v(st), static_cast<uint32_t>(((it + n) / kStages) & 1));
+        WgmmaFence();
+        IssueG<D>(ga, v_tile(st), phik_tile(st), wg);
+        WgmmaCommit();
+        WgmmaWait<0>();
+        RegFence(ga);
+        WarpArrive(bar.empty(st));
+      }
+      it += cnt;
+    } else if (cnt > 0) {
       float s[8][4], r[2];
       uint32_t p[4][4];
       int st = static_cast<int>(it % kStages);
@@ -507,7 +531,7 @@ bool MakePhiKMap(CUtensorMap* map, const void* base, const Sla2Dims& d) {
   return MakeTensorMap(map, base, rows, strides, d, kBlockK);
 }
 
-template <int D, bool kFused>
+template <int D, bool kFused, bool kLinearOnly = false>
 cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                    Sla2Workspace::Buffers& w, cudaStream_t s, int sms) {
   CUtensorMap tq, tk, tv, tphik;
@@ -520,7 +544,7 @@ cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
     tphik = tk;  // not read
   }
   using S = Smem<D, kFused>;
-  cudaError_t e = cudaFuncSetAttribute(SparseBf16HopperKernel<D, kFused>,
+  cudaError_t e = cudaFuncSetAttribute(SparseBf16HopperKernel<D, kFused, kLinearOnly>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, S::kBytes);
   if (e != cudaSuccess) return e;
   HopperArgs a{w.lut,
@@ -532,11 +556,11 @@ cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                static_cast<__nv_bfloat16*>(p.out),
                d,
                int64_t{d.q_blocks} * d.heads * d.batch,
-               !EnvIsZero("SLA2_HOPPER_PINGPONG"),
+               !kLinearOnly && !EnvIsZero("SLA2_HOPPER_PINGPONG"),
                !EnvIsZero("SLA2_HOPPER_L2_HINTS")};
   const int64_t ctas = PersistentCtas(sms, a.num_tiles);
-  SparseBf16HopperKernel<D, kFused><<<static_cast<unsigned>(ctas), kThreads, S::kBytes, s>>>(
-      tq, tk, tv, tphik, a);
+  SparseBf16HopperKernel<D, kFused, kLinearOnly>
+      <<<static_cast<unsigned>(ctas), kThreads, S::kBytes, s>>>(tq, tk, tv, tphik, a);
   return cudaGetLastError();
 }
 
@@ -621,9 +645,8 @@ cudaError_t LaunchSparseBf16Hopper(const Sla2Problem& p, const Sla2Dims& d, int6
                           : Launch<128, false>(p, d, cap, w, s, sms);
 }
 
-bool FusedLinearApplies(const Sla2Problem& p) {
-  if (p.alpha == nullptr || p.low_bit || !HopperKernelSelected() ||
-      EnvIsZero("SLA2_FUSED_LINEAR"))
+bool HopperLinearApplies(const Sla2Problem& p) {
+  if (p.alpha == nullptr || !HopperKernelSelected() || EnvIsZero("SLA2_FUSED_LINEAR"))
     return false;
   if (HopperSms() == 0) return false;
   // The q/k/v tensor maps must be expressible (same test as the launch).
@@ -631,6 +654,20 @@ bool FusedLinearApplies(const Sla2Problem& p) {
   CUtensorMap probe;
   return MakeQkvMap(&probe, p.q, d, kBlockQ) && MakeQkvMap(&probe, p.k, d, kBlockK) &&
          MakeQkvMap(&probe, p.v, d, kBlockK);
+}
+
+bool FusedLinearApplies(const Sla2Problem& p) { return !p.low_bit && HopperLinearApplies(p); }
+
+bool LinearTilesHopperApplies(const Sla2Problem& p) {
+  return p.low_bit && HopperLinearApplies(p);
+}
+
+cudaError_t LaunchLinearTilesHopper(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
+                                    Sla2Workspace::Buffers& w, cudaStream_t s) {
+  const int sms = HopperSms();
+  if (sms == 0 || w.phik == nullptr) return cudaErrorNotSupported;
+  return d.head_dim == 64 ? Launch<64, true, true>(p, d, cap, w, s, sms)
+                          : Launch<128, true, true>(p, d, cap, w, s, sms);
 }
 
 cudaError_t LaunchSparseBf16HopperFused(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,

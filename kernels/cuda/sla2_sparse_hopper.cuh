@@ -24,6 +24,20 @@ cudaError_t LaunchSparseBf16Hopper(const Sla2Problem& p, const Sla2Dims& d, int6
 // stage computes O_l too.
 bool FusedLinearApplies(const Sla2Problem& p);
 
+// The linear stage's phi(K~) form (PhiKKernel, HtotKernel, KeptZKernel)
+// applies: alpha given, the Hopper kernels selected and runnable,
+// SLA2_FUSED_LINEAR not 0. FusedLinearApplies is this for bf16;
+// LinearTilesHopperApplies for low-bit, where the linear stage finishes
+// with LaunchLinearTilesHopper.
+bool HopperLinearApplies(const Sla2Problem& p);
+bool LinearTilesHopperApplies(const Sla2Problem& p);
+
+// Low-bit module: the Hopper kernel's linear part alone (G = H_tot - sum of
+// the kept phi(K~_j)^T V_j by wgmma, O_l in the epilogue), writing
+// (1 - alpha) O_l into out for the low-bit sparse kernel to add to.
+cudaError_t LaunchLinearTilesHopper(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,
+                                    Sla2Workspace::Buffers& w, cudaStream_t s);
+
 // The fused kernel (needs the linear stage's fused outputs in w); returns
 // cudaErrorNotSupported where it cannot run.
 cudaError_t LaunchSparseBf16HopperFused(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,

@@ -345,6 +345,13 @@ void RunCase(const Case& c, uint64_t seed) {
                                   : want_fused ? "hopper-fused"
                                   : hopper_path ? "hopper"
                                                 : "mma";
+  const bool hopper_linear = hopper_path && !EnvIs("SLA2_FUSED_LINEAR", "0");
+  const std::string want_linear = !c.alpha        ? ""
+                                  : !hopper_linear ? "own"
+                                  : c.low_bit      ? "hopper"
+                                                   : "fused";
+  Check(ws.linear_kernel() == want_linear, c.name + ": linear stage ran as \"" + want_linear +
+                                               "\" (ran \"" + ws.linear_kernel() + "\")");
   Check(ws.sparse_kernel() == want_kernel,
         c.name + ": sparse stage ran the " + want_kernel + " kernel (ran " + ws.sparse_kernel() + ")");
   CUDA_OK(cudaDeviceSynchronize());
@@ -498,6 +505,10 @@ void GpuCases() {
        Layout::kBHLD, Inputs::kCorrelated, MaskKind::kRouter, 4},
       {"lowbit-d128-one-block-per-row", 1, 2, 128, 3000, 0.02f, true, true, true,
        Layout::kBLHD, Inputs::kCorrelated, MaskKind::kRouter, 3},
+      // Low-bit with the linear branch in its own kernels (SLA2_FUSED_LINEAR=0)
+      // instead of the Hopper kernel's linear part.
+      {"lowbit-d64-mask-edges-own-linear", 2, 2, 64, 777, 0.03f, true, true, false, Layout::kBHLD,
+       Inputs::kRandom, MaskKind::kRandomEdges, 2, "SLA2_FUSED_LINEAR=0"},
       // The stand-alone linear kernels (fallback where the fused kernel does not run).
       {"bf16-d128-correlated-tail32760-unfused-linear", 1, 2, 128, 4216, 0.05f, false, true,
        true, Layout::kBLHD, Inputs::kCorrelated, MaskKind::kRouter, 0, "SLA2_FUSED_LINEAR=0"},
