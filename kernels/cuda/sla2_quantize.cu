@@ -29,30 +29,50 @@ __device__ __forceinline__ int8_t QuantInt8(float x, float scale) {
 
 // Quantises `rows` x D values (row r at src + r * stride, minus shift[c])
 // into dst (row-major, D bytes per row, zeros past `valid`); returns scale.
-template <int D>
-__device__ float QuantizeRows(const __nv_bfloat16* src, int64_t stride, int rows, int valid,
+// Each thread holds its chunks of 8 channels (16-byte loads) in registers
+// between the amax and the rounding pass, so the source is read once.
+template <int D, int kRows>
+__device__ float QuantizeRows(const __nv_bfloat16* src, int64_t stride, int valid,
                               const float* shift, int8_t* dst, float* red) {
+  constexpr int kChunks = D / 8;
+  constexpr int kPer = kRows * kChunks / kThreads;
+  static_assert(kRows * kChunks % kThreads == 0, "threads divide the tile");
+  float x[kPer][8];
   float amax = 0.f;
-  for (int idx = threadIdx.x; idx < valid * (D / 2); idx += kThreads) {
-    const int r = idx / (D / 2), c = (idx % (D / 2)) * 2;
-    const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(src + r * stride + c));
-    const float x = shift ? f.x - shift[c] : f.x;
-    const float y = shift ? f.y - shift[c + 1] : f.y;
-    amax = fmaxf(amax, fmaxf(fabsf(x), fabsf(y)));
+#pragma unroll
+  for (int e = 0; e < kPer; ++e) {
+    const int idx = threadIdx.x + e * kThreads;
+    const int r = idx / kChunks, c = (idx % kChunks) * 8;
+    uint4 raw = make_uint4(0, 0, 0, 0);
+    if (r < valid) raw = *reinterpret_cast<const uint4*>(src + r * stride + c);
+    const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const float2 f = __bfloat1622float2(h2[q]);
+      x[e][2 * q] = f.x;
+      x[e][2 * q + 1] = f.y;
+    }
+    if (shift != nullptr && r < valid) {
+#pragma unroll
+      for (int q = 0; q < 8; ++q) x[e][q] -= shift[c + q];
+    }
+#pragma unroll
+    for (int q = 0; q < 8; ++q) amax = fmaxf(amax, fabsf(x[e][q]));
   }
   amax = BlockMax(amax, red);
   const float scale = amax > 0.f ? amax / 127.f : 1.f;
-  for (int idx = threadIdx.x; idx < rows * (D / 2); idx += kThreads) {
-    const int r = idx / (D / 2), c = (idx % (D / 2)) * 2;
-    char2 out = make_char2(0, 0);
+#pragma unroll
+  for (int e = 0; e < kPer; ++e) {
+    const int idx = threadIdx.x + e * kThreads;
+    const int r = idx / kChunks, c = (idx % kChunks) * 8;
+    uint32_t w[2] = {0u, 0u};
     if (r < valid) {
-      const float2 f =
-          __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(src + r * stride + c));
-      const float x = shift ? f.x - shift[c] : f.x;
-      const float y = shift ? f.y - shift[c + 1] : f.y;
-      out = make_char2(QuantInt8(x, scale), QuantInt8(y, scale));
+#pragma unroll
+      for (int q = 0; q < 8; ++q)
+        w[q / 4] |= static_cast<uint32_t>(static_cast<uint8_t>(QuantInt8(x[e][q], scale)))
+                    << (8 * (q % 4));
     }
-    *reinterpret_cast<char2*>(dst + r * D + c) = out;
+    *reinterpret_cast<uint2*>(dst + r * D + c) = make_uint2(w[0], w[1]);
   }
   return scale;
 }
@@ -76,27 +96,31 @@ __global__ void __launch_bounds__(kThreads) QuantizeKernel(
   __syncthreads();
   const int64_t row0 = static_cast<int64_t>(i) * kBlockQ;
   const int q_valid = static_cast<int>(MinI64(kBlockQ, d.seq_len - row0));
-  const float sq = QuantizeRows<D>(q + d.TokenOffset(b, row0, h), d.stride_l, kBlockQ, q_valid,
-                                   nullptr, q8 + (bh * d.q_blocks * kBlockQ + row0) * D, red);
+  const float sq = QuantizeRows<D, kBlockQ>(q + d.TokenOffset(b, row0, h), d.stride_l, q_valid,
+                                            nullptr, q8 + (bh * d.q_blocks * kBlockQ + row0) * D,
+                                            red);
   if (threadIdx.x == 0) qscale[bh * d.q_blocks + i] = sq;
   for (int sub = 0; sub < 2; ++sub) {
     const int j = 2 * i + sub;
     if (j >= d.k_blocks) break;
     const int64_t key0 = static_cast<int64_t>(j) * kBlockK;
     const int valid = static_cast<int>(MinI64(kBlockK, d.seq_len - key0));
-    const float sk = QuantizeRows<D>(k + d.TokenOffset(b, key0, h), d.stride_l, kBlockK, valid,
-                                     mu, k8 + (bh * d.k_blocks * kBlockK + key0) * D, red);
+    const float sk = QuantizeRows<D, kBlockK>(k + d.TokenOffset(b, key0, h), d.stride_l, valid,
+                                              mu, k8 + (bh * d.k_blocks * kBlockK + key0) * D,
+                                              red);
     if (threadIdx.x == 0) kscale[bh * d.k_blocks + j] = sk;
     // V block -> shared (scaled, fp32), then written transposed in FP8.
-    for (int idx = threadIdx.x; idx < kBlockK * (D / 2); idx += kThreads) {
-      const int r = idx / (D / 2), c = (idx % (D / 2)) * 2;
-      float2 f = make_float2(0.f, 0.f);
-      if (r < valid) {
-        f = __bfloat1622float2(
-            *reinterpret_cast<const __nv_bfloat162*>(v + d.TokenOffset(b, key0 + r, h) + c));
+    for (int idx = threadIdx.x; idx < kBlockK * (D / 8); idx += kThreads) {
+      const int r = idx / (D / 8), c = (idx % (D / 8)) * 8;
+      uint4 raw = make_uint4(0, 0, 0, 0);
+      if (r < valid) raw = *reinterpret_cast<const uint4*>(v + d.TokenOffset(b, key0 + r, h) + c);
+      const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const float2 f = __bfloat1622float2(h2[q]);
+        vtile[r][c + 2 * q] = f.x / sv[c + 2 * q];
+        vtile[r][c + 2 * q + 1] = f.y / sv[c + 2 * q + 1];
       }
-      vtile[r][c] = f.x / sv[c];
-      vtile[r][c + 1] = f.y / sv[c + 1];
     }
     __syncthreads();
     uint8_t* vdst = vt8 + (bh * d.k_blocks + j) * D * kBlockK;
