@@ -1,8 +1,8 @@
-// Epilogue of the sparse kernels: the CTA's 128 x D output rows go through a
-// shared bf16 tile so that global memory sees 16-byte coalesced accesses, and
-// the read of the linear branch's value (blend) is issued for all of a
-// thread's chunks before any store, instead of one dependent
-// read-modify-write per 4 bytes.
+// Epilogue of the sparse kernels: the CTA's 128 x D output rows (a Hopper
+// warpgroup's 64) go through a shared bf16 tile so that global memory sees
+// 16-byte coalesced accesses, and the read of the linear branch's value
+// (blend) is issued for all of a thread's chunks before any store, instead
+// of one dependent read-modify-write per 4 bytes.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -27,19 +27,22 @@ __device__ __forceinline__ void StageOut(uint8_t* stage, int row, int col, float
       __floats2bfloat162_rn(x, y);
 }
 
-// out[r, :] = stage[r, :] (+ out[r, :] when accumulate) for r < valid_rows.
-// out points at row 0 of the tile; rows are stride_l elements apart.
-template <int D, int kThreads>
+// out[r, :] = stage[r, :] (+ out[r, :] when accumulate) for r < valid_rows
+// of a kRows-row tile, by kThreads threads numbered tid (the CTA, or one
+// warpgroup for its own rows). out points at row 0 of the tile; rows are
+// stride_l elements apart.
+template <int D, int kThreads, int kRows = kOutRows>
 __device__ __forceinline__ void StoreOutRows(const uint8_t* stage, __nv_bfloat16* out,
-                                             int64_t stride_l, int valid_rows, bool accumulate) {
+                                             int64_t stride_l, int valid_rows, bool accumulate,
+                                             int tid = threadIdx.x) {
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
-  constexpr int kPer = kOutRows * kChunks / kThreads;
-  static_assert(kOutRows * kChunks % kThreads == 0, "threads must divide the tile");
+  constexpr int kPer = kRows * kChunks / kThreads;
+  static_assert(kRows * kChunks % kThreads == 0, "threads must divide the tile");
   uint4 prev[kPer];
   if (accumulate) {
 #pragma unroll
     for (int e = 0; e < kPer; ++e) {
-      const int idx = threadIdx.x + e * kThreads;
+      const int idx = tid + e * kThreads;
       const int r = idx / kChunks, c = idx % kChunks;
       prev[e] = r < valid_rows ? *reinterpret_cast<const uint4*>(out + r * stride_l + c * 8)
                                : make_uint4(0, 0, 0, 0);
@@ -47,7 +50,7 @@ __device__ __forceinline__ void StoreOutRows(const uint8_t* stage, __nv_bfloat16
   }
 #pragma unroll
   for (int e = 0; e < kPer; ++e) {
-    const int idx = threadIdx.x + e * kThreads;
+    const int idx = tid + e * kThreads;
     const int r = idx / kChunks, c = idx % kChunks;
     if (r >= valid_rows) continue;
     uint4 v = *reinterpret_cast<const uint4*>(stage + r * OutStageStride<D>() + c * 16);

@@ -96,42 +96,13 @@ __device__ __forceinline__ void WarpArrive(uint32_t bar) {
   if ((threadIdx.x & 31) == 0) MbarArrive(bar);
 }
 
-// out[r, :] = stage[r, :] (+ out[r, :]) for the warpgroup's 64 rows.
+// out[r, :] = stage[r, :] (+ out[r, :]) for the warpgroup's 64 rows (tid
+// is the thread's index in the warpgroup).
 template <int D>
 __device__ __forceinline__ void StoreRows64(const uint8_t* stage, __nv_bfloat16* out,
                                             int64_t stride_l, int valid_rows, bool accumulate,
                                             int tid) {
-  constexpr int kChunks = D / 8;
-  constexpr int kPer = 64 * kChunks / 128;
-  uint4 prev[kPer];
-  if (accumulate) {
-#pragma unroll
-    for (int e = 0; e < kPer; ++e) {
-      const int idx = tid + e * 128;
-      const int r = idx / kChunks, c = idx % kChunks;
-      prev[e] = r < valid_rows ? *reinterpret_cast<const uint4*>(out + r * stride_l + c * 8)
-                               : make_uint4(0, 0, 0, 0);
-    }
-  }
-#pragma unroll
-  for (int e = 0; e < kPer; ++e) {
-    const int idx = tid + e * 128;
-    const int r = idx / kChunks, c = idx % kChunks;
-    if (r >= valid_rows) continue;
-    uint4 v = *reinterpret_cast<const uint4*>(stage + r * detail::OutStageStride<D>() + c * 16);
-    if (accumulate) {
-      uint32_t* vw = reinterpret_cast<uint32_t*>(&v);
-      const uint32_t* pw = reinterpret_cast<const uint32_t*>(&prev[e]);
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&vw[q]));
-        const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&pw[q]));
-        const __nv_bfloat162 sum = __floats2bfloat162_rn(a.x + b.x, a.y + b.y);
-        vw[q] = *reinterpret_cast<const uint32_t*>(&sum);
-      }
-    }
-    *reinterpret_cast<uint4*>(out + r * stride_l + c * 8) = v;
-  }
+  detail::StoreOutRows<D, 128, 64>(stage, out, stride_l, valid_rows, accumulate, tid);
 }
 
 // ----------------------------------------------------------- host side
