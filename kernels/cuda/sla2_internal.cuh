@@ -105,6 +105,19 @@ cudaError_t LaunchSparseLowBit(const Sla2Problem& p, const Sla2Dims& d, int64_t 
 
 namespace detail {
 
+// 16-byte streaming load (read once: no L1 allocation). volatile keeps a
+// group of them issued together ahead of the arithmetic that uses them,
+// which is what keeps enough bytes in flight in the memory-bound stages
+// (ncu on PoolKernel: plain loads were interleaved with the sums and the
+// kernel stalled on each).
+__device__ __forceinline__ uint4 LoadStream16(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
 // Copies kRows rows of kRowBytes bytes (row r at gbase + r * row_stride_bytes)
 // into a swizzled shared tile; rows >= valid_rows become zeros.
 template <int kRows, int kRowBytes, int kThreads>

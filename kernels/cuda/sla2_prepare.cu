@@ -8,17 +8,6 @@ namespace {
 
 constexpr int kPoolThreads = 256;
 
-// 16-byte streaming load (read once: no L1 allocation). volatile keeps a
-// group of them issued together ahead of the arithmetic that uses them,
-// which is what keeps enough bytes in flight (ncu: the plain loads were
-// interleaved with the sums and the kernel stalled on each).
-__device__ __forceinline__ uint4 LoadStream16(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
 
 // One CTA per (64-token key block, batch), all heads; a thread handles 8
 // channels with 16-byte loads, so every row read is coalesced and many rows
@@ -65,14 +54,14 @@ __global__ void __launch_bounds__(kPoolThreads) PoolKernel(
 #pragma unroll
       for (int u = 0; u < kU; ++u) {
         const int64_t off = base + (r + u) * d.stride_l;
-        qr[u] = LoadStream16(q + off);
-        kr[u] = LoadStream16(k + off);
+        qr[u] = detail::LoadStream16(q + off);
+        kr[u] = detail::LoadStream16(k + off);
       }
       if (vamax != nullptr) {
         uint4 vr[kU];
 #pragma unroll
         for (int u = 0; u < kU; ++u)
-          vr[u] = LoadStream16(v + base + (r + u) * d.stride_l);
+          vr[u] = detail::LoadStream16(v + base + (r + u) * d.stride_l);
 #pragma unroll
         for (int u = 0; u < kU; ++u) amax(vm, vr[u]);
       }

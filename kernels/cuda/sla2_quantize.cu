@@ -37,15 +37,20 @@ __device__ float QuantizeRows(const __nv_bfloat16* src, int64_t stride, int vali
   constexpr int kChunks = D / 8;
   constexpr int kPer = kRows * kChunks / kThreads;
   static_assert(kRows * kChunks % kThreads == 0, "threads divide the tile");
+  uint4 raw[kPer];  // all loads issued before any arithmetic
+#pragma unroll
+  for (int e = 0; e < kPer; ++e) {
+    const int idx = threadIdx.x + e * kThreads;
+    const int r = idx / kChunks, c = (idx % kChunks) * 8;
+    raw[e] = r < valid ? detail::LoadStream16(src + r * stride + c) : make_uint4(0, 0, 0, 0);
+  }
   float x[kPer][8];
   float amax = 0.f;
 #pragma unroll
   for (int e = 0; e < kPer; ++e) {
     const int idx = threadIdx.x + e * kThreads;
     const int r = idx / kChunks, c = (idx % kChunks) * 8;
-    uint4 raw = make_uint4(0, 0, 0, 0);
-    if (r < valid) raw = *reinterpret_cast<const uint4*>(src + r * stride + c);
-    const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
+    const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&raw[e]);
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
       const float2 f = __bfloat1622float2(h2[q]);
@@ -112,8 +117,8 @@ __global__ void __launch_bounds__(kThreads) QuantizeKernel(
     // V block -> shared (scaled, fp32), then written transposed in FP8.
     for (int idx = threadIdx.x; idx < kBlockK * (D / 8); idx += kThreads) {
       const int r = idx / (D / 8), c = (idx % (D / 8)) * 8;
-      uint4 raw = make_uint4(0, 0, 0, 0);
-      if (r < valid) raw = *reinterpret_cast<const uint4*>(v + d.TokenOffset(b, key0 + r, h) + c);
+      const uint4 raw = r < valid ? detail::LoadStream16(v + d.TokenOffset(b, key0 + r, h) + c)
+                                  : make_uint4(0, 0, 0, 0);
       const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
