@@ -140,9 +140,16 @@ Sla2Workspace::~Sla2Workspace() {
 
 const int32_t* Sla2Workspace::lut() const { return buffers_ ? buffers_->lut : nullptr; }
 const int32_t* Sla2Workspace::counts() const { return buffers_ ? buffers_->counts : nullptr; }
-bool Sla2Workspace::linear_fused() const { return buffers_ && buffers_->linear_fused; }
+bool Sla2Workspace::linear_fused() const { return buffers_ && buffers_->linear_fused(); }
 const char* Sla2Workspace::linear_kernel() const {
-  return buffers_ ? buffers_->linear_kernel : "";
+  using F = Buffers::LinearForm;
+  switch (buffers_ ? buffers_->linear_form : F::kNone) {
+    case F::kOwn: return "own";
+    case F::kFused: return "fused";
+    case F::kHopperTiles: return "hopper";
+    case F::kNone: break;
+  }
+  return "";
 }
 const char* Sla2Workspace::sparse_kernel() const {
   return buffers_ ? buffers_->sparse_kernel : "";
@@ -241,7 +248,7 @@ Sla2Status Sla2RunStage(Sla2Stage stage, const Sla2Problem& p, Sla2Workspace& ws
           w.sparse_kernel = "lowbit-mma";
           e = LaunchSparseLowBit(p, d, cap, w, stream);
         }
-      } else if (p.alpha != nullptr && w.linear_fused) {
+      } else if (p.alpha != nullptr && w.linear_fused()) {
         // The linear stage left phi(K~), H_tot and z_i for the fused kernel,
         // valid only for the problem and block lists it ran with.
         if (!(LinearKeyOf(p, w.route_epoch) == w.fused_for))

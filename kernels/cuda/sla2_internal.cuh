@@ -43,10 +43,17 @@ struct Sla2Workspace::Buffers {
   // Linear branch fused into the Hopper sparse kernel (FusedLinearApplies).
   __nv_bfloat16* phik = nullptr;  // [B,H,T_n*64,D] phi(K~) per key row, padded rows 0
   float* zi = nullptr;            // [B,H,T_m,D] z_tot - sum of the tile's kept z_j
-  bool linear_fused = false;      // the last kLinear stage prepared the fused kernel
+  // How the last kLinear stage ran (Sla2Workspace::linear_kernel names it):
+  // kFused and kHopperTiles use the phi(K~) states; kFused leaves O_l to the
+  // bf16 Hopper sparse kernel, kHopperTiles (low-bit) ends with
+  // LaunchLinearTilesHopper.
+  enum class LinearForm { kNone, kOwn, kFused, kHopperTiles };
+  LinearForm linear_form = LinearForm::kNone;
+  bool linear_fused() const { return linear_form == LinearForm::kFused; }
+  bool linear_phik() const {
+    return linear_form == LinearForm::kFused || linear_form == LinearForm::kHopperTiles;
+  }
   const char* sparse_kernel = "";  // what the last kSparse stage ran (Sla2Workspace::sparse_kernel)
-  const char* linear_kernel = "";  // how the last kLinear stage ran (Sla2Workspace::linear_kernel)
-  bool linear_tiles_hopper = false;  // low-bit: kLinear ends with LaunchLinearTilesHopper
   // What that kLinear stage ran for: kSparse runs the fused kernel only for
   // the same problem and block lists (route_epoch counts kRoute runs).
   struct LinearKey {
@@ -91,7 +98,7 @@ cudaError_t LaunchPrepare(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace
 cudaError_t LaunchRoute(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,
                         Sla2Workspace::Buffers& w, cudaStream_t s);
 // The linear stage in two parts: the per-key-block states (after kPrepare;
-// decides w.linear_fused) and the per-query-tile part (after kRoute too).
+// decides w.linear_form) and the per-query-tile part (after kRoute too).
 cudaError_t LaunchLinearStates(const Sla2Problem& p, const Sla2Dims& d,
                                Sla2Workspace::Buffers& w, cudaStream_t s);
 cudaError_t LaunchLinearTiles(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,

@@ -533,7 +533,7 @@ cudaError_t LaunchStatesD(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace
   const auto* kp = static_cast<const __nv_bfloat16*>(p.k);
   const auto* vp = static_cast<const __nv_bfloat16*>(p.v);
   constexpr int kStatesSmem = 2 * 2 * kBlockK * 2 * D;  // two buffers of K and V tiles
-  if (w.linear_fused || w.linear_tiles_hopper) {
+  if (w.linear_phik()) {
     PhiKKernel<D><<<dim3(d.k_blocks, static_cast<unsigned>(bh)), 256, 0, s>>>(
         kp, d, w.kmean, w.phik, w.zblk, w.ztot);
     // Two CTAs per SM (registers; 64 KB of tiles each at D = 128): few H_tot atomics.
@@ -564,11 +564,12 @@ template <int D>
 cudaError_t LaunchTilesD(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                          Sla2Workspace::Buffers& w, cudaStream_t s) {
   const int64_t bh = static_cast<int64_t>(d.batch) * d.heads;
-  if (w.linear_fused || w.linear_tiles_hopper) {
+  if (w.linear_phik()) {
     KeptZKernel<<<dim3(d.q_blocks, static_cast<unsigned>(bh)), D, 0, s>>>(
         w.zblk, w.ztot, w.lut, w.counts, cap, d, w.zi);
     cudaError_t e = cudaGetLastError();
-    if (e == cudaSuccess && w.linear_tiles_hopper) e = LaunchLinearTilesHopper(p, d, cap, w, s);
+    if (e == cudaSuccess && w.linear_form == Sla2Workspace::Buffers::LinearForm::kHopperTiles)
+      e = LaunchLinearTilesHopper(p, d, cap, w, s);
     return e;
   }
   LinearArgs a{static_cast<const __nv_bfloat16*>(p.q), w.hblk, w.zblk, w.htot, w.ztot, w.lut,
@@ -585,13 +586,13 @@ cudaError_t LaunchTilesD(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
 
 cudaError_t LaunchLinearStates(const Sla2Problem& p, const Sla2Dims& d,
                                Sla2Workspace::Buffers& w, cudaStream_t s) {
-  w.linear_fused = false;
-  w.linear_tiles_hopper = false;
-  w.linear_kernel = "";
+  using F = Sla2Workspace::Buffers::LinearForm;
+  w.linear_form = F::kNone;
   if (p.alpha == nullptr) return cudaSuccess;  // alpha = 1: no linear branch
-  w.linear_fused = FusedLinearApplies(p) && w.phik != nullptr;
-  w.linear_tiles_hopper = LinearTilesHopperApplies(p) && w.phik != nullptr;
-  w.linear_kernel = w.linear_fused ? "fused" : w.linear_tiles_hopper ? "hopper" : "own";
+  const bool phik = w.phik != nullptr;
+  w.linear_form = phik && FusedLinearApplies(p)         ? F::kFused
+                  : phik && LinearTilesHopperApplies(p) ? F::kHopperTiles
+                                                        : F::kOwn;
   return d.head_dim == 64 ? LaunchStatesD<64>(p, d, w, s) : LaunchStatesD<128>(p, d, w, s);
 }
 
