@@ -96,16 +96,94 @@ __device__ __forceinline__ void WarpArrive(uint32_t bar) {
   if ((threadIdx.x & 31) == 0) MbarArrive(bar);
 }
 
-// out[r, :] = stage[r, :] (+ out[r, :]) for the warpgroup's 64 rows (tid
-// is the thread's index in the warpgroup).
+// What the producer decoded for a tile, handed to the consumers through
+// shared memory (two slots, by tile parity: slot k & 1 is rewritten for tile
+// k + 2 only after every consumer warp released tile k + 1's Q, i.e. after
+// its epilogue of tile k), so the consumers issue no dependent global loads
+// of their own at a tile's start or end.
+struct TileInfo {
+  int i, h, b, cnt;
+  float alpha;   // 1 when out holds no linear part
+  float qscale;  // low-bit: s_q log2(e) / sqrt(D)
+  int pad[2];
+};
+static_assert(sizeof(TileInfo) == 32, "16-byte aligned slots");
+
+// Per stage of the K/V ring: the kept block's index and (low-bit) its K
+// scale, written by the producer before it arms the stage's full-K barrier.
+struct StageMeta {
+  int j;
+  float kscale;
+};
+
+// Producer side: fills `info` for the tile and returns it.
+__device__ __forceinline__ TileInfo WriteTileInfo(TileInfo* info, const HopperTile& t,
+                                                  const float* alpha, int q_blocks,
+                                                  float qscale) {
+  const TileInfo v{t.i, t.h, t.b, t.cnt,
+                   alpha ? alpha[static_cast<int64_t>(t.h) * q_blocks + t.i] : 1.f, qscale, {0, 0}};
+  *info = v;
+  return v;
+}
+
+// The epilogue's output tile of one warpgroup: 64 rows x D bf16 as D / 64
+// boxes of 64 rows x 128 bytes with the 128-byte swizzle, i.e. exactly the
+// boxes of the out tensor map, so one thread stores it with TMA (or adds it
+// to what out holds) while the warpgroup goes on to the next tile.
 template <int D>
-__device__ __forceinline__ void StoreRows64(const uint8_t* stage, __nv_bfloat16* out,
-                                            int64_t stride_l, int valid_rows, bool accumulate,
-                                            int tid) {
-  detail::StoreOutRows<D, 128, 64>(stage, out, stride_l, valid_rows, accumulate, tid);
+struct OutStage {
+  static constexpr int kBytes = 64 * D * 2;  // per warpgroup
+  uint8_t* base;                             // 1024-byte aligned
+  // Row `row`, columns col, col + 1 (col even). A warp's fragment writes hit
+  // 32 distinct banks: the swizzle spreads its 8 rows over 8 16-byte units.
+  __device__ void Put(int row, int col, float x, float y) const {
+    const int off = (col / 64) * 64 * 128 + row * 128 + ((((col % 64) / 8) ^ (row & 7)) << 4) +
+                    (col % 8) * 2;
+    *reinterpret_cast<__nv_bfloat162*>(base + off) = __floats2bfloat162_rn(x, y);
+  }
+};
+
+// Before a warpgroup writes its OutStage: its previous TMA store has read it.
+__device__ __forceinline__ void OutStageAcquire(int wg, int wtid) {
+  if (wtid == 0) BulkWaitRead();
+  NamedBarrier(1 + wg, 128);
+}
+
+// After the writes: the warpgroup's 64 rows from `row0` of head h, batch b
+// go to out by TMA (add: added to out's values, the blend with the linear
+// branch's part). Rows past the sequence are clipped by the map, and a
+// warpgroup whose rows all lie past it stores nothing.
+template <int D>
+__device__ __forceinline__ void OutStageStore(const OutStage<D>& st, const CUtensorMap* map,
+                                              bool add, int row0, int64_t seq_len, int h, int b,
+                                              int wg, int wtid) {
+  FenceProxyAsyncShared();
+  NamedBarrier(1 + wg, 128);
+  if (wtid == 0 && row0 < seq_len) {
+#pragma unroll
+    for (int c = 0; c < D / 64; ++c) {
+      const uint32_t src = detail::SmemAddr(st.base) + c * 64 * 128;
+      if (add) {
+        TmaStore4d<true>(map, src, c * 64, row0, h, b);
+      } else {
+        TmaStore4d<false>(map, src, c * 64, row0, h, b);
+      }
+    }
+    BulkCommit();
+  }
+}
+
+// A consumer warpgroup leaving the kernel: its stores are complete.
+__device__ __forceinline__ void OutStageDrain(int wtid) {
+  if (wtid == 0) BulkWait();
 }
 
 // ----------------------------------------------------------- host side
+
+// 4-D map (channels, tokens, heads, batch) over q, k, v or out (the
+// problem's element strides), boxes of 64 channels x box_rows tokens,
+// 128-byte swizzle, zeros past the end on loads, clipped on stores.
+bool MakeQkvMap(CUtensorMap* map, const void* base, const Sla2Dims& d, int box_rows);
 
 // Number of SMs when the current device is the sm_90 these kernels are built
 // for, else 0.

@@ -69,18 +69,20 @@ struct Smem {
   // Fused at D = 128: three 48 KB stages are what fits beside Q and the
   // output staging (227 KB per CTA).
   static constexpr int kStages = kFused && D == 128 ? 3 : 4;
-  static constexpr int kOutStride = detail::OutStageStride<D>();
   static constexpr int kStageOff = kQBytes;
   // Output staging; when fused it first carries H_i [D][D] bf16 (D/64 MN-major
   // chunks of D rows x 128 bytes, like a V tile) from both warpgroups to both.
   static constexpr int kOutOff = kStageOff + kStages * kStageBytes;
   static constexpr int kHiChunkBytes = D * 128;
-  static constexpr int kBarOff = kOutOff + kBlockQ * kOutStride;
+  static constexpr int kOutBytes = 2 * OutStage<D>::kBytes;
+  static constexpr int kInfoOff = kOutOff + kOutBytes;  // two TileInfo slots
+  static constexpr int kMetaOff = kInfoOff + 2 * static_cast<int>(sizeof(TileInfo));
+  static constexpr int kBarOff = kMetaOff + kStages * static_cast<int>(sizeof(StageMeta));
   static constexpr int kBarBytes = RingBarriers<kStages>::kBytes;
   static constexpr int kZOff = kBarOff + kBarBytes;  // fused: z_i per warpgroup, 2 x D floats
   static constexpr int kBytes = kZOff + (kFused ? 2 * D * 4 : 0) + 1024;  // + alignment slack
   static_assert(kOutOff % 1024 == 0 && kBarOff % 8 == 0, "alignment");
-  static_assert(!kFused || kBlockQ * kOutStride >= kHiChunkBytes * kChunks, "H_i fits the staging");
+  static_assert(!kFused || kOutBytes >= kHiChunkBytes * kChunks, "H_i fits the staging");
   static_assert(kBytes <= 227 * 1024, "shared memory per CTA");
 };
 
@@ -247,7 +249,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     SparseBf16HopperKernel(const __grid_constant__ CUtensorMap tmap_q,
                            const __grid_constant__ CUtensorMap tmap_k,
                            const __grid_constant__ CUtensorMap tmap_v,
-                           const __grid_constant__ CUtensorMap tmap_phik, HopperArgs args) {
+                           const __grid_constant__ CUtensorMap tmap_phik,
+                           const __grid_constant__ CUtensorMap tmap_out, HopperArgs args) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using S = Smem<D, kFused>;
   constexpr int kStages = S::kStages;
@@ -259,6 +262,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto k_tile = [&](int st) { return base + S::kStageOff + st * S::kStageBytes; };
   auto v_tile = [&](int st) { return k_tile(st) + S::kKBytes; };
   auto phik_tile = [&](int st) { return v_tile(st) + S::kKBytes; };  // fused only
+  TileInfo* const info = reinterpret_cast<TileInfo*>(smem + S::kInfoOff);
+  StageMeta* const meta = reinterpret_cast<StageMeta*>(smem + S::kMetaOff);
   const RingBarriers<kStages> bar{base + S::kBarOff};  // full_v also covers phi(K~)
   const Sla2Dims& d = args.d;
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
@@ -281,8 +286,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     int64_t it = 0;  // K/V blocks loaded so far, over all tiles of this CTA
     int k = 0;       // tiles so far
     for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
-      const auto [i, h, b, cnt, lut_row] = DecodeTile(tile, args);
+      const HopperTile ht = DecodeTile(tile, args);
+      const auto [i, h, b, cnt, lut_row] = ht;
       if (k > 0) MbarWait(bar.q_empty(), (k - 1) & 1);  // consumers' last Q K^T of the previous tile
+      WriteTileInfo(info + (k & 1), ht, args.alpha, d.q_blocks, 0.f);
       MbarArriveExpectTx(bar.q_full(), S::kQBytes);
 #pragma unroll
       for (int c = 0; c < S::kChunks; ++c)
@@ -290,7 +297,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int n = 0; n < cnt; ++n, ++it) {
         const int st = static_cast<int>(it % kStages);
         MbarWait(bar.empty(st), ((it / kStages) & 1) ^ 1);
-        const int key0 = lut_row[n] * kBlockK;
+        const int j = lut_row[n];
+        meta[st].j = j;  // read by the consumers once the stage's loads complete
+        const int key0 = j * kBlockK;
         if constexpr (!kLinearOnly) {
           MbarArriveExpectTx(bar.full_k(st), S::kKBytes);
 #pragma unroll
@@ -319,7 +328,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int g = lane >> 2, t = lane & 3;
   const int wrow = (warp % 4) * 16;  // first row of this warp inside the warpgroup
   const int wtid = threadIdx.x % 128;
-  uint8_t* const out_stage = smem + S::kOutOff + wg * 64 * S::kOutStride;
+  const OutStage<D> out_stage{smem + S::kOutOff + wg * OutStage<D>::kBytes};
   // Fused: the G rows (phi channels) of this thread's accumulator rows g, g + 8.
   const int grow = (D == 128 ? 64 * wg : 0) + wrow + g;
   // Scores in the log2 domain: exp(x/sqrt(D)) = exp2(x * log2(e)/sqrt(D)).
@@ -329,7 +338,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   int64_t it = 0;
   int k = 0;
   for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
-    const auto [i, h, b, cnt, lut_row] = DecodeTile(tile, args);
+    MbarWait(bar.q_full(), k & 1);
+    const TileInfo ti = info[k & 1];
+    const int i = ti.i, h = ti.h, b = ti.b, cnt = ti.cnt;
     const int64_t bh = static_cast<int64_t>(b) * d.heads + h;
 
     float o[D / 8][4];
@@ -353,7 +364,6 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (wtid < D) zi = args.zi[(bh * d.q_blocks + i) * D + wtid];
     }
 
-    MbarWait(bar.q_full(), k & 1);
     uint32_t qf[D / 16][4];
     if (kFused || cnt > 0) LoadQFrags<D>(q_s, wg * 64 + wrow, qf);
     WarpArrive(bar.q_empty());  // Q is in registers: the producer may load the next tile's
@@ -374,10 +384,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       uint32_t p[4][4];
       int st = static_cast<int>(it % kStages);
       uint32_t ph = static_cast<uint32_t>((it / kStages) & 1);
-      int64_t key0 = static_cast<int64_t>(lut_row[0]) * kBlockK;
       turns.MyTurn();
       MbarWait(bar.full_k(st), ph);
       IssueQK<D>(s, qf, k_tile(st));
+      int64_t key0 = static_cast<int64_t>(meta[st].j) * kBlockK;
       turns.PassTurn();
       WgmmaWait<0>();
       RegFence(s);
@@ -389,10 +399,10 @@ __global__ void __launch_bounds__(kThreads, 1)
         const int64_t next = it + n;
         st = static_cast<int>(next % kStages);
         ph = static_cast<uint32_t>((next / kStages) & 1);
-        key0 = static_cast<int64_t>(lut_row[n]) * kBlockK;
         turns.MyTurn();
         MbarWait(bar.full_k(st), ph);
         IssueQK<D>(s, qf, k_tile(st));        // S of block n ...
+        key0 = static_cast<int64_t>(meta[st].j) * kBlockK;
         MbarWait(bar.full_v(st_prev), ph_prev);
         IssuePV<D, kFused>(o, p, v_tile(st_prev), ga, phik_tile(st_prev), wg);  // ... P V of n-1
         turns.PassTurn();
@@ -429,15 +439,15 @@ __global__ void __launch_bounds__(kThreads, 1)
       it += cnt;
     }
 
-    const float alpha =
-        args.alpha ? args.alpha[static_cast<int64_t>(h) * d.q_blocks + i] : 1.f;
+    const float alpha = ti.alpha;
     float fl[2] = {0.f, 0.f};  // fused: (1 - alpha) / phi(Q) z_i per row half
     if constexpr (kFused) {
       // Linear branch: H_i to shared memory (MN-major chunks, 128-byte
       // swizzle), then O_l numerator = phi(Q) H_i by wgmma into ga.
       uint8_t* const hi_s = smem + S::kOutOff;
       float* const zloc = reinterpret_cast<float*>(smem + S::kZOff) + wg * D;
-      NamedBarrier(5, 256);  // both warpgroups' previous stores have read the staging area
+      if (wtid == 0) BulkWaitRead();  // this warpgroup's previous store has read the staging
+      NamedBarrier(5, 256);
       if (D == 128 || (warp % 4) / 2 == wg) {  // D = 64: both hold all rows, each writes half
 #pragma unroll
         for (int nt = 0; nt < D / 8; ++nt)
@@ -475,7 +485,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         fl[half] = (!all_kept && den[half] > 0.f) ? (1.f - alpha) / den[half] : 0.f;
       NamedBarrier(5, 256);  // both warpgroups have read H_i: the staging area is free
     } else {
-      NamedBarrier(1 + wg, 128);  // the previous tile's stores have read the staging tile
+      OutStageAcquire(wg, wtid);
     }
     // alpha * O_s / l (+ (1 - alpha) O_l) through the warpgroup's staging tile.
 #pragma unroll
@@ -490,16 +500,14 @@ __global__ void __launch_bounds__(kThreads, 1)
           x = fmaf(ga[nt][2 * half], fl[half], x);
           y = fmaf(ga[nt][2 * half + 1], fl[half], y);
         }
-        detail::StageOut<D>(out_stage, row, nt * 8 + 2 * t, x, y);
+        out_stage.Put(row, nt * 8 + 2 * t, x, y);
       }
     }
-    NamedBarrier(1 + wg, 128);
-    const int64_t row0 = static_cast<int64_t>(i) * kBlockQ + wg * 64;
-    const int valid = static_cast<int>(MinI64(64, d.seq_len - row0));
-    if (valid > 0)
-      StoreRows64<D>(out_stage, args.out + d.TokenOffset(b, row0, h), d.stride_l, valid,
-                     !kFused && args.alpha != nullptr, wtid);
+    // Unfused with alpha, out holds the linear branch's part: add to it.
+    OutStageStore<D>(out_stage, &tmap_out, !kFused && args.alpha != nullptr,
+                     i * kBlockQ + wg * 64, d.seq_len, h, b, wg, wtid);
   }
+  OutStageDrain(wtid);
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
 
@@ -514,15 +522,6 @@ bool MakeTensorMap(CUtensorMap* map, const void* base, uint64_t rows, const cuui
                          CU_TENSOR_MAP_SWIZZLE_128B);
 }
 
-// q/k/v/out layout: element strides of the problem (stride_b may be 0 for
-// batch 1; that dimension is never stepped then).
-bool MakeQkvMap(CUtensorMap* map, const void* base, const Sla2Dims& d, int box_rows) {
-  const cuuint64_t strides[3] = {
-      static_cast<cuuint64_t>(d.stride_l) * 2, static_cast<cuuint64_t>(d.stride_h) * 2,
-      static_cast<cuuint64_t>(d.batch > 1 ? d.stride_b : d.stride_l) * 2};
-  return MakeTensorMap(map, base, static_cast<uint64_t>(d.seq_len), strides, d, box_rows);
-}
-
 // phi(K~) written by the linear stage: dense [B, H, T_n * 64, D].
 bool MakePhiKMap(CUtensorMap* map, const void* base, const Sla2Dims& d) {
   const uint64_t rows = static_cast<uint64_t>(d.k_blocks) * kBlockK;
@@ -534,9 +533,9 @@ bool MakePhiKMap(CUtensorMap* map, const void* base, const Sla2Dims& d) {
 template <int D, bool kFused, bool kLinearOnly = false>
 cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                    Sla2Workspace::Buffers& w, cudaStream_t s, int sms) {
-  CUtensorMap tq, tk, tv, tphik;
+  CUtensorMap tq, tk, tv, tphik, tout;
   if (!MakeQkvMap(&tq, p.q, d, kBlockQ) || !MakeQkvMap(&tk, p.k, d, kBlockK) ||
-      !MakeQkvMap(&tv, p.v, d, kBlockK))
+      !MakeQkvMap(&tv, p.v, d, kBlockK) || !MakeQkvMap(&tout, p.out, d, 64))
     return cudaErrorNotSupported;
   if constexpr (kFused) {
     if (!MakePhiKMap(&tphik, w.phik, d)) return cudaErrorNotSupported;
@@ -560,7 +559,7 @@ cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                !EnvIsZero("SLA2_HOPPER_L2_HINTS")};
   const int64_t ctas = PersistentCtas(sms, a.num_tiles);
   SparseBf16HopperKernel<D, kFused, kLinearOnly>
-      <<<static_cast<unsigned>(ctas), kThreads, S::kBytes, s>>>(tq, tk, tv, tphik, a);
+      <<<static_cast<unsigned>(ctas), kThreads, S::kBytes, s>>>(tq, tk, tv, tphik, tout, a);
   return cudaGetLastError();
 }
 
@@ -587,6 +586,15 @@ PFN_cuTensorMapEncodeTiled_v12000 TensorMapEncoder() {
 // Unset SLA2_SPARSE_KERNEL: the Hopper kernels where they apply iff this.
 constexpr bool kHopperByDefault = true;
 }  // namespace
+
+// q/k/v/out layout: element strides of the problem (stride_b may be 0 for
+// batch 1; that dimension is never stepped then).
+bool MakeQkvMap(CUtensorMap* map, const void* base, const Sla2Dims& d, int box_rows) {
+  const cuuint64_t strides[3] = {
+      static_cast<cuuint64_t>(d.stride_l) * 2, static_cast<cuuint64_t>(d.stride_h) * 2,
+      static_cast<cuuint64_t>(d.batch > 1 ? d.stride_b : d.stride_l) * 2};
+  return MakeTensorMap(map, base, static_cast<uint64_t>(d.seq_len), strides, d, box_rows);
+}
 
 bool EncodeTensorMap(CUtensorMap* map, CUtensorMapDataType type, int rank, const void* base,
                      const cuuint64_t* dims, const cuuint64_t* strides, const cuuint32_t* box,
@@ -653,7 +661,7 @@ bool HopperLinearApplies(const Sla2Problem& p) {
   const Sla2Dims d = MakeDims(p);
   CUtensorMap probe;
   return MakeQkvMap(&probe, p.q, d, kBlockQ) && MakeQkvMap(&probe, p.k, d, kBlockK) &&
-         MakeQkvMap(&probe, p.v, d, kBlockK);
+         MakeQkvMap(&probe, p.v, d, kBlockK) && MakeQkvMap(&probe, p.out, d, 64);
 }
 
 bool FusedLinearApplies(const Sla2Problem& p) { return !p.low_bit && HopperLinearApplies(p); }

@@ -32,7 +32,7 @@ struct LowBitHopperArgs {
   int64_t lut_capacity;
   const float* qscale;  // [B,H,T_m]
   const float* kscale;  // [B,H,T_n]
-  const float* vscale;  // [B,H,D]
+  const float* vscale;  // [B,H,D], 16-byte aligned rows
   const float* alpha;   // null: alpha = 1 and out holds no linear part
   __nv_bfloat16* out;
   Sla2Dims d;
@@ -40,9 +40,18 @@ struct LowBitHopperArgs {
   bool pingpong;
 };
 
+// Per tile slot: the producer's TileInfo and the head's V scales (a bulk
+// copy counted on the Q barrier).
+template <int D>
+struct LowBitTileInfo {
+  TileInfo t;
+  float sv[D];
+};
+
 // Shared-memory map: Q (128 rows of D bytes), a ring of stages each holding
 // one kept block's K (64 rows of D bytes) and V^T (D rows of 64 bytes), the
-// output staging tile and the mbarriers. Rows of 128 bytes use the 128-byte
+// output staging tiles, two tile slots, the stages' metadata and the
+// mbarriers. Rows of 128 bytes use the 128-byte
 // swizzle (1 KB atoms), rows of 64 bytes the 64-byte one (512-byte atoms).
 template <int D>
 struct LowBitSmem {
@@ -52,13 +61,16 @@ struct LowBitSmem {
   static constexpr int kStageBytes = kKBytes + kVBytes;
   static constexpr int kStages = 8;
   static constexpr int kStageOff = kQBytes;
-  static constexpr int kOutStride = detail::OutStageStride<D>();
   static constexpr int kOutOff = kStageOff + kStages * kStageBytes;
-  static constexpr int kBarOff = kOutOff + kBlockQ * kOutStride;
+  static constexpr int kInfoOff = kOutOff + 2 * OutStage<D>::kBytes;
+  static constexpr int kMetaOff = kInfoOff + 2 * static_cast<int>(sizeof(LowBitTileInfo<D>));
+  static constexpr int kBarOff = kMetaOff + kStages * static_cast<int>(sizeof(StageMeta));
   static constexpr int kBarBytes = RingBarriers<kStages>::kBytes;
   static constexpr int kBytes = kBarOff + kBarBytes + 1024;  // + alignment slack
   static_assert(kStageOff % 1024 == 0 && kKBytes % 1024 == 0 && kStageBytes % 1024 == 0,
                 "swizzle atoms stay aligned");
+  static_assert(kOutOff % 1024 == 0, "the output boxes use the 128-byte swizzle");
+  static_assert(kInfoOff % 16 == 0 && sizeof(LowBitTileInfo<D>) % 16 == 0, "bulk copy alignment");
   static_assert(kBarOff % 8 == 0, "mbarrier alignment");
   static_assert(kBytes <= 227 * 1024, "shared memory per CTA");
 };
@@ -205,7 +217,8 @@ template <int D>
 __global__ void __launch_bounds__(kThreads, 1)
     SparseLowBitHopperKernel(const __grid_constant__ CUtensorMap tmap_q,
                              const __grid_constant__ CUtensorMap tmap_k,
-                             const __grid_constant__ CUtensorMap tmap_v, LowBitHopperArgs args) {
+                             const __grid_constant__ CUtensorMap tmap_v,
+                             const __grid_constant__ CUtensorMap tmap_out, LowBitHopperArgs args) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using S = LowBitSmem<D>;
   constexpr int kStages = S::kStages;
@@ -216,10 +229,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t q_s = base;
   auto k_tile = [&](int st) { return base + S::kStageOff + st * S::kStageBytes; };
   auto v_tile = [&](int st) { return k_tile(st) + S::kKBytes; };
+  LowBitTileInfo<D>* const info = reinterpret_cast<LowBitTileInfo<D>*>(smem + S::kInfoOff);
+  StageMeta* const meta = reinterpret_cast<StageMeta*>(smem + S::kMetaOff);
   const RingBarriers<kStages> bar{base + S::kBarOff};
   const Sla2Dims& d = args.d;
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
   bar.Init();
+  const float score_log2 = 1.4426950408889634f * rsqrtf(static_cast<float>(D));
 
   if (warp >= kProducerWarp) {
     SetMaxRegs<kProducerRegs, false>();
@@ -227,16 +243,24 @@ __global__ void __launch_bounds__(kThreads, 1)
     int64_t it = 0;  // K/V blocks loaded so far, over all tiles of this CTA
     int k = 0;       // tiles so far
     for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
-      const auto [i, h, b, cnt, lut_row] =
-          DecodeTile(tile, d, args.counts, args.lut, args.lut_capacity);
+      const HopperTile ht = DecodeTile(tile, d, args.counts, args.lut, args.lut_capacity);
+      const auto [i, h, b, cnt, lut_row] = ht;
       const int64_t bh = static_cast<int64_t>(b) * d.heads + h;
+      const float* kscale = args.kscale + bh * d.k_blocks;
+      const float qscale = args.qscale[bh * d.q_blocks + i] * score_log2;
       if (k > 0) MbarWait(bar.q_empty(), (k - 1) & 1);  // consumers hold the previous Q in registers
-      MbarArriveExpectTx(bar.q_full(), S::kQBytes);
+      LowBitTileInfo<D>* const slot = info + (k & 1);
+      WriteTileInfo(&slot->t, ht, args.alpha, d.q_blocks, qscale);
+      MbarArriveExpectTx(bar.q_full(), S::kQBytes + D * 4);
       TmaLoad2d(q_s, &tmap_q, bar.q_full(), 0, static_cast<int>((bh * d.q_blocks + i) * kBlockQ));
+      BulkLoad(detail::SmemAddr(slot->sv), args.vscale + bh * D, D * 4, bar.q_full());
       for (int n = 0; n < cnt; ++n, ++it) {
         const int st = static_cast<int>(it % kStages);
+        const int jn = lut_row[n];
+        const float ks = kscale[jn];
         MbarWait(bar.empty(st), ((it / kStages) & 1) ^ 1);
-        const int64_t j = bh * d.k_blocks + lut_row[n];
+        meta[st] = StageMeta{jn, ks};  // read by the consumers once full-K completes
+        const int64_t j = bh * d.k_blocks + jn;
         MbarArriveExpectTx(bar.full_k(st), S::kKBytes);
         TmaLoad2d(k_tile(st), &tmap_k, bar.full_k(st), 0, static_cast<int>(j * kBlockK));
         MbarArriveExpectTx(bar.full_v(st), S::kVBytes);
@@ -252,25 +276,22 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int g = lane >> 2, t = lane & 3;
   const int wrow = (warp % 4) * 16;
   const int wtid = threadIdx.x % 128;
-  uint8_t* const out_stage = smem + S::kOutOff + wg * 64 * S::kOutStride;
-  const float score_log2 = 1.4426950408889634f * rsqrtf(static_cast<float>(D));
+  const OutStage<D> out_stage{smem + S::kOutOff + wg * OutStage<D>::kBytes};
   const PingPong turns{args.pingpong, wg};  // as in the bf16 kernel
   turns.Start();
   int64_t it = 0;
   int k = 0;
   for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
-    const auto [i, h, b, cnt, lut_row] =
-        DecodeTile(tile, d, args.counts, args.lut, args.lut_capacity);
-    const int64_t bh = static_cast<int64_t>(b) * d.heads + h;
-    const float* kscale = args.kscale + bh * d.k_blocks;
-    const float fq = args.qscale[bh * d.q_blocks + i] * score_log2;
+    MbarWait(bar.q_full(), k & 1);
+    const LowBitTileInfo<D>* const slot = info + (k & 1);
+    const TileInfo ti = slot->t;
+    const int cnt = ti.cnt;
 
     float o[D / 8][4];
 #pragma unroll
     for (int nt = 0; nt < D / 8; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
 
-    MbarWait(bar.q_full(), k & 1);
     uint32_t qf[D / 32][4];
     if (cnt > 0) LoadQ8Frags<D>(q_s, wg * 64 + wrow, qf);
     WarpArrive(bar.q_empty());
@@ -280,16 +301,13 @@ __global__ void __launch_bounds__(kThreads, 1)
       uint32_t p[2][4];
       int st = static_cast<int>(it % kStages);
       uint32_t ph = static_cast<uint32_t>((it / kStages) & 1);
-      int j = lut_row[0];
-      float f = fq * kscale[j];
-      // The next block's index and scale, loaded one block ahead so their
-      // latency hides under this block's GEMMs.
-      int j_next = cnt > 1 ? lut_row[1] : 0;
-      float ks_next = cnt > 1 ? kscale[j_next] : 0.f;
       turns.MyTurn();
       MbarWait(bar.full_k(st), ph);
       IssueQK8<D>(s, qf, k_tile(st));
       turns.PassTurn();
+      StageMeta sm = meta[st];
+      float f = ti.qscale * sm.kscale;
+      int j = sm.j;
       WgmmaWait<0>();
       RegFence(s);
       SoftmaxStep8(s, m, l, f, int64_t{j} * kBlockK, d.seq_len, t, r);  // r = 0: O is 0
@@ -300,15 +318,12 @@ __global__ void __launch_bounds__(kThreads, 1)
         const int64_t next = it + n;
         st = static_cast<int>(next % kStages);
         ph = static_cast<uint32_t>((next / kStages) & 1);
-        j = j_next;
-        f = fq * ks_next;
-        if (n + 1 < cnt) {
-          j_next = lut_row[n + 1];
-          ks_next = kscale[j_next];
-        }
         turns.MyTurn();
         MbarWait(bar.full_k(st), ph);
         IssueQK8<D>(s, qf, k_tile(st));  // S of block n ...
+        sm = meta[st];
+        f = ti.qscale * sm.kscale;
+        j = sm.j;
         MbarWait(bar.full_v(st_prev), ph_prev);
         IssuePV8<D>(ta, p, v_tile(st_prev));  // ... P V of block n-1
         turns.PassTurn();
@@ -339,30 +354,25 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     // alpha * O_s = alpha * O s_v / l (l carries the 448 of P^) through the
     // warpgroup's staging tile, added to the linear branch's value in out.
-    const float alpha =
-        args.alpha ? args.alpha[static_cast<int64_t>(h) * d.q_blocks + i] : 1.f;
-    const float* sv = args.vscale + bh * D;
-    NamedBarrier(1 + wg, 128);  // the previous tile's stores have read the staging tile
+    const float* sv = slot->sv;
+    OutStageAcquire(wg, wtid);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const float lsum = detail::QuadSum(l[half]);
-      const float fo = lsum > 0.f ? alpha / lsum : 0.f;  // no kept block: O_s = 0
+      const float fo = lsum > 0.f ? ti.alpha / lsum : 0.f;  // no kept block: O_s = 0
       const int row = wrow + g + half * 8;
 #pragma unroll
       for (int nt = 0; nt < D / 8; ++nt) {
         const int c = nt * 8 + 2 * t;
         const float2 s2 = *reinterpret_cast<const float2*>(sv + c);
-        detail::StageOut<D>(out_stage, row, c, o[nt][2 * half] * s2.x * fo,
-                            o[nt][2 * half + 1] * s2.y * fo);
+        out_stage.Put(row, c, o[nt][2 * half] * s2.x * fo, o[nt][2 * half + 1] * s2.y * fo);
       }
     }
-    NamedBarrier(1 + wg, 128);
-    const int64_t row0 = static_cast<int64_t>(i) * kBlockQ + wg * 64;
-    const int valid = static_cast<int>(MinI64(64, d.seq_len - row0));
-    if (valid > 0)
-      StoreRows64<D>(out_stage, args.out + d.TokenOffset(b, row0, h), d.stride_l, valid,
-                     args.alpha != nullptr, wtid);
+    // With alpha, out holds (1 - alpha) O_l from the linear stage: add to it.
+    OutStageStore<D>(out_stage, &tmap_out, args.alpha != nullptr, ti.i * kBlockQ + wg * 64,
+                     d.seq_len, ti.h, ti.b, wg, wtid);
   }
+  OutStageDrain(wtid);
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
 
@@ -384,8 +394,9 @@ cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
   // TMA coordinates are int32 rows of the flattened buffers.
   if (bh * d.k_blocks * D > INT_MAX || bh * d.q_blocks * kBlockQ > INT_MAX)
     return cudaErrorNotSupported;
-  CUtensorMap tq, tk, tv;
-  if (!MakeByteMap(&tq, w.q8, D, bh * d.q_blocks * kBlockQ, kBlockQ) ||
+  CUtensorMap tq, tk, tv, tout;
+  if (!MakeQkvMap(&tout, p.out, d, 64) ||
+      !MakeByteMap(&tq, w.q8, D, bh * d.q_blocks * kBlockQ, kBlockQ) ||
       !MakeByteMap(&tk, w.k8, D, bh * d.k_blocks * kBlockK, kBlockK) ||
       !MakeByteMap(&tv, w.vt8, kBlockK, bh * d.k_blocks * D, D))
     return cudaErrorNotSupported;
@@ -399,7 +410,7 @@ cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                      int64_t{d.q_blocks} * bh, !EnvIsZero("SLA2_HOPPER_PINGPONG")};
   const int64_t ctas = PersistentCtas(sms, a.num_tiles);
   SparseLowBitHopperKernel<D><<<static_cast<unsigned>(ctas), kThreads, S::kBytes, s>>>(tq, tk, tv,
-                                                                                       a);
+                                                                                       tout, a);
   return cudaGetLastError();
 }
 
