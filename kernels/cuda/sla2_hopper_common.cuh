@@ -134,12 +134,17 @@ template <int D>
 struct OutStage {
   static constexpr int kBytes = 64 * D * 2;  // per warpgroup
   uint8_t* base;                             // 1024-byte aligned
-  // Row `row`, columns col, col + 1 (col even). A warp's fragment writes hit
-  // 32 distinct banks: the swizzle spreads its 8 rows over 8 16-byte units.
-  __device__ void Put(int row, int col, float x, float y) const {
-    const int off = (col / 64) * 64 * 128 + row * 128 + ((((col % 64) / 8) ^ (row & 7)) << 4) +
-                    (col % 8) * 2;
-    *reinterpret_cast<__nv_bfloat162*>(base + off) = __floats2bfloat162_rn(x, y);
+  // A warp's 16 rows from `wrow` x 16 columns from col16 (a multiple of
+  // 16), in accumulator-layout bf16 pairs: r[0] rows g / columns col16 +
+  // 2t.., r[1] rows g + 8, r[2] and r[3] the same 8 columns further. One
+  // stmatrix; the swizzle gives each 8-row matrix 8 distinct 16-byte units.
+  __device__ void Put16x16(int wrow, int col16, uint32_t r0, uint32_t r1, uint32_t r2,
+                           uint32_t r3) const {
+    const int l = threadIdx.x & 31, m = l >> 3;
+    const int row = wrow + (l & 7) + (m & 1) * 8;
+    const int col = col16 + (m >> 1) * 8;
+    const int off = (col / 64) * 64 * 128 + row * 128 + ((((col % 64) / 8) ^ (row & 7)) << 4);
+    StMatrixX4(detail::SmemAddr(base) + off, r0, r1, r2, r3);
   }
 };
 

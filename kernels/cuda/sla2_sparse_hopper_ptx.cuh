@@ -337,6 +337,16 @@ __device__ __forceinline__ void WgmmaE4m3RS_N128(float (&d)[16][4], const uint32
 #undef SV_ACC128
 #undef SV_ACC64
 
+// Four 8 x 8 bf16 matrices to shared memory: lane l gives the address of
+// row l % 8 of matrix l / 8 (16 bytes), and register j of every lane holds
+// its two elements of matrix j in the mma accumulator layout.
+__device__ __forceinline__ void StMatrixX4(uint32_t addr, uint32_t r0, uint32_t r1, uint32_t r2,
+                                           uint32_t r3) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr),
+               "r"(r0), "r"(r1), "r"(r2), "r"(r3)
+               : "memory");
+}
+
 // Orders this thread's ordinary shared-memory writes before later reads by
 // the async proxy (wgmma operands, TMA).
 __device__ __forceinline__ void FenceProxyAsyncShared() {

@@ -354,20 +354,27 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     // alpha * O_s = alpha * O s_v / l (l carries the 448 of P^) through the
     // warpgroup's staging tile, added to the linear branch's value in out.
-    const float* sv = slot->sv;
-    OutStageAcquire(wg, wtid);
+    // The head's V scales and the row sums first: their latency then hides
+    // under the wait for the staging tile.
+    float2 sv[D / 8];
+#pragma unroll
+    for (int nt = 0; nt < D / 8; ++nt)
+      sv[nt] = *reinterpret_cast<const float2*>(slot->sv + nt * 8 + 2 * t);
+    float fo[2];
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const float lsum = detail::QuadSum(l[half]);
-      const float fo = lsum > 0.f ? ti.alpha / lsum : 0.f;  // no kept block: O_s = 0
-      const int row = wrow + g + half * 8;
-#pragma unroll
-      for (int nt = 0; nt < D / 8; ++nt) {
-        const int c = nt * 8 + 2 * t;
-        const float2 s2 = *reinterpret_cast<const float2*>(sv + c);
-        out_stage.Put(row, c, o[nt][2 * half] * s2.x * fo, o[nt][2 * half + 1] * s2.y * fo);
-      }
+      fo[half] = lsum > 0.f ? ti.alpha / lsum : 0.f;  // no kept block: O_s = 0
     }
+    OutStageAcquire(wg, wtid);
+    auto scaled = [&](int nt, int half) {
+      return detail::PackBf16(o[nt][2 * half] * sv[nt].x * fo[half],
+                              o[nt][2 * half + 1] * sv[nt].y * fo[half]);
+    };
+#pragma unroll
+    for (int nt = 0; nt < D / 8; nt += 2)
+      out_stage.Put16x16(wrow, nt * 8, scaled(nt, 0), scaled(nt, 1), scaled(nt + 1, 0),
+                         scaled(nt + 1, 1));
     // With alpha, out holds (1 - alpha) O_l from the linear stage: add to it.
     OutStageStore<D>(out_stage, &tmap_out, args.alpha != nullptr, ti.i * kBlockQ + wg * 64,
                      d.seq_len, ti.h, ti.b, wg, wtid);
