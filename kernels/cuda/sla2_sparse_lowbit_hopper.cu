@@ -273,7 +273,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // Consumer warpgroups.
   SetMaxRegs<kConsumerRegs, true>();
   const int wg = warp / 4;
-  const int g = lane >> 2, t = lane & 3;
+  const int t = lane & 3;
   const int wrow = (warp % 4) * 16;
   const int wtid = threadIdx.x % 128;
   const OutStage<D> out_stage{smem + S::kOutOff + wg * OutStage<D>::kBytes};
