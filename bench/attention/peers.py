@@ -31,11 +31,17 @@ SLA_BLKQ, SLA_BLKK = 128, 64
 
 
 def bench(fn, iters):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
     start = torch.cuda.Event(enable_timing=True)
     end = torch.cuda.Event(enable_timing=True)
+    # Warm-up as sla2_bench: at least 3 calls and 50 ms of GPU work.
+    warm_ms, calls = 0.0, 0
+    while calls < 3 or warm_ms < 50.0:
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        warm_ms += start.elapsed_time(end)
+        calls += 1
     times = []
     for _ in range(iters):
         start.record()

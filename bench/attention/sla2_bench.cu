@@ -70,8 +70,18 @@ float MedianMs(F&& fn, int iters) {
   cudaEvent_t a, b;
   CHECK_CUDA(cudaEventCreate(&a));
   CHECK_CUDA(cudaEventCreate(&b));
-  for (int i = 0; i < 2; ++i) fn();  // warm-up
-  CHECK_CUDA(cudaDeviceSynchronize());
+  // Warm-up: at least 3 calls and 50 ms of GPU work (clocks ramp up, L2
+  // and TLBs reach their steady state); peers.py warms up the same way.
+  float warm_ms = 0.f;
+  for (int i = 0; i < 3 || warm_ms < 50.f; ++i) {
+    CHECK_CUDA(cudaEventRecord(a));
+    fn();
+    CHECK_CUDA(cudaEventRecord(b));
+    CHECK_CUDA(cudaEventSynchronize(b));
+    float ms = 0.f;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
+    warm_ms += ms;
+  }
   std::vector<float> ts;
   for (int i = 0; i < iters; ++i) {
     CHECK_CUDA(cudaEventRecord(a));
