@@ -116,14 +116,11 @@ struct StageMeta {
   float kscale;
 };
 
-// Producer side: fills `info` for the tile and returns it.
-__device__ __forceinline__ TileInfo WriteTileInfo(TileInfo* info, const HopperTile& t,
-                                                  const float* alpha, int q_blocks,
-                                                  float qscale) {
-  const TileInfo v{t.i, t.h, t.b, t.cnt,
+// Producer side: fills `info` for the tile.
+__device__ __forceinline__ void WriteTileInfo(TileInfo* info, const HopperTile& t,
+                                              const float* alpha, int q_blocks, float qscale) {
+  *info = TileInfo{t.i, t.h, t.b, t.cnt,
                    alpha ? alpha[static_cast<int64_t>(t.h) * q_blocks + t.i] : 1.f, qscale, {0, 0}};
-  *info = v;
-  return v;
 }
 
 // The epilogue's output tile of one warpgroup: 64 rows x D bf16 as D / 64
@@ -135,9 +132,10 @@ struct OutStage {
   static constexpr int kBytes = 64 * D * 2;  // per warpgroup
   uint8_t* base;                             // 1024-byte aligned
   // A warp's 16 rows from `wrow` x 16 columns from col16 (a multiple of
-  // 16), in accumulator-layout bf16 pairs: r[0] rows g / columns col16 +
-  // 2t.., r[1] rows g + 8, r[2] and r[3] the same 8 columns further. One
-  // stmatrix; the swizzle gives each 8-row matrix 8 distinct 16-byte units.
+  // 16), in accumulator-layout bf16 pairs: r0 rows g, columns col16 + 2t
+  // and + 1; r1 rows g + 8; r2 and r3 the same 8 columns further. One
+  // stmatrix; the swizzle gives each 8-row matrix 8 distinct 16-byte units
+  // (no bank conflicts).
   __device__ void Put16x16(int wrow, int col16, uint32_t r0, uint32_t r1, uint32_t r2,
                            uint32_t r3) const {
     const int l = threadIdx.x & 31, m = l >> 3;

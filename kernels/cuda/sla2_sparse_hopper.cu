@@ -12,7 +12,12 @@
 //    both operands in shared memory, P V by wgmma with P in registers;
 //  - within a warpgroup the softmax of block n runs while P V of block n-1 is
 //    on the tensor cores (S of n and P V of n-1 are issued back to back);
-//  - epilogue through a per-warpgroup shared tile, 16-byte coalesced stores.
+//  - the producer hands each tile's metadata (indices, count, alpha) and each
+//    stage's block index to the consumers through shared memory, so they
+//    issue no dependent global loads at a tile's start or end;
+//  - epilogue: stmatrix into a per-warpgroup swizzled tile that one thread
+//    stores with TMA (a TMA reduce-add where out already holds the linear
+//    branch's part) while the warpgroup goes on to the next tile.
 // The fused variant (kFused) also computes the linear branch, so the module
 // needs no per-tile pass of its own (sla2.md 2.4, pre-aggregation):
 //  - a third tile per stage, phi(K~_j) (written once by the linear stage),

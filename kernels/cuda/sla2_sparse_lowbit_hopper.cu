@@ -7,7 +7,8 @@
 // grid in query-block-fastest order, one TMA producer warp running a ring
 // of K/V stages ahead across tiles, two consumer warpgroups of 64 query rows
 // that issue S of block n and P V of block n-1 back to back and take turns
-// (ping-pong).
+// (ping-pong), tile metadata (with the q / k scales and the head's V scales)
+// from the producer through shared memory, and the TMA-stored epilogue.
 // Operands come from kQuantize (sla2_quantize.cu): q8 / k8 rows of D bytes
 // (K-major for S = Q K^T) and V^T per key block, [D][64] bytes with the keys
 // of each 32-key chunk in Fp8KeyOfPosition order, K-major for P V. That order
