@@ -30,26 +30,27 @@ SLA_BRANCHES = [("main", "sla_main"), ("SLA-1", "sla_SLA_1")]
 SLA_BLKQ, SLA_BLKK = 128, 64
 
 
+def timed_ms(fn, start, end):
+    """GPU time of one call, as sla2_bench measures it: the GPU spins for
+    about 1 ms first, so the call's host-side work (Python, launches) happens
+    while the GPU still has queued work and the events time GPU execution."""
+    torch.cuda._sleep(2_000_000)
+    start.record()
+    fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end)
+
+
 def bench(fn, iters):
     start = torch.cuda.Event(enable_timing=True)
     end = torch.cuda.Event(enable_timing=True)
     # Warm-up as sla2_bench: at least 3 calls and 50 ms of GPU work.
     warm_ms, calls = 0.0, 0
     while calls < 3 or warm_ms < 50.0:
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        warm_ms += start.elapsed_time(end)
+        warm_ms += timed_ms(fn, start, end)
         calls += 1
-    times = []
-    for _ in range(iters):
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    times.sort()
+    times = sorted(timed_ms(fn, start, end) for _ in range(iters))
     return times[len(times) // 2]
 
 

@@ -65,6 +65,29 @@ struct Shape {
   int dim;
 };
 
+// Keeps the GPU busy for `cycles` so that the timed call's host-side work
+// (tensor maps, launch) happens while the GPU still has queued work: the
+// events then time GPU execution only, as nvbench does. peers.py times the
+// PyTorch peers the same way (torch.cuda._sleep).
+__global__ void SpinKernel(long long cycles) {
+  const long long t0 = clock64();
+  while (clock64() - t0 < cycles) {
+  }
+}
+
+// GPU time of one call of fn, in ms (events around it, a spin ahead).
+template <typename F>
+float TimedMs(F& fn, cudaEvent_t a, cudaEvent_t b) {
+  SpinKernel<<<1, 1>>>(2000000);  // ~1 ms
+  CHECK_CUDA(cudaEventRecord(a));
+  fn();
+  CHECK_CUDA(cudaEventRecord(b));
+  CHECK_CUDA(cudaEventSynchronize(b));
+  float ms = 0.f;
+  CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
+  return ms;
+}
+
 template <typename F>
 float MedianMs(F&& fn, int iters) {
   cudaEvent_t a, b;
@@ -73,25 +96,9 @@ float MedianMs(F&& fn, int iters) {
   // Warm-up: at least 3 calls and 50 ms of GPU work (clocks ramp up, L2
   // and TLBs reach their steady state); peers.py warms up the same way.
   float warm_ms = 0.f;
-  for (int i = 0; i < 3 || warm_ms < 50.f; ++i) {
-    CHECK_CUDA(cudaEventRecord(a));
-    fn();
-    CHECK_CUDA(cudaEventRecord(b));
-    CHECK_CUDA(cudaEventSynchronize(b));
-    float ms = 0.f;
-    CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
-    warm_ms += ms;
-  }
+  for (int i = 0; i < 3 || warm_ms < 50.f; ++i) warm_ms += TimedMs(fn, a, b);
   std::vector<float> ts;
-  for (int i = 0; i < iters; ++i) {
-    CHECK_CUDA(cudaEventRecord(a));
-    fn();
-    CHECK_CUDA(cudaEventRecord(b));
-    CHECK_CUDA(cudaEventSynchronize(b));
-    float ms = 0.f;
-    CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
-    ts.push_back(ms);
-  }
+  for (int i = 0; i < iters; ++i) ts.push_back(TimedMs(fn, a, b));
   CHECK_CUDA(cudaGetLastError());
   cudaEventDestroy(a);
   cudaEventDestroy(b);
