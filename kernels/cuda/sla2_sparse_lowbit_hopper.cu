@@ -153,7 +153,7 @@ __device__ __forceinline__ void SoftmaxStep8(int (&s)[8][4], float (&m)[2], floa
     q = max(q, __shfl_xor_sync(0xffffffffu, q, 2));
     // Every kept block has a valid key, so the new maximum is finite.
     const float mn = fmaxf(m[h], static_cast<float>(q) * f);
-    r[h] = exp2f(m[h] - mn);
+    r[h] = detail::Exp2Ftz(m[h] - mn);  // 0 for the first block (m = -inf)
     m[h] = mn;
     l[h] *= r[h];
     // exp2(x f - mn + log2 448) with x = float(bits + magic) - magic: the
