@@ -9,6 +9,8 @@ BLKQ 128 / BLKK 64, softmax feature map) when its Python package is found
 under SLA_SRC (default .peers, git-ignored: never vendored into the
 repository). Prints ms, effective TFLOPS (4 B H L^2 D / t) and % of the ideal
 time of docs/kernels.md §4 (kept fraction of the dense work at 989 TFLOPS).
+Times are GPU time, the median over the calls, measured as sla2_bench does
+(warm-up of at least 3 calls and 50 ms, a GPU spin ahead of each timed call).
 
     SLA_SRC=.peers python3 bench/attention/peers.py LUT_DIR
 

@@ -4,7 +4,9 @@
 // ideal time of docs/kernels.md §4 (kept fraction of the dense work at the
 // tensor-core peak: 989 TFLOPS bf16, 1979 TOPS 8-bit). Writes the block lists
 // it routed (lut_<shape>_<keep>.bin) so bench/attention/peers.py can time
-// FlexAttention on the same blocks in the same run.
+// FlexAttention on the same blocks in the same run. Times are GPU time, the
+// median over --iters calls (see MedianMs / TimedMs; peers.py times the same
+// way).
 //
 //   sla2_bench [--lut-dir DIR] [--iters N] [--shapes 1.3B,14B] [--sparse-only 1]
 #include <cuda_bf16.h>
