@@ -1,6 +1,7 @@
 // Kernel benchmark: prints tables (median of repeated runs after a warm-up).
 //   1. GEMM: our Linear vs raw cblas_sgemm on the DiT's shapes (GFLOP/s, ratio).
-//   2. Attention: dense vs SLA2 (fp32 and low-bit) at video token counts
+//   2. Conv3d: ours vs raw cblas_sgemm on a prebuilt im2col (VAE shapes).
+//   3. Attention: dense vs SLA2 (fp32 and low-bit) at video token counts
 //      (ms, speedup) and the backend's peak bytes per call.
 // Usage: kernels_bench [--threads N] [--quick]
 #include <cblas.h>
@@ -75,6 +76,48 @@ void BenchGemm(sv::Backend& be, int threads, int reps) {
   }
 }
 
+// The VAE decoder's 3x3x3 convolutions at the default 256x256 video: our
+// Conv3d (im2col in L2-sized tiles, one GEMM per tile) against one
+// multi-threaded OpenBLAS sgemm over the whole im2col matrix built
+// beforehand, i.e. against the GEMM alone of the untiled method, its im2col
+// pass not even counted.
+void BenchConv3d(sv::Backend& be, int threads, int reps) {
+  std::printf("\n== Conv3d 3x3x3, pad 1 (VAE decoder shapes), x[C,T,H,W] ==\n");
+  std::printf("%4s %4s %2s %4s %4s | %12s %12s %7s\n", "C", "O", "T", "H", "W", "Conv3d GF/s",
+              "sgemm GF/s", "ratio");
+  const int shapes[][5] = {{12, 12, 3, 256, 256}, {12, 3, 3, 256, 256}, {24, 24, 3, 128, 128},
+                           {48, 48, 3, 64, 64}};
+  for (const auto& s : shapes) {
+    const int C = s[0], O = s[1], T = s[2], H = s[3], W = s[4];
+    const int64_t K = int64_t{C} * 27, To = T - 2, N = To * H * W;
+    sv::Tensor x = Random(be, {C, T, H, W}, 6, -1, 1), w = Random(be, {O, C, 3, 3, 3}, 7, -0.1f, 0.1f);
+    sv::Tensor y = be.Empty({O, To, H, W});
+    const double flop = 2.0 * O * K * N;
+    const double t_conv = MedianSeconds(reps, [&] { be.Conv3d(x, w, nullptr, 1, 1, y); });
+    std::vector<float> col(static_cast<size_t>(K * N)), y2(static_cast<size_t>(O * N));
+    for (int64_t kk = 0; kk < K; ++kk) {  // im2col, untimed
+      const int64_t dx = kk % 3, dy = (kk / 3) % 3, dt = (kk / 9) % 3, c = kk / 27;
+      for (int64_t t = 0; t < To; ++t)
+        for (int64_t oy = 0; oy < H; ++oy)
+          for (int64_t ox = 0; ox < W; ++ox) {
+            const int64_t iy = oy + dy - 1, ix = ox + dx - 1;
+            col[kk * N + (t * H + oy) * W + ox] =
+                iy < 0 || iy >= H || ix < 0 || ix >= W
+                    ? 0.f
+                    : x.f32()[((c * T + t + dt) * H + iy) * W + ix];
+          }
+    }
+    openblas_set_num_threads(threads);
+    const double t_raw = MedianSeconds(reps, [&] {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, N, K, 1.f, w.f32(), K, col.data(),
+                  N, 0.f, y2.data(), N);
+    });
+    openblas_set_num_threads(1);
+    std::printf("%4d %4d %2d %4d %4d | %12.1f %12.1f %7.3f\n", C, O, T, H, W, flop / t_conv * 1e-9,
+                flop / t_raw * 1e-9, t_raw / t_conv);
+  }
+}
+
 void BenchAttention(sv::Backend& be, int reps, bool quick) {
   std::printf("\n== Attention: dense vs SLA2 (b_q 128, b_k 64, random alpha in [0.3,0.9]) ==\n");
   std::printf("%5s %2s %4s %5s | %9s %9s %9s | %8s %8s | %9s %9s\n", "L", "H", "d", "keep",
@@ -131,6 +174,8 @@ int main(int argc, char** argv) {
   std::printf("backend: %s\n", be->name().c_str());
   BenchGemm(*be, threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()),
             quick ? 3 : 5);
+  BenchConv3d(*be, threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()),
+              quick ? 3 : 5);
   BenchAttention(*be, quick ? 2 : 3, quick);
   return 0;
 }

@@ -57,13 +57,26 @@ TEST_F(ConvRopeTest, Conv3dMatchesDirectSum) {
   }
 }
 
-// Large enough that the im2col buffer is split into row chunks.
+// Large enough that each frame's output is split into many pixel tiles.
 TEST_F(ConvRopeTest, Conv3dChunkedColumns) {
   const int64_t C = 64, T = 3, H = 100, W = 100, O = 3;
   Tensor x = RandomTensor({C, T, H, W}, 43), w = RandomTensor({O, C, 3, 3, 3}, 44, -0.1f, 0.1f);
   Tensor y = be_->Empty({O, 1, H, W});
   be_->Conv3d(x, w, nullptr, 1, 1, y);
   ExpectClose(y.ToVector(), NaiveConv3d(x, w, nullptr, 1, 1), 1e-4, 1e-5, "conv3d chunked");
+}
+
+// Several frames, each split into pixel tiles that start and end inside an
+// output row, with padding wider than some kernel offsets (zeros at both
+// ends of a tile's rows).
+TEST_F(ConvRopeTest, Conv3dTilesCrossRows) {
+  const int64_t C = 40, T = 4, H = 13, W = 37, O = 5;  // K = 720: 352-pixel tiles, 507 per frame
+  Tensor x = RandomTensor({C, T, H, W}, 45), w = RandomTensor({O, C, 2, 3, 3}, 46, -0.1f, 0.1f);
+  Tensor b = RandomTensor({O}, 47);
+  const int64_t To = T - 1, Ho = H, Wo = W + 2 * 2 - 3 + 1;
+  Tensor y = be_->Empty({O, To, Ho, Wo});
+  be_->Conv3d(x, w, &b, 1, 2, y);
+  ExpectClose(y.ToVector(), NaiveConv3d(x, w, &b, 1, 2), 1e-4, 1e-5, "conv3d tiles");
 }
 
 TEST_F(ConvRopeTest, Conv3dBadShapeStops) {
