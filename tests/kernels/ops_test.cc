@@ -41,6 +41,26 @@ TEST_F(OpsTest, LinearMatchesScalarReference) {
   }
 }
 
+// Shapes large enough that Linear's GEMM is split over the two threads: by
+// rows of the output (200 x 600 x 64), by columns (96 x 1000 x 128: fewer
+// copies of the smaller operand), and a row count that leaves a short last
+// slab (20 x 3000 x 64).
+TEST_F(OpsTest, LinearSplitOverThreadsMatchesScalarReference) {
+  for (auto [m, n, k] : {std::tuple{200, 600, 64}, std::tuple{96, 1000, 128}, std::tuple{20, 3000, 64}}) {
+    Tensor x = RandomTensor({m, k}, 4), w = RandomTensor({n, k}, 5);
+    Tensor y = be_->Empty({m, n});
+    be_->Linear(x, w, nullptr, y);
+    std::vector<double> ref(static_cast<size_t>(m) * n);
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < n; ++j) {
+        double s = 0;
+        for (int c = 0; c < k; ++c) s += double(x.f32()[i * k + c]) * w.f32()[j * k + c];
+        ref[static_cast<size_t>(i) * n + j] = s;
+      }
+    ExpectClose(y.ToVector(), ref, 1e-4, 1e-5, "linear split");
+  }
+}
+
 TEST_F(OpsTest, LinearWithHalfPrecisionWeights) {
   const int m = 9, n = 11, k = 23;
   Tensor x = RandomTensor({m, k}, 4), w = RandomTensor({n, k}, 5);
