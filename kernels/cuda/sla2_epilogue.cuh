@@ -1,6 +1,6 @@
-// Epilogue of the sparse kernels: the CTA's 128 x D output rows (a Hopper
-// warpgroup's 64) go through a shared bf16 tile so that global memory sees
-// 16-byte coalesced accesses, and the read of the linear branch's value
+// Epilogue of the mma.sync sparse kernels: the CTA's 128 x D output rows go
+// through a shared bf16 tile so that global memory sees 16-byte coalesced
+// accesses, and the read of the linear branch's value
 // (blend) is issued for all of a thread's chunks before any store, instead
 // of one dependent read-modify-write per 4 bytes.
 #pragma once
@@ -28,16 +28,15 @@ __device__ __forceinline__ void StageOut(uint8_t* stage, int row, int col, float
 }
 
 // out[r, :] = stage[r, :] (+ out[r, :] when accumulate) for r < valid_rows
-// of a kRows-row tile, by kThreads threads numbered tid (the CTA, or one
-// warpgroup for its own rows). out points at row 0 of the tile; rows are
-// stride_l elements apart.
-template <int D, int kThreads, int kRows = kOutRows>
+// of the kOutRows-row tile, by the CTA's kThreads threads. out points at row
+// 0 of the tile; rows are stride_l elements apart.
+template <int D, int kThreads>
 __device__ __forceinline__ void StoreOutRows(const uint8_t* stage, __nv_bfloat16* out,
-                                             int64_t stride_l, int valid_rows, bool accumulate,
-                                             int tid = threadIdx.x) {
+                                             int64_t stride_l, int valid_rows, bool accumulate) {
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
-  constexpr int kPer = kRows * kChunks / kThreads;
-  static_assert(kRows * kChunks % kThreads == 0, "threads must divide the tile");
+  constexpr int kPer = kOutRows * kChunks / kThreads;
+  static_assert(kOutRows * kChunks % kThreads == 0, "threads must divide the tile");
+  const int tid = threadIdx.x;
   uint4 prev[kPer];
   if (accumulate) {
 #pragma unroll
