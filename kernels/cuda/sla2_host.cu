@@ -263,8 +263,11 @@ Sla2Status Sla2RunStage(Sla2Stage stage, const Sla2Problem& p, Sla2Workspace& ws
               "which cannot run on the current device");
       } else {
         // The wgmma/TMA kernel where it applies (sm_90), else the mma.sync one.
-        w.sparse_kernel = "hopper";
-        e = LaunchSparseBf16Hopper(p, d, cap, w, stream);
+        // 128-key steps unless SLA2_HOPPER_PAIRS=0 (sla2_sparse_hopper_pairs.cu).
+        const bool pairs = SparseBf16PairsSelected();
+        w.sparse_kernel = pairs ? "hopper-pairs" : "hopper";
+        e = pairs ? LaunchSparseBf16HopperPairs(p, d, cap, w, stream)
+                  : LaunchSparseBf16Hopper(p, d, cap, w, stream);
         if (e == cudaErrorNotSupported && !SparseHopperRequired()) {
           w.sparse_kernel = "mma";
           e = LaunchSparseBf16(p, d, cap, w, stream);

@@ -33,6 +33,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/cuda/sla2_hopper_bf16_steps.cuh"
 #include "kernels/cuda/sla2_hopper_common.cuh"
 #include "kernels/cuda/sla2_sparse_hopper.cuh"
 #include "kernels/cuda/sla2_warp_tiles.cuh"
@@ -91,23 +92,6 @@ struct Smem {
   static_assert(!kFused || kOutBytes >= kHiChunkBytes * kChunks, "H_i fits the staging");
   static_assert(kBytes <= 227 * 1024, "shared memory per CTA");
 };
-
-// The warp's 16 rows of Q (starting at tile row `row0`) as wgmma A fragments,
-// one per 16-channel k-step, read from the swizzled TMA tile with ldmatrix.
-// Q in registers leaves shared-memory bandwidth to K and V.
-template <int D>
-__device__ __forceinline__ void LoadQFrags(uint32_t q_s, int row0, uint32_t (&qf)[D / 16][4]) {
-  constexpr int kQChunkBytes = kBlockQ * 128;
-  const int l = threadIdx.x & 31;
-  const int row = row0 + (l & 7) + ((l >> 3) & 1) * 8;
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    const int unit = kk * 2 + (l >> 4);  // 16-byte unit along D
-    const uint32_t addr = q_s + (unit / 8) * kQChunkBytes + row * 128 +
-                          (((unit % 8) ^ (row & 7)) << 4);
-    detail::LdMatrixX4(addr, qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
-  }
-}
 
 constexpr int kKvChunkBytes = kBlockK * 128;
 
@@ -205,45 +189,6 @@ __device__ __forceinline__ void PhiQFrags(uint32_t (&qf)[D / 16][4], const float
       qf[kk][half + 2] = detail::PackBf16(x[kk][2], x[kk][3]);
     }
     den[half] = detail::QuadSum(dn);
-  }
-}
-
-// One online-softmax step over a 64-key block (rows g and g+8 of the warp):
-// masks keys >= seq_len, updates max m and partial sum l, turns s into P in
-// place; r = factors that rescale O (exp2 domain, scale folded in).
-__device__ __forceinline__ void SoftmaxStep(float (&s)[8][4], float (&m)[2], float (&l)[2],
-                                            float scale_log2, int64_t key0, int64_t seq_len,
-                                            int t, float (&r)[2]) {
-  if (key0 + kBlockK > seq_len) {
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      const int64_t key = key0 + nt * 8 + 2 * t;
-      if (key >= seq_len) s[nt][0] = s[nt][2] = -INFINITY;
-      if (key + 1 >= seq_len) s[nt][1] = s[nt][3] = -INFINITY;
-    }
-  }
-  float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-  for (int nt = 0; nt < 8; ++nt) {
-    mx[0] = fmaxf(mx[0], fmaxf(s[nt][0], s[nt][1]));
-    mx[1] = fmaxf(mx[1], fmaxf(s[nt][2], s[nt][3]));
-  }
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    // Every kept block has a valid key, so the new maximum is finite.
-    const float mn = fmaxf(m[h], detail::QuadMax(mx[h]) * scale_log2);
-    r[h] = exp2f(m[h] - mn);
-    m[h] = mn;
-    l[h] *= r[h];
-  }
-#pragma unroll
-  for (int nt = 0; nt < 8; ++nt) {
-    s[nt][0] = detail::Exp2Ftz(fmaf(s[nt][0], scale_log2, -m[0]));
-    s[nt][1] = detail::Exp2Ftz(fmaf(s[nt][1], scale_log2, -m[0]));
-    s[nt][2] = detail::Exp2Ftz(fmaf(s[nt][2], scale_log2, -m[1]));
-    s[nt][3] = detail::Exp2Ftz(fmaf(s[nt][3], scale_log2, -m[1]));
-    l[0] += s[nt][0] + s[nt][1];
-    l[1] += s[nt][2] + s[nt][3];
   }
 }
 
@@ -397,7 +342,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       turns.PassTurn();
       WgmmaWait<0>();
       RegFence(s);
-      SoftmaxStep(s, m, l, scale_log2, key0, d.seq_len, t, r);  // O = 0: r unused
+      SoftmaxStep<1>(s, m, l, scale_log2, {key0}, d.seq_len, t, r);  // O = 0: r unused
       detail::AccToAFrags(s, 1.f, p);
       for (int n = 1; n < cnt; ++n) {
         const int st_prev = st;
@@ -414,7 +359,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         turns.PassTurn();
         WgmmaWait<1>();                       // S done; P V still running
         RegFence(s);
-        SoftmaxStep(s, m, l, scale_log2, key0, d.seq_len, t, r);
+        SoftmaxStep<1>(s, m, l, scale_log2, {key0}, d.seq_len, t, r);
         WgmmaWait<0>();
         RegFence(o);
         RegFence(p);

@@ -235,8 +235,10 @@ __device__ __forceinline__ void WgmmaRS_N64(float (&d)[8][4], const uint32_t (&a
   "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "     \
   "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
 
-// d[64 x 128] (+)= A[64 x 16] (registers) * B[16 x 128], B MN-major.
+// d[64 x 128] (+)= A[64 x 16] (registers) * B[16 x 128]; kTransB = 1: B
+// MN-major (V rows for P V), 0: K-major (128 key rows for Q K^T).
 // accumulate = 0 overwrites d.
+template <int kTransB = 1>
 __device__ __forceinline__ void WgmmaRS_N128(float (&d)[16][4], const uint32_t (&a)[4],
                                              uint64_t b, int accumulate = 1) {
   asm volatile(
@@ -244,10 +246,10 @@ __device__ __forceinline__ void WgmmaRS_N128(float (&d)[16][4], const uint32_t (
       ".reg .pred acc;\n"
       "setp.ne.b32 acc, %69, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " SV_ACC128
-      "{%64, %65, %66, %67}, %68, acc, 1, 1, 1;\n"
+      "{%64, %65, %66, %67}, %68, acc, 1, 1, %70;\n"
       "}\n"
       : SV_F32(d), SV_F32_HI(d)
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(kTransB));
 }
 
 // d[64 x 128] -= A[64 x 16] * B[16 x 128], both operands MN-major in shared

@@ -41,11 +41,13 @@ __device__ __forceinline__ void WarpABt(uint32_t a_tile, int row0, uint32_t b_ti
   }
 }
 
-// Accumulator tile [16 x 64] -> bf16 A fragments for the 4 k-steps of P V.
-__device__ __forceinline__ void AccToAFrags(const float (&s)[8][4], float sign,
-                                            uint32_t (&p)[4][4]) {
+// Accumulator tile [16 x 16 KS] -> bf16 A fragments for the KS k-steps of
+// P V (KS = 4: one 64-key block, 8: a pair of blocks).
+template <int KS>
+__device__ __forceinline__ void AccToAFrags(const float (&s)[2 * KS][4], float sign,
+                                            uint32_t (&p)[KS][4]) {
 #pragma unroll
-  for (int kk = 0; kk < 4; ++kk) {
+  for (int kk = 0; kk < KS; ++kk) {
     p[kk][0] = PackBf16(sign * s[2 * kk][0], sign * s[2 * kk][1]);
     p[kk][1] = PackBf16(sign * s[2 * kk][2], sign * s[2 * kk][3]);
     p[kk][2] = PackBf16(sign * s[2 * kk + 1][0], sign * s[2 * kk + 1][1]);

@@ -343,7 +343,8 @@ void RunCase(const Case& c, uint64_t seed) {
   const bool hopper_path = g_hopper && hopper_selected;
   const std::string want_kernel = c.low_bit  ? (hopper_path ? "lowbit-hopper" : "lowbit-mma")
                                   : want_fused ? "hopper-fused"
-                                  : hopper_path ? "hopper"
+                                  : hopper_path ? (EnvIs("SLA2_HOPPER_PAIRS", "0") ? "hopper"
+                                                                                  : "hopper-pairs")
                                                 : "mma";
   const bool hopper_linear = hopper_path && !EnvIs("SLA2_FUSED_LINEAR", "0");
   const std::string want_linear = !c.alpha        ? ""
@@ -514,6 +515,12 @@ void GpuCases() {
        true, Layout::kBLHD, Inputs::kCorrelated, MaskKind::kRouter, 0, "SLA2_FUSED_LINEAR=0"},
       {"bf16-d64-persistent-mask-edges-unfused-linear", 2, 2, 64, 777, 0.03f, false, true, false,
        Layout::kBHLD, Inputs::kRandom, MaskKind::kRandomEdges, 2, "SLA2_FUSED_LINEAR=0"},
+      // The bf16 kernel in steps of one block (SLA2_HOPPER_PAIRS=0) instead
+      // of two: many tiles per CTA with empty, odd, even and all-kept rows.
+      {"bf16-d128-persistent-shared-mask-single-steps", 2, 3, 128, 1000, 0.03f, false, false,
+       false, Layout::kBLHD, Inputs::kRandom, MaskKind::kRandomShared, 3, "SLA2_HOPPER_PAIRS=0"},
+      {"bf16-d64-mask-edges-single-steps", 1, 2, 64, 777, 0.03f, false, false, false,
+       Layout::kBHLD, Inputs::kRandom, MaskKind::kRandomEdges, 2, "SLA2_HOPPER_PAIRS=0"},
       // Stages in sequence (no side stream for the linear states).
       {"bf16-d128-router-sequential", 1, 2, 128, 3000, 0.1f, false, true, true, Layout::kBLHD,
        Inputs::kRandom, MaskKind::kRouter, 0, "SLA2_OVERLAP=0"},

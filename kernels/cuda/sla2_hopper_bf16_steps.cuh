@@ -1,0 +1,78 @@
+// What the bf16 Hopper sparse kernels share inside a consumer warpgroup: the
+// warp's Q rows as wgmma A fragments and the online-softmax step over one
+// (sla2_sparse_hopper.cu) or two (sla2_sparse_hopper_pairs.cu) kept 64-key
+// blocks.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cuda/sla2_hopper_common.cuh"
+#include "kernels/cuda/sla2_warp_tiles.cuh"
+
+namespace sparsevid::kernels::cuda::hopper {
+
+// The warp's 16 rows of Q (starting at tile row `row0`) as wgmma A fragments,
+// one per 16-channel k-step, read from the swizzled TMA tile with ldmatrix.
+// Q in registers leaves shared-memory bandwidth to K and V.
+template <int D>
+__device__ __forceinline__ void LoadQFrags(uint32_t q_s, int row0, uint32_t (&qf)[D / 16][4]) {
+  constexpr int kQChunkBytes = kBlockQ * 128;
+  const int l = threadIdx.x & 31;
+  const int row = row0 + (l & 7) + ((l >> 3) & 1) * 8;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    const int unit = kk * 2 + (l >> 4);  // 16-byte unit along D
+    const uint32_t addr = q_s + (unit / 8) * kQChunkBytes + row * 128 +
+                          (((unit % 8) ^ (row & 7)) << 4);
+    detail::LdMatrixX4(addr, qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
+  }
+}
+
+// One online-softmax step over kHalves kept 64-key blocks (rows g and g+8 of
+// the warp; block h's keys start at key0[h], its scores are s[8h .. 8h+7]):
+// masks keys >= seq_len (a whole block when key0[h] >= seq_len, the padding
+// of an odd count), updates max m and partial sum l, turns s into P in
+// place; r = factors that rescale O (exp2 domain, scale folded in). Masked
+// scores are assigned, so whatever a padding block's tile held cannot leak.
+template <int kHalves>
+__device__ __forceinline__ void SoftmaxStep(float (&s)[8 * kHalves][4], float (&m)[2],
+                                            float (&l)[2], float scale_log2,
+                                            const int64_t (&key0)[kHalves], int64_t seq_len, int t,
+                                            float (&r)[2]) {
+#pragma unroll
+  for (int hb = 0; hb < kHalves; ++hb) {
+    if (key0[hb] + kBlockK > seq_len) {
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const int64_t key = key0[hb] + nt * 8 + 2 * t;
+        if (key >= seq_len) s[8 * hb + nt][0] = s[8 * hb + nt][2] = -INFINITY;
+        if (key + 1 >= seq_len) s[8 * hb + nt][1] = s[8 * hb + nt][3] = -INFINITY;
+      }
+    }
+  }
+  float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int nt = 0; nt < 8 * kHalves; ++nt) {
+    mx[0] = fmaxf(mx[0], fmaxf(s[nt][0], s[nt][1]));
+    mx[1] = fmaxf(mx[1], fmaxf(s[nt][2], s[nt][3]));
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    // Every step has a kept block with a valid key, so the new maximum is finite.
+    const float mn = fmaxf(m[h], detail::QuadMax(mx[h]) * scale_log2);
+    r[h] = exp2f(m[h] - mn);
+    m[h] = mn;
+    l[h] *= r[h];
+  }
+#pragma unroll
+  for (int nt = 0; nt < 8 * kHalves; ++nt) {
+    s[nt][0] = detail::Exp2Ftz(fmaf(s[nt][0], scale_log2, -m[0]));
+    s[nt][1] = detail::Exp2Ftz(fmaf(s[nt][1], scale_log2, -m[0]));
+    s[nt][2] = detail::Exp2Ftz(fmaf(s[nt][2], scale_log2, -m[1]));
+    s[nt][3] = detail::Exp2Ftz(fmaf(s[nt][3], scale_log2, -m[1]));
+    l[0] += s[nt][0] + s[nt][1];
+    l[1] += s[nt][2] + s[nt][3];
+  }
+}
+
+}  // namespace sparsevid::kernels::cuda::hopper
