@@ -170,14 +170,14 @@ Sla2Status Sla2Workspace::Reserve(const Sla2Problem& p) {
   grow(w.qbar, 0, bh * tm * D * 4);
   grow(w.kbar, 1, bh * tn * D * 4);
   grow(w.kmean, 2, bh * D * 4);
-  grow(w.ktotal, 17, bh * D * 4);
+  grow(w.ktotal, 17, kTotalCopies * bh * D * 4);
   if (p.proj_q) grow(w.qproj, 3, bh * tm * D * 4);
   if (p.proj_k) grow(w.kproj, 4, bh * tn * D * 4);
   grow(w.lut, 5, bh * tm * cap * 4);
   grow(w.counts, 6, bh * tm * 4);
   grow(w.vscale, 8, bh * D * 4);
   if (p.low_bit) {
-    grow(w.vamax, 7, bh * D * 4);
+    grow(w.vamax, 7, kTotalCopies * bh * D * 4);
     grow(w.q8, 9, bh * tm * kBlockQ * D);
     grow(w.qscale, 10, bh * tm * 4);
     grow(w.k8, 11, bh * tn * kBlockK * D);

@@ -224,14 +224,14 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
 }
 
 // Fused, per (key block, batch*head): phi(K~) of the block's 64 rows as bf16
-// into phik (rows past L are zeros), z_j = colsum phi(K~_j), z_tot += z_j.
-// Eight warps, eight rows each, all loads issued before the math.
+// into phik (rows past L are zeros) and z_j = colsum phi(K~_j) (HtotKernel
+// sums them into z_tot). Eight warps, eight rows each, all loads issued
+// before the math.
 template <int D>
 __global__ void __launch_bounds__(256) PhiKKernel(const __nv_bfloat16* __restrict__ k, Sla2Dims d,
                                                   const float* __restrict__ kmean,
                                                   __nv_bfloat16* __restrict__ phik,
-                                                  float* __restrict__ zblk,
-                                                  float* __restrict__ ztot) {
+                                                  float* __restrict__ zblk) {
   constexpr int kPerLane = D / 32;
   constexpr int kRows = kBlockK / 8;  // per warp
   __shared__ float zpart[8][D];
@@ -288,18 +288,21 @@ __global__ void __launch_bounds__(256) PhiKKernel(const __nv_bfloat16* __restric
 #pragma unroll
     for (int w = 0; w < 8; ++w) z += zpart[w][c];
     zblk[(bh * d.k_blocks + j) * D + c] = z;
-    atomicAdd(ztot + bh * D + c, z);
   }
 }
 
 // Fused: H_tot[bh] += sum over this CTA's key blocks of phi(K~_j)^T V_j
 // (tensor cores, A = phi^T by transposed ldmatrix), the next block's tiles
-// loading (cp.async, two buffers) while this one multiplies.
+// loading (cp.async, two buffers) while this one multiplies; and z_tot[bh] +=
+// the same blocks' z_j. (PhiKKernel adding each z_j itself put every key
+// block's atomics on the same D addresses.)
 template <int D>
 __global__ void __launch_bounds__(D * 2) HtotKernel(const __nv_bfloat16* __restrict__ phik,
                                                     const __nv_bfloat16* __restrict__ v,
                                                     Sla2Dims d, int blocks_per_cta,
-                                                    float* __restrict__ htot) {
+                                                    const float* __restrict__ zblk,
+                                                    float* __restrict__ htot,
+                                                    float* __restrict__ ztot) {
   constexpr int kWarps = D / 16;
   constexpr int kThreads = kWarps * 32;
   constexpr int kRowBytes = 2 * D;
@@ -328,6 +331,11 @@ __global__ void __launch_bounds__(D * 2) HtotKernel(const __nv_bfloat16* __restr
   for (int nt = 0; nt < D / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
   const int m0 = warp * 16;
   load(j_begin, 0);
+  if (threadIdx.x < D) {  // z_tot: this CTA's blocks' column sums, while the first tiles load
+    float z = 0.f;
+    for (int j = j_begin; j < j_end; ++j) z += zblk[(bh * d.k_blocks + j) * D + threadIdx.x];
+    atomicAdd(ztot + bh * D + threadIdx.x, z);
+  }
   for (int j = j_begin; j < j_end; ++j) {
     const int buf = (j - j_begin) & 1;
     if (j + 1 < j_end) {
@@ -535,7 +543,7 @@ cudaError_t LaunchStatesD(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace
   constexpr int kStatesSmem = 2 * 2 * kBlockK * 2 * D;  // two buffers of K and V tiles
   if (w.linear_phik()) {
     PhiKKernel<D><<<dim3(d.k_blocks, static_cast<unsigned>(bh)), 256, 0, s>>>(
-        kp, d, w.kmean, w.phik, w.zblk, w.ztot);
+        kp, d, w.kmean, w.phik, w.zblk);
     // Two CTAs per SM (registers; 64 KB of tiles each at D = 128): few H_tot atomics.
     const int64_t ctas = 2LL * sms;
     const int per = static_cast<int>(std::max<int64_t>(1, (bh * d.k_blocks + ctas - 1) / ctas));
@@ -543,7 +551,7 @@ cudaError_t LaunchStatesD(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace
                              kStatesSmem);
     if (e != cudaSuccess) return e;
     HtotKernel<D><<<dim3((d.k_blocks + per - 1) / per, static_cast<unsigned>(bh)), D * 2,
-                    kStatesSmem, s>>>(w.phik, vp, d, per, w.htot);
+                    kStatesSmem, s>>>(w.phik, vp, d, per, w.zblk, w.htot, w.ztot);
     return cudaGetLastError();
   }
   // About four CTAs per SM; fewer CTAs mean fewer H_tot atomics.

@@ -13,7 +13,8 @@ constexpr int kPoolThreads = 256;
 // channels with 16-byte loads, so every row read is coalesced and many rows
 // are in flight per thread. Key-block sums are written directly; query-block
 // sums, the K total (for the mean) and the V amax are accumulated with
-// atomics (two key blocks per query block).
+// atomics (two key blocks per query block; the K total and V amax into copy
+// j % kTotalCopies).
 __global__ void __launch_bounds__(kPoolThreads) PoolKernel(
     const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
     const __nv_bfloat16* __restrict__ v, Sla2Dims d, float* __restrict__ qsum,
@@ -80,7 +81,8 @@ __global__ void __launch_bounds__(kPoolThreads) PoolKernel(
     const int64_t bh = static_cast<int64_t>(b) * d.heads + h;
     float* qo = qsum + (bh * d.q_blocks + j / 2) * d.head_dim + c;
     float* ko = kbar_sums + (bh * d.k_blocks + j) * d.head_dim + c;
-    float* kt = ktotal + bh * d.head_dim + c;
+    const int64_t copy = static_cast<int64_t>(j % kTotalCopies) * d.batch * d.heads;
+    float* kt = ktotal + (copy + bh) * d.head_dim + c;
     *reinterpret_cast<float4*>(ko) = make_float4(ks[0], ks[1], ks[2], ks[3]);
     *reinterpret_cast<float4*>(ko + 4) = make_float4(ks[4], ks[5], ks[6], ks[7]);
 #pragma unroll
@@ -88,7 +90,8 @@ __global__ void __launch_bounds__(kPoolThreads) PoolKernel(
       atomicAdd(qo + e, qs[e]);
       atomicAdd(kt + e, ks[e]);
       // Non-negative floats order like their bit patterns.
-      if (vamax != nullptr) atomicMax(vamax + bh * d.head_dim + c + e, __float_as_uint(vm[e]));
+      if (vamax != nullptr)
+        atomicMax(vamax + (copy + bh) * d.head_dim + c + e, __float_as_uint(vm[e]));
     }
   }
 }
@@ -96,14 +99,21 @@ __global__ void __launch_bounds__(kPoolThreads) PoolKernel(
 constexpr int kFinishRows = 8;  // pooled rows per FinishKernel CTA
 
 // Grid (row groups over [T_n key blocks, then T_m query blocks], batch*head),
-// one thread per channel: mu = total / L; pooled K~_j = sum_j / n_j - mu;
-// pooled Q_i = sum_i / n_i; kmean and the V scales from the first CTA.
+// one thread per channel: mu = total / L (the total summed over its copies);
+// pooled K~_j = sum_j / n_j - mu; pooled Q_i = sum_i / n_i; kmean and the V
+// scales (amax over the copies) from the first CTA.
 __global__ void FinishKernel(Sla2Dims d, float* __restrict__ qbar, float* __restrict__ kbar,
                              const float* __restrict__ ktotal, float* __restrict__ kmean,
                              const uint32_t* __restrict__ vamax, float* __restrict__ vscale) {
   const int64_t bh = blockIdx.y;
   const int c = threadIdx.x;
-  const float mu = ktotal[bh * d.head_dim + c] / static_cast<float>(d.seq_len);
+  const int64_t copy_stride = static_cast<int64_t>(d.batch) * d.heads * d.head_dim;
+  float total = 0.f;
+  if (blockIdx.x * kFinishRows < d.k_blocks) {  // CTAs with key rows need the mean
+#pragma unroll 8
+    for (int x = 0; x < kTotalCopies; ++x) total += ktotal[x * copy_stride + bh * d.head_dim + c];
+  }
+  const float mu = total / static_cast<float>(d.seq_len);
 #pragma unroll
   for (int e = 0; e < kFinishRows; ++e) {
     const int row = blockIdx.x * kFinishRows + e;
@@ -120,7 +130,9 @@ __global__ void FinishKernel(Sla2Dims d, float* __restrict__ qbar, float* __rest
   if (blockIdx.x == 0) {
     kmean[bh * d.head_dim + c] = mu;
     if (vamax != nullptr) {
-      const float amax = __uint_as_float(vamax[bh * d.head_dim + c]);
+      uint32_t bits = 0;  // non-negative floats order like their bit patterns
+      for (int x = 0; x < kTotalCopies; ++x) bits = max(bits, vamax[x * copy_stride + bh * d.head_dim + c]);
+      const float amax = __uint_as_float(bits);
       vscale[bh * d.head_dim + c] = amax > 0.f ? amax / kFp8Max : 1.f;
     }
   }
@@ -132,10 +144,11 @@ cudaError_t LaunchPrepare(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace
                           cudaStream_t s) {
   const int64_t bh = static_cast<int64_t>(d.batch) * d.heads;
   const int64_t bhd = bh * d.head_dim;
-  cudaError_t e = cudaMemsetAsync(w.ktotal, 0, bhd * sizeof(float), s);
+  cudaError_t e = cudaMemsetAsync(w.ktotal, 0, kTotalCopies * bhd * sizeof(float), s);
   if (e == cudaSuccess)
     e = cudaMemsetAsync(w.qbar, 0, bh * d.q_blocks * d.head_dim * sizeof(float), s);
-  if (e == cudaSuccess && p.low_bit) e = cudaMemsetAsync(w.vamax, 0, bhd * sizeof(uint32_t), s);
+  if (e == cudaSuccess && p.low_bit)
+    e = cudaMemsetAsync(w.vamax, 0, kTotalCopies * bhd * sizeof(uint32_t), s);
   if (e != cudaSuccess) return e;
   PoolKernel<<<dim3(d.k_blocks, d.batch), kPoolThreads, 0, s>>>(
       static_cast<const __nv_bfloat16*>(p.q), static_cast<const __nv_bfloat16*>(p.k),
