@@ -28,6 +28,27 @@ __device__ __forceinline__ void LoadQFrags(uint32_t q_s, int row0, uint32_t (&qf
   }
 }
 
+// S = Q_wg[64 x D] K^T over NT / 8 kept 64-key blocks (NT = 8: one block,
+// m64n64; NT = 16: a pair whose 128 rows are one K-major operand, m64n128),
+// issued asynchronously as one commit group. kChunkStride: bytes from a K
+// row's channel chunk c to chunk c + 1.
+template <int D, int kChunkStride, int NT>
+__device__ __forceinline__ void IssueQK(float (&s)[NT][4], const uint32_t (&qf)[D / 16][4],
+                                        uint32_t k_tile) {
+  static_assert(NT == 8 || NT == 16, "one block or a pair");
+  WgmmaFence();
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    const uint64_t b = SmemDesc(k_tile + (kk / 4) * kChunkStride + (kk % 4) * 32, 16, 1024);
+    if constexpr (NT == 16) {
+      WgmmaRS_N128<0>(s, qf[kk], b, kk > 0);
+    } else {
+      WgmmaRS_N64<0>(s, qf[kk], b, kk > 0);
+    }
+  }
+  WgmmaCommit();
+}
+
 // One online-softmax step over kHalves kept 64-key blocks (rows g and g+8 of
 // the warp; block h's keys start at key0[h], its scores are s[8h .. 8h+7]):
 // masks keys >= seq_len (a whole block when key0[h] >= seq_len, the padding

@@ -95,19 +95,6 @@ struct Smem {
 
 constexpr int kKvChunkBytes = kBlockK * 128;
 
-// S[64 x 64] = Q_wg[64 x D] K[64 x D]^T, issued asynchronously.
-template <int D>
-__device__ __forceinline__ void IssueQK(float (&s)[8][4], const uint32_t (&qf)[D / 16][4],
-                                        uint32_t k_tile) {
-  WgmmaFence();
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    const uint32_t b = k_tile + (kk / 4) * kKvChunkBytes + (kk % 4) * 32;
-    WgmmaRS_N64<0>(s, qf[kk], SmemDesc(b, 16, 1024), kk > 0);
-  }
-  WgmmaCommit();
-}
-
 // G -= phi(K~_j)^T V_j for this warpgroup's G rows (phi(K~) chunk wg at
 // D = 128), issued into the caller's commit group.
 template <int D>
@@ -337,7 +324,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       uint32_t ph = static_cast<uint32_t>((it / kStages) & 1);
       turns.MyTurn();
       MbarWait(bar.full_k(st), ph);
-      IssueQK<D>(s, qf, k_tile(st));
+      IssueQK<D, kKvChunkBytes>(s, qf, k_tile(st));
       int64_t key0 = static_cast<int64_t>(meta[st].j) * kBlockK;
       turns.PassTurn();
       WgmmaWait<0>();
@@ -352,7 +339,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         ph = static_cast<uint32_t>((next / kStages) & 1);
         turns.MyTurn();
         MbarWait(bar.full_k(st), ph);
-        IssueQK<D>(s, qf, k_tile(st));        // S of block n ...
+        IssueQK<D, kKvChunkBytes>(s, qf, k_tile(st));        // S of block n ...
         key0 = static_cast<int64_t>(meta[st].j) * kBlockK;
         MbarWait(bar.full_v(st_prev), ph_prev);
         IssuePV<D, kFused>(o, p, v_tile(st_prev), ga, phik_tile(st_prev), wg);  // ... P V of n-1

@@ -109,34 +109,6 @@ struct PairBarriers {
   }
 };
 
-// S[64 x 128] = Q_wg[64 x D] K_pair[128 x D]^T, issued asynchronously
-// (k_pair: chunk 0 of the pair's first slot).
-template <int D, int kKChunkStride>
-__device__ __forceinline__ void IssueQKPair(float (&s)[16][4], const uint32_t (&qf)[D / 16][4],
-                                            uint32_t k_pair) {
-  WgmmaFence();
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    const uint32_t b = k_pair + (kk / 4) * kKChunkStride + (kk % 4) * 32;
-    WgmmaRS_N128<0>(s, qf[kk], SmemDesc(b, 16, 1024), kk > 0);
-  }
-  WgmmaCommit();
-}
-
-// S[64 x 64] = Q_wg K^T of the pair's first block only (an odd count's
-// first pair, whose second block is padding).
-template <int D, int kKChunkStride>
-__device__ __forceinline__ void IssueQKSingle(float (&s)[8][4], const uint32_t (&qf)[D / 16][4],
-                                              uint32_t k_block) {
-  WgmmaFence();
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    const uint32_t b = k_block + (kk / 4) * kKChunkStride + (kk % 4) * 32;
-    WgmmaRS_N64<0>(s, qf[kk], SmemDesc(b, 16, 1024), kk > 0);
-  }
-  WgmmaCommit();
-}
-
 // O[64 x D] += P[64 x 128] V_pair[128 x D] (v_pair: the first block's V
 // tile, the second follows it), one commit group.
 template <int D>
@@ -268,7 +240,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (kOddFirst<D> && (cnt & 1)) {
         // (block, padding): S of the block alone, P = 0 over the padding.
         float(&s_lo)[8][4] = *reinterpret_cast<float(*)[8][4]>(&s[0]);
-        IssueQKSingle<D, S::kKChunkStride>(s_lo, qf, k_slot(2 * kp));
+        IssueQK<D, S::kKChunkStride>(s_lo, qf, k_slot(2 * kp));
         key0[0] = int64_t{meta[2 * kp].j} * kBlockK;
         turns.PassTurn();
         WgmmaWait<0>();
@@ -278,7 +250,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int nt = 8; nt < 16; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
       } else {
-        IssueQKPair<D, S::kKChunkStride>(s, qf, k_slot(2 * kp));
+        IssueQK<D, S::kKChunkStride>(s, qf, k_slot(2 * kp));
         key0[0] = int64_t{meta[2 * kp].j} * kBlockK;
         key0[1] = int64_t{meta[2 * kp + 1].j} * kBlockK;
         turns.PassTurn();
@@ -295,7 +267,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         kp = static_cast<int>(cur % S::kKPairs);
         turns.MyTurn();
         MbarWait(bar.full_k(kp), static_cast<uint32_t>((cur / S::kKPairs) & 1));
-        IssueQKPair<D, S::kKChunkStride>(s, qf, k_slot(2 * kp));  // S of pair n ...
+        IssueQK<D, S::kKChunkStride>(s, qf, k_slot(2 * kp));  // S of pair n ...
         key0[0] = int64_t{meta[2 * kp].j} * kBlockK;
         key0[1] = int64_t{meta[2 * kp + 1].j} * kBlockK;
         MbarWait(bar.full_v(vp_prev), vph_prev);
