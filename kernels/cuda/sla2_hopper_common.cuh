@@ -72,6 +72,18 @@ struct RingBarriers {
   }
 };
 
+// A 4-D TMA box load, with an L2 cache policy when `hint` (the kernels'
+// SLA2_HOPPER_L2_HINTS switch, for A/B runs).
+__device__ __forceinline__ void TmaLoad4dPolicy(bool hint, uint32_t dst, const CUtensorMap* map,
+                                                uint32_t bar, int c0, int row, int h, int b,
+                                                uint64_t policy) {
+  if (hint) {
+    TmaLoad4dHint(dst, map, bar, c0, row, h, b, policy);
+  } else {
+    TmaLoad4d(dst, map, bar, c0, row, h, b);
+  }
+}
+
 // Ping-pong: a consumer warpgroup issues its GEMMs only after the other one
 // issued its own, so one's softmax runs under the other's GEMMs instead of
 // both computing softmax at once (named barriers 3 and 4; both warpgroups

@@ -213,13 +213,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     // K/V blocks are re-read by the other CTAs of the head: keep them in L2;
     // Q is read once.
     const uint64_t keep = L2EvictLast(), once = L2EvictFirst();
-    auto load = [&](uint32_t dst, const CUtensorMap* map, uint32_t bar, int c0, int row, int h,
+    auto load = [&](uint32_t dst, const CUtensorMap* map, uint32_t full, int c0, int row, int h,
                     int b, uint64_t policy) {
-      if (args.l2_hints) {
-        TmaLoad4dHint(dst, map, bar, c0, row, h, b, policy);
-      } else {
-        TmaLoad4d(dst, map, bar, c0, row, h, b);
-      }
+      TmaLoad4dPolicy(args.l2_hints, dst, map, full, c0, row, h, b, policy);
     };
     int64_t it = 0;  // K/V blocks loaded so far, over all tiles of this CTA
     int k = 0;       // tiles so far

@@ -155,13 +155,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     SetMaxRegs<kProducerRegs, false>();
     if (warp != kProducerWarp || lane != 0) return;
     const uint64_t keep = L2EvictLast(), once = L2EvictFirst();
-    auto load = [&](uint32_t dst, const CUtensorMap* map, uint32_t b_, int c0, int row, int h,
+    auto load = [&](uint32_t dst, const CUtensorMap* map, uint32_t full, int c0, int row, int h,
                     int b, uint64_t policy) {
-      if (args.l2_hints) {
-        TmaLoad4dHint(dst, map, b_, c0, row, h, b, policy);
-      } else {
-        TmaLoad4d(dst, map, b_, c0, row, h, b);
-      }
+      TmaLoad4dPolicy(args.l2_hints, dst, map, full, c0, row, h, b, policy);
     };
     int64_t pit = 0;  // pairs loaded so far, over all tiles of this CTA
     int k = 0;        // tiles so far
