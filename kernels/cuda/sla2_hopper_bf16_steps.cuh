@@ -96,4 +96,20 @@ __device__ __forceinline__ void SoftmaxStep(float (&s)[8 * kHalves][4], float (&
   }
 }
 
+// O *= r per row half after a softmax step. The row maxima rarely move late
+// in a row: the rescale is skipped when no row of the warp changed (r is
+// exactly 1 then).
+template <int D>
+__device__ __forceinline__ void RescaleIfMoved(float (&o)[D / 8][4], const float (&r)[2]) {
+  if (__any_sync(0xffffffffu, r[0] != 1.f || r[1] != 1.f)) {
+#pragma unroll
+    for (int nt = 0; nt < D / 8; ++nt) {
+      o[nt][0] *= r[0];
+      o[nt][1] *= r[0];
+      o[nt][2] *= r[1];
+      o[nt][3] *= r[1];
+    }
+  }
+}
+
 }  // namespace sparsevid::kernels::cuda::hopper

@@ -348,17 +348,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         RegFence(p);
         if constexpr (kFused) RegFence(ga);
         WarpArrive(bar.empty(st_prev));
-        // The row maxima rarely move late in a row: skip the rescale when no
-        // row of the warp changed (r is exactly 1 then).
-        if (__any_sync(0xffffffffu, r[0] != 1.f || r[1] != 1.f)) {
-#pragma unroll
-          for (int nt = 0; nt < D / 8; ++nt) {
-            o[nt][0] *= r[0];
-            o[nt][1] *= r[0];
-            o[nt][2] *= r[1];
-            o[nt][3] *= r[1];
-          }
-        }
+        RescaleIfMoved<D>(o, r);
         detail::AccToAFrags(s, 1.f, p);
       }
       turns.MyTurn();
