@@ -81,7 +81,8 @@ class Sla2Workspace {
   // kernel), "hopper" (low-bit: the Hopper kernel's linear part alone),
   // "own" (StatesKernel + LinearKernel); "" without alpha or before the first.
   const char* linear_kernel() const;
-  // The kernel the last sparse stage ran: "hopper-fused", "hopper" or "mma"
+  // The kernel the last sparse stage ran: "hopper-fused", "hopper-pairs"
+  // (two kept blocks per step), "hopper" (one, SLA2_HOPPER_PAIRS=0) or "mma"
   // (bf16), "lowbit-hopper" or "lowbit-mma"; "" before the first.
   const char* sparse_kernel() const;
 
