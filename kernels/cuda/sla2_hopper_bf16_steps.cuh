@@ -30,16 +30,17 @@ __device__ __forceinline__ void LoadQFrags(uint32_t q_s, int row0, uint32_t (&qf
 
 // S = Q_wg[64 x D] K^T over NT / 8 kept 64-key blocks (NT = 8: one block,
 // m64n64; NT = 16: a pair whose 128 rows are one K-major operand, m64n128),
-// issued asynchronously as one commit group. kChunkStride: bytes from a K
-// row's channel chunk c to chunk c + 1.
+// issued asynchronously as one commit group. k_desc: K-major descriptor of
+// the tile (SmemDesc(tile, 16, 1024)); kChunkStride: bytes from a K row's
+// channel chunk c to chunk c + 1.
 template <int D, int kChunkStride, int NT>
 __device__ __forceinline__ void IssueQK(float (&s)[NT][4], const uint32_t (&qf)[D / 16][4],
-                                        uint32_t k_tile) {
+                                        uint64_t k_desc) {
   static_assert(NT == 8 || NT == 16, "one block or a pair");
   WgmmaFence();
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
-    const uint64_t b = SmemDesc(k_tile + (kk / 4) * kChunkStride + (kk % 4) * 32, 16, 1024);
+    const uint64_t b = DescAdvance(k_desc, (kk / 4) * kChunkStride + (kk % 4) * 32);
     if constexpr (NT == 16) {
       WgmmaRS_N128<0>(s, qf[kk], b, kk > 0);
     } else {
@@ -50,22 +51,23 @@ __device__ __forceinline__ void IssueQK(float (&s)[NT][4], const uint32_t (&qf)[
 }
 
 // One online-softmax step over kHalves kept 64-key blocks (rows g and g+8 of
-// the warp; block h's keys start at key0[h], its scores are s[8h .. 8h+7]):
-// masks keys >= seq_len (a whole block when key0[h] >= seq_len, the padding
-// of an odd count), updates max m and partial sum l, turns s into P in
-// place; r = factors that rescale O (exp2 domain, scale folded in). Masked
-// scores are assigned, so whatever a padding block's tile held cannot leak.
+// the warp; block h is key block j[h], its scores are s[8h .. 8h+7]): masks
+// keys >= seq_len (blocks j >= d.FullKeyBlocks(); a whole block when it lies
+// past the end, the padding of an odd count), updates max m and partial sum
+// l, turns s into P in place; r = factors that rescale O (exp2 domain, scale
+// folded in). Masked scores are assigned, so whatever a padding block's tile
+// held cannot leak.
 template <int kHalves>
 __device__ __forceinline__ void SoftmaxStep(float (&s)[8 * kHalves][4], float (&m)[2],
                                             float (&l)[2], float scale_log2,
-                                            const int64_t (&key0)[kHalves], int64_t seq_len, int t,
-                                            float (&r)[2]) {
+                                            const int (&j)[kHalves], int full_blocks,
+                                            int64_t seq_len, int t, float (&r)[2]) {
 #pragma unroll
   for (int hb = 0; hb < kHalves; ++hb) {
-    if (key0[hb] + kBlockK > seq_len) {
+    if (j[hb] >= full_blocks) {
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
-        const int64_t key = key0[hb] + nt * 8 + 2 * t;
+        const int64_t key = int64_t{j[hb]} * kBlockK + nt * 8 + 2 * t;
         if (key >= seq_len) s[8 * hb + nt][0] = s[8 * hb + nt][2] = -INFINITY;
         if (key + 1 >= seq_len) s[8 * hb + nt][1] = s[8 * hb + nt][3] = -INFINITY;
       }

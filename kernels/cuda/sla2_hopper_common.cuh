@@ -72,6 +72,21 @@ struct RingBarriers {
   }
 };
 
+// Where the n-th use of a ring of kStages buffers falls: the stage and the
+// parity of its barriers' phase, advanced by one compare per use (the 64-bit
+// `n % kStages` and `n / kStages` it replaces were ten instructions a step).
+template <int kStages>
+struct RingPos {
+  int st = 0;
+  uint32_t ph = 0;
+  __device__ __forceinline__ void Next() {
+    if (++st == kStages) {
+      st = 0;
+      ph ^= 1u;
+    }
+  }
+};
+
 // A 4-D TMA box load, with an L2 cache policy when `hint` (the kernels'
 // SLA2_HOPPER_L2_HINTS switch, for A/B runs).
 __device__ __forceinline__ void TmaLoad4dPolicy(bool hint, uint32_t dst, const CUtensorMap* map,

@@ -86,6 +86,9 @@ struct Sla2Dims {
   __device__ __host__ int64_t TokenOffset(int b, int64_t row, int h) const {
     return b * stride_b + row * stride_l + h * stride_h;
   }
+  // Key blocks j < this hold 64 keys inside the sequence; a block j >= it is
+  // the partial last one (or a padding block past the end): masked.
+  __device__ __host__ int FullKeyBlocks() const { return static_cast<int>(seq_len / kBlockK); }
 };
 
 // The prepare stage accumulates the K total and the V amax into this many

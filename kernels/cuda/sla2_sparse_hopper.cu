@@ -96,15 +96,16 @@ struct Smem {
 constexpr int kKvChunkBytes = kBlockK * 128;
 
 // G -= phi(K~_j)^T V_j for this warpgroup's G rows (phi(K~) chunk wg at
-// D = 128), issued into the caller's commit group.
+// D = 128), issued into the caller's commit group. v_desc / phik_desc:
+// MN-major descriptors of the stage's V and phi(K~) tiles.
 template <int D>
-__device__ __forceinline__ void IssueG(float (&g)[D / 8][4], uint32_t v_tile, uint32_t phik_tile,
+__device__ __forceinline__ void IssueG(float (&g)[D / 8][4], uint64_t v_desc, uint64_t phik_desc,
                                        int wg) {
-  const uint32_t a_base = phik_tile + (D == 128 ? wg : 0) * kKvChunkBytes;
+  const uint64_t a_base = DescAdvance(phik_desc, (D == 128 ? wg : 0) * kKvChunkBytes);
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk) {
-    const uint64_t a = SmemDesc(a_base + kk * 16 * 128, kKvChunkBytes, 1024);
-    const uint64_t b = SmemDesc(v_tile + kk * 16 * 128, kKvChunkBytes, 1024);
+    const uint64_t a = DescAdvance(a_base, kk * 16 * 128);
+    const uint64_t b = DescAdvance(v_desc, kk * 16 * 128);
     if constexpr (D == 128) {
       WgmmaSSNegTT_N128(g, a, b);
     } else {
@@ -117,19 +118,19 @@ __device__ __forceinline__ void IssueG(float (&g)[D / 8][4], uint32_t v_tile, ui
 // commit group.
 template <int D, bool kFused>
 __device__ __forceinline__ void IssuePV(float (&o)[D / 8][4], const uint32_t (&p)[4][4],
-                                        uint32_t v_tile, float (&g)[D / 8][4], uint32_t phik_tile,
+                                        uint64_t v_desc, float (&g)[D / 8][4], uint64_t phik_desc,
                                         int wg) {
   WgmmaFence();
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk) {
-    const uint64_t b = SmemDesc(v_tile + kk * 16 * 128, kKvChunkBytes, 1024);
+    const uint64_t b = DescAdvance(v_desc, kk * 16 * 128);
     if constexpr (D == 128) {
       WgmmaRS_N128(o, p[kk], b);
     } else {
       WgmmaRS_N64<1>(o, p[kk], b, 1);
     }
   }
-  if constexpr (kFused) IssueG<D>(g, v_tile, phik_tile, wg);
+  if constexpr (kFused) IssueG<D>(g, v_desc, phik_desc, wg);
   WgmmaCommit();
 }
 
@@ -217,8 +218,8 @@ __global__ void __launch_bounds__(kThreads, 1)
                     int b, uint64_t policy) {
       TmaLoad4dPolicy(args.l2_hints, dst, map, full, c0, row, h, b, policy);
     };
-    int64_t it = 0;  // K/V blocks loaded so far, over all tiles of this CTA
-    int k = 0;       // tiles so far
+    RingPos<kStages> pos;  // K/V blocks loaded so far, over all tiles of this CTA
+    int k = 0;             // tiles so far
     for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
       const HopperTile ht = DecodeTile(tile, args);
       const auto [i, h, b, cnt, lut_row] = ht;
@@ -228,9 +229,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int c = 0; c < S::kChunks; ++c)
         load(q_s + c * S::kQChunkBytes, &tmap_q, bar.q_full(), c * 64, i * kBlockQ, h, b, once);
-      for (int n = 0; n < cnt; ++n, ++it) {
-        const int st = static_cast<int>(it % kStages);
-        MbarWait(bar.empty(st), ((it / kStages) & 1) ^ 1);
+      for (int n = 0; n < cnt; ++n, pos.Next()) {
+        const int st = pos.st;
+        MbarWait(bar.empty(st), pos.ph ^ 1);
         const int j = lut_row[n];
         meta[st].j = j;  // read by the consumers once the stage's loads complete
         const int key0 = j * kBlockK;
@@ -269,7 +270,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   const float scale_log2 = 1.4426950408889634f * rsqrtf(static_cast<float>(D));
   const PingPong turns{args.pingpong, wg};
   turns.Start();
-  int64_t it = 0;
+  const int full_blocks = d.FullKeyBlocks();
+  // Stage st's tiles are the first stage's moved by st stages.
+  const uint64_t k_desc0 = SmemDesc(k_tile(0), 16, 1024);
+  const uint64_t v_desc0 = SmemDesc(v_tile(0), kKvChunkBytes, 1024);
+  const uint64_t phik_desc0 = SmemDesc(phik_tile(0), kKvChunkBytes, 1024);
+  auto k_desc = [&](int st) { return DescStep<S::kStageBytes>(k_desc0, st); };
+  auto v_desc = [&](int st) { return DescStep<S::kStageBytes>(v_desc0, st); };
+  auto phik_desc = [&](int st) { return DescStep<S::kStageBytes>(phik_desc0, st); };
+  RingPos<kStages> pos;  // blocks consumed so far, over all tiles of this CTA
   int k = 0;
   for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
     MbarWait(bar.q_full(), k & 1);
@@ -302,65 +311,59 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (kFused || cnt > 0) LoadQFrags<D>(q_s, wg * 64 + wrow, qf);
     WarpArrive(bar.q_empty());  // Q is in registers: the producer may load the next tile's
     if constexpr (kLinearOnly) {
-      for (int n = 0; n < cnt; ++n) {
-        const int st = static_cast<int>((it + n) % kStages);
-        MbarWait(bar.full_v(st), static_cast<uint32_t>(((it + n) / kStages) & 1));
+      for (int n = 0; n < cnt; ++n, pos.Next()) {
+        const int st = pos.st;
+        MbarWait(bar.full_v(st), pos.ph);
         WgmmaFence();
-        IssueG<D>(ga, v_tile(st), phik_tile(st), wg);
+        IssueG<D>(ga, v_desc(st), phik_desc(st), wg);
         WgmmaCommit();
         WgmmaWait<0>();
         RegFence(ga);
         WarpArrive(bar.empty(st));
       }
-      it += cnt;
     } else if (cnt > 0) {
       float s[8][4], r[2];
       uint32_t p[4][4];
-      int st = static_cast<int>(it % kStages);
-      uint32_t ph = static_cast<uint32_t>((it / kStages) & 1);
       turns.MyTurn();
-      MbarWait(bar.full_k(st), ph);
-      IssueQK<D, kKvChunkBytes>(s, qf, k_tile(st));
-      int64_t key0 = static_cast<int64_t>(meta[st].j) * kBlockK;
+      MbarWait(bar.full_k(pos.st), pos.ph);
+      IssueQK<D, kKvChunkBytes>(s, qf, k_desc(pos.st));
+      int j = meta[pos.st].j;
       turns.PassTurn();
       WgmmaWait<0>();
       RegFence(s);
-      SoftmaxStep<1>(s, m, l, scale_log2, {key0}, d.seq_len, t, r);  // O = 0: r unused
+      SoftmaxStep<1>(s, m, l, scale_log2, {j}, full_blocks, d.seq_len, t, r);  // O = 0: r unused
       detail::AccToAFrags(s, 1.f, p);
       for (int n = 1; n < cnt; ++n) {
-        const int st_prev = st;
-        const uint32_t ph_prev = ph;
-        const int64_t next = it + n;
-        st = static_cast<int>(next % kStages);
-        ph = static_cast<uint32_t>((next / kStages) & 1);
+        const RingPos<kStages> prev = pos;
+        pos.Next();
         turns.MyTurn();
-        MbarWait(bar.full_k(st), ph);
-        IssueQK<D, kKvChunkBytes>(s, qf, k_tile(st));        // S of block n ...
-        key0 = static_cast<int64_t>(meta[st].j) * kBlockK;
-        MbarWait(bar.full_v(st_prev), ph_prev);
-        IssuePV<D, kFused>(o, p, v_tile(st_prev), ga, phik_tile(st_prev), wg);  // ... P V of n-1
+        MbarWait(bar.full_k(pos.st), pos.ph);
+        IssueQK<D, kKvChunkBytes>(s, qf, k_desc(pos.st));  // S of block n ...
+        j = meta[pos.st].j;
+        MbarWait(bar.full_v(prev.st), prev.ph);
+        IssuePV<D, kFused>(o, p, v_desc(prev.st), ga, phik_desc(prev.st), wg);  // ... P V of n-1
         turns.PassTurn();
-        WgmmaWait<1>();                       // S done; P V still running
+        WgmmaWait<1>();  // S done; P V still running
         RegFence(s);
-        SoftmaxStep<1>(s, m, l, scale_log2, {key0}, d.seq_len, t, r);
+        SoftmaxStep<1>(s, m, l, scale_log2, {j}, full_blocks, d.seq_len, t, r);
         WgmmaWait<0>();
         RegFence(o);
         RegFence(p);
         if constexpr (kFused) RegFence(ga);
-        WarpArrive(bar.empty(st_prev));
+        WarpArrive(bar.empty(prev.st));
         RescaleIfMoved<D>(o, r);
         detail::AccToAFrags(s, 1.f, p);
       }
       turns.MyTurn();
-      MbarWait(bar.full_v(st), ph);
-      IssuePV<D, kFused>(o, p, v_tile(st), ga, phik_tile(st), wg);
+      MbarWait(bar.full_v(pos.st), pos.ph);
+      IssuePV<D, kFused>(o, p, v_desc(pos.st), ga, phik_desc(pos.st), wg);
       turns.PassTurn();
       WgmmaWait<0>();
       RegFence(o);
       RegFence(p);
       if constexpr (kFused) RegFence(ga);
-      WarpArrive(bar.empty(st));
-      it += cnt;
+      WarpArrive(bar.empty(pos.st));
+      pos.Next();
     }
 
     const float alpha = ti.alpha;
@@ -396,9 +399,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       float den[2];
       PhiQFrags<D>(qf, zloc, t, den);
       WgmmaFence();
+      const uint64_t hi_desc = SmemDesc(detail::SmemAddr(hi_s), S::kHiChunkBytes, 1024);
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
-        const uint64_t bd = SmemDesc(detail::SmemAddr(hi_s) + kk * 16 * 128, S::kHiChunkBytes, 1024);
+        const uint64_t bd = DescAdvance(hi_desc, kk * 16 * 128);
         if constexpr (D == 128) {
           WgmmaRS_N128(ga, qf[kk], bd, kk > 0);
         } else {

@@ -109,17 +109,16 @@ struct PairBarriers {
   }
 };
 
-// O[64 x D] += P[64 x 128] V_pair[128 x D] (v_pair: the first block's V
-// tile, the second follows it), one commit group.
+// O[64 x D] += P[64 x 128] V_pair[128 x D] (v_pair: MN-major descriptor of
+// the first block's V tile, the second follows it), one commit group.
 template <int D>
 __device__ __forceinline__ void IssuePVPair(float (&o)[D / 8][4], const uint32_t (&p)[8][4],
-                                            uint32_t v_pair) {
-  constexpr int kChunkBytes = kBlockK * 128, kBlockBytes = D / 64 * kChunkBytes;
+                                            uint64_t v_pair) {
+  constexpr int kBlockBytes = D / 64 * kBlockK * 128;
   WgmmaFence();
 #pragma unroll
   for (int kk = 0; kk < 8; ++kk) {
-    const uint32_t v = v_pair + (kk / 4) * kBlockBytes + (kk % 4) * 16 * 128;
-    const uint64_t b = SmemDesc(v, kChunkBytes, 1024);
+    const uint64_t b = DescAdvance(v_pair, (kk / 4) * kBlockBytes + (kk % 4) * 16 * 128);
     if constexpr (D == 128) {
       WgmmaRS_N128(o, p[kk], b);
     } else {
@@ -159,8 +158,9 @@ __global__ void __launch_bounds__(kThreads, 1)
                     int b, uint64_t policy) {
       TmaLoad4dPolicy(args.l2_hints, dst, map, full, c0, row, h, b, policy);
     };
-    int64_t pit = 0;  // pairs loaded so far, over all tiles of this CTA
-    int k = 0;        // tiles so far
+    RingPos<S::kKPairs> kpos;  // pairs loaded so far, over all tiles of this CTA
+    RingPos<S::kVPairs> vpos;
+    int k = 0;  // tiles so far
     for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
       const HopperTile ht = DecodeTile(tile, d, args.counts, args.lut, args.lut_capacity);
       const auto [i, h, b, cnt, lut_row] = ht;
@@ -170,14 +170,14 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int c = 0; c < S::kChunks; ++c)
         load(q_s + c * kBlockQ * 128, &tmap_q, bar.q_full(), c * 64, i * kBlockQ, h, b, once);
-      for (int pp = 0; pp < (cnt + 1) / 2; ++pp, ++pit) {
+      for (int pp = 0; pp < (cnt + 1) / 2; ++pp, kpos.Next(), vpos.Next()) {
         // An odd count's padding, block T_n (rows past the sequence), goes
         // after block 0 (kOddFirst) or after the last block.
         const int first = 2 * pp - (kOddFirst<D> ? (cnt & 1) : 0);
         const int j[2] = {lut_row[first < 0 ? 0 : first],
                           first < 0 || first + 1 >= cnt ? d.k_blocks : lut_row[first + 1]};
-        const int kp = static_cast<int>(pit % S::kKPairs);
-        MbarWait(bar.empty_k(kp), ((pit / S::kKPairs) & 1) ^ 1);
+        const int kp = kpos.st;
+        MbarWait(bar.empty_k(kp), kpos.ph ^ 1);
         meta[2 * kp].j = j[0];  // read by the consumers once full_k completes
         meta[2 * kp + 1].j = j[1];
         MbarArriveExpectTx(bar.full_k(kp), 2 * S::kBlockBytes);
@@ -187,8 +187,8 @@ __global__ void __launch_bounds__(kThreads, 1)
           for (int c = 0; c < S::kChunks; ++c)
             load(k_slot(2 * kp + e) + c * S::kKChunkStride, &tmap_k, bar.full_k(kp), c * 64,
                  j[e] * kBlockK, h, b, keep);
-        const int vp = static_cast<int>(pit % S::kVPairs);
-        MbarWait(bar.empty_v(vp), ((pit / S::kVPairs) & 1) ^ 1);
+        const int vp = vpos.st;
+        MbarWait(bar.empty_v(vp), vpos.ph ^ 1);
         MbarArriveExpectTx(bar.full_v(vp), 2 * S::kBlockBytes);
 #pragma unroll
         for (int e = 0; e < 2; ++e)
@@ -211,7 +211,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   const float scale_log2 = 1.4426950408889634f * rsqrtf(static_cast<float>(D));
   const PingPong turns{args.pingpong, wg};
   turns.Start();
-  int64_t pit = 0;
+  const int full_blocks = d.FullKeyBlocks();
+  // Descriptors of the first K pair and V pair; the others are offsets.
+  const uint64_t k_desc0 = SmemDesc(k_slot(0), 16, 1024);
+  const uint64_t v_desc0 = SmemDesc(v_slot(0), S::kChunkBytes, 1024);
+  auto k_desc = [&](int kp) { return DescStep<2 * S::kChunkBytes>(k_desc0, kp); };
+  auto v_desc = [&](int vp) { return DescStep<2 * S::kBlockBytes>(v_desc0, vp); };
+  RingPos<S::kKPairs> kpos;  // pairs consumed so far, over all tiles of this CTA
+  RingPos<S::kVPairs> vpos;
   int k = 0;
   for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
     MbarWait(bar.q_full(), k & 1);
@@ -229,68 +236,65 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int pairs = (cnt + 1) / 2;
       float s[16][4], r[2];
       uint32_t p[8][4];
-      int kp = static_cast<int>(pit % S::kKPairs);
+      int kp = kpos.st;
       turns.MyTurn();
-      MbarWait(bar.full_k(kp), static_cast<uint32_t>((pit / S::kKPairs) & 1));
-      int64_t key0[2];
+      MbarWait(bar.full_k(kp), kpos.ph);
+      int j[2];
       if (kOddFirst<D> && (cnt & 1)) {
         // (block, padding): S of the block alone, P = 0 over the padding.
         float(&s_lo)[8][4] = *reinterpret_cast<float(*)[8][4]>(&s[0]);
-        IssueQK<D, S::kKChunkStride>(s_lo, qf, k_slot(2 * kp));
-        key0[0] = int64_t{meta[2 * kp].j} * kBlockK;
+        IssueQK<D, S::kKChunkStride>(s_lo, qf, k_desc(kp));
+        j[0] = meta[2 * kp].j;
         turns.PassTurn();
         WgmmaWait<0>();
         RegFence(s_lo);
         WarpArrive(bar.empty_k(kp));
-        SoftmaxStep<1>(s_lo, m, l, scale_log2, {key0[0]}, d.seq_len, t, r);  // O = 0: r unused
+        SoftmaxStep<1>(s_lo, m, l, scale_log2, {j[0]}, full_blocks, d.seq_len, t, r);  // r unused
 #pragma unroll
         for (int nt = 8; nt < 16; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
       } else {
-        IssueQK<D, S::kKChunkStride>(s, qf, k_slot(2 * kp));
-        key0[0] = int64_t{meta[2 * kp].j} * kBlockK;
-        key0[1] = int64_t{meta[2 * kp + 1].j} * kBlockK;
+        IssueQK<D, S::kKChunkStride>(s, qf, k_desc(kp));
+        j[0] = meta[2 * kp].j;
+        j[1] = meta[2 * kp + 1].j;
         turns.PassTurn();
         WgmmaWait<0>();
         RegFence(s);
         WarpArrive(bar.empty_k(kp));
-        SoftmaxStep<2>(s, m, l, scale_log2, key0, d.seq_len, t, r);  // O = 0: r unused
+        SoftmaxStep<2>(s, m, l, scale_log2, j, full_blocks, d.seq_len, t, r);  // O = 0: r unused
       }
+      kpos.Next();
       detail::AccToAFrags(s, 1.f, p);
-      for (int n = 1; n < pairs; ++n) {
-        const int64_t cur = pit + n, prev = cur - 1;
-        const int vp_prev = static_cast<int>(prev % S::kVPairs);
-        const uint32_t vph_prev = static_cast<uint32_t>((prev / S::kVPairs) & 1);
-        kp = static_cast<int>(cur % S::kKPairs);
+      for (int n = 1; n < pairs; ++n, kpos.Next(), vpos.Next()) {
+        // kpos: pair n's K; vpos: pair n-1's V.
+        kp = kpos.st;
         turns.MyTurn();
-        MbarWait(bar.full_k(kp), static_cast<uint32_t>((cur / S::kKPairs) & 1));
-        IssueQK<D, S::kKChunkStride>(s, qf, k_slot(2 * kp));  // S of pair n ...
-        key0[0] = int64_t{meta[2 * kp].j} * kBlockK;
-        key0[1] = int64_t{meta[2 * kp + 1].j} * kBlockK;
-        MbarWait(bar.full_v(vp_prev), vph_prev);
-        IssuePVPair<D>(o, p, v_slot(2 * vp_prev));  // ... P V of pair n-1
+        MbarWait(bar.full_k(kp), kpos.ph);
+        IssueQK<D, S::kKChunkStride>(s, qf, k_desc(kp));  // S of pair n ...
+        j[0] = meta[2 * kp].j;
+        j[1] = meta[2 * kp + 1].j;
+        MbarWait(bar.full_v(vpos.st), vpos.ph);
+        IssuePVPair<D>(o, p, v_desc(vpos.st));  // ... P V of pair n-1
         turns.PassTurn();
         WgmmaWait<1>();  // S done; P V still running
         RegFence(s);
         WarpArrive(bar.empty_k(kp));
-        SoftmaxStep<2>(s, m, l, scale_log2, key0, d.seq_len, t, r);
+        SoftmaxStep<2>(s, m, l, scale_log2, j, full_blocks, d.seq_len, t, r);
         WgmmaWait<0>();
         RegFence(o);
         RegFence(p);
-        WarpArrive(bar.empty_v(vp_prev));
+        WarpArrive(bar.empty_v(vpos.st));
         RescaleIfMoved<D>(o, r);
         detail::AccToAFrags(s, 1.f, p);
       }
-      const int64_t last = pit + pairs - 1;
-      const int vp = static_cast<int>(last % S::kVPairs);
       turns.MyTurn();
-      MbarWait(bar.full_v(vp), static_cast<uint32_t>((last / S::kVPairs) & 1));
-      IssuePVPair<D>(o, p, v_slot(2 * vp));
+      MbarWait(bar.full_v(vpos.st), vpos.ph);
+      IssuePVPair<D>(o, p, v_desc(vpos.st));
       turns.PassTurn();
       WgmmaWait<0>();
       RegFence(o);
       RegFence(p);
-      WarpArrive(bar.empty_v(vp));
-      pit += pairs;
+      WarpArrive(bar.empty_v(vpos.st));
+      vpos.Next();
     }
 
     float f[2];  // alpha / l per row half

@@ -151,6 +151,25 @@ __device__ __forceinline__ uint64_t SmemDesc(uint32_t addr, uint32_t lead_bytes,
          (static_cast<uint64_t>((stride_bytes >> 4) & 0x3FFF) << 32) | (layout << 62);
 }
 
+// The descriptor of the tile `bytes` (a multiple of 16) further on: only the
+// start-address field in the low word moves, and shared addresses stay below
+// 2^18, so nothing carries into the other fields. Built once per tile and
+// advanced per k-step, a descriptor costs one 32-bit add per wgmma instead
+// of the mask, shift and or of SmemDesc (the loops are issue-bound).
+__device__ __forceinline__ uint64_t DescAdvance(uint64_t desc, uint32_t bytes) {
+  const uint32_t lo = static_cast<uint32_t>(desc) + (bytes >> 4);
+  return (desc & 0xFFFFFFFF00000000ull) | lo;
+}
+
+// The descriptor of the tile `index` strides of kStrideBytes further on (a
+// ring's stage or slot): one multiply-add on the low word.
+template <uint32_t kStrideBytes>
+__device__ __forceinline__ uint64_t DescStep(uint64_t desc, int index) {
+  static_assert(kStrideBytes % 16 == 0, "descriptors address 16-byte units");
+  const uint32_t lo = static_cast<uint32_t>(desc) + static_cast<uint32_t>(index) * (kStrideBytes >> 4);
+  return (desc & 0xFFFFFFFF00000000ull) | lo;
+}
+
 __device__ __forceinline__ void WgmmaFence() {
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 }

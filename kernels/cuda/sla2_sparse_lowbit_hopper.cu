@@ -89,25 +89,27 @@ __device__ __forceinline__ void LoadQ8Frags(uint32_t q_s, int row0, uint32_t (&q
                        qf[kk][1], qf[kk][2], qf[kk][3]);
 }
 
-// S[64 x 64] = Q8_wg K8^T in int32, issued asynchronously.
+// S[64 x 64] = Q8_wg K8^T in int32, issued asynchronously (k_desc: the K
+// tile, SmemDesc(tile, 16, 8 * D, D)).
 template <int D>
 __device__ __forceinline__ void IssueQK8(int (&s)[8][4], const uint32_t (&qf)[D / 32][4],
-                                         uint32_t k_tile) {
+                                         uint64_t k_desc) {
   WgmmaFence();
 #pragma unroll
   for (int kk = 0; kk < D / 32; ++kk)
-    WgmmaS8RS_N64(s, qf[kk], SmemDesc(k_tile + kk * 32, 16, 8 * D, D), kk > 0);
+    WgmmaS8RS_N64(s, qf[kk], DescAdvance(k_desc, kk * 32), kk > 0);
   WgmmaCommit();
 }
 
-// t[64 x D] = P^[64 x 64] V^[64 x D] (fresh accumulator), V^T K-major.
+// t[64 x D] = P^[64 x 64] V^[64 x D] (fresh accumulator), V^T K-major
+// (v_desc: SmemDesc(tile, 16, 8 * kBlockK, kBlockK)).
 template <int D>
 __device__ __forceinline__ void IssuePV8(float (&t)[D / 8][4], const uint32_t (&p)[2][4],
-                                         uint32_t v_tile) {
+                                         uint64_t v_desc) {
   WgmmaFence();
 #pragma unroll
   for (int kc = 0; kc < 2; ++kc) {
-    const uint64_t b = SmemDesc(v_tile + kc * 32, 16, 8 * kBlockK, kBlockK);
+    const uint64_t b = DescAdvance(v_desc, kc * 32);
     if constexpr (D == 128) {
       WgmmaE4m3RS_N128(t, p[kc], b, kc);
     } else {
@@ -121,15 +123,16 @@ constexpr int kMagicBits = 0x4B400000;      // 1.5 * 2^23: float(x + this) = 1.5
 constexpr float kMagic = 12582912.0f;       // for |x| < 2^22 (|S| <= 127^2 * 128 < 2^21)
 constexpr float kLog2Fp8Max = 8.807354922057604f;  // log2(448)
 
-// One online-softmax step over a 64-key block from the int32 scores (rows g
+// One online-softmax step over key block j from the int32 scores (rows g
 // and g + 8 of the warp). f = s_q s_k log2(e) / sqrt(D) turns them into the
-// log2 domain. Leaves 448 P (as float bits) in s, keys >= seq_len at 0, and
-// updates the row max m, the row sum l (of 448 P) and the factors r that
-// rescale O.
+// log2 domain. Leaves 448 P (as float bits) in s, keys >= seq_len at 0 (only
+// block j >= full_blocks has any), and updates the row max m, the row sum l
+// (of 448 P) and the factors r that rescale O.
 __device__ __forceinline__ void SoftmaxStep8(int (&s)[8][4], float (&m)[2], float (&l)[2],
-                                             float f, int64_t key0, int64_t seq_len, int t,
-                                             float (&r)[2]) {
-  const bool partial = key0 + kBlockK > seq_len;
+                                             float f, int j, int full_blocks, int64_t seq_len,
+                                             int t, float (&r)[2]) {
+  const bool partial = j >= full_blocks;
+  const int64_t key0 = int64_t{j} * kBlockK;
   int mx[2] = {INT_MIN, INT_MIN};
   if (!partial) {
 #pragma unroll
@@ -241,8 +244,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (warp >= kProducerWarp) {
     SetMaxRegs<kProducerRegs, false>();
     if (warp != kProducerWarp || lane != 0) return;
-    int64_t it = 0;  // K/V blocks loaded so far, over all tiles of this CTA
-    int k = 0;       // tiles so far
+    RingPos<kStages> pos;  // K/V blocks loaded so far, over all tiles of this CTA
+    int k = 0;             // tiles so far
     for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
       const HopperTile ht = DecodeTile(tile, d, args.counts, args.lut, args.lut_capacity);
       const auto [i, h, b, cnt, lut_row] = ht;
@@ -255,11 +258,11 @@ __global__ void __launch_bounds__(kThreads, 1)
       MbarArriveExpectTx(bar.q_full(), S::kQBytes + D * 4);
       TmaLoad2d(q_s, &tmap_q, bar.q_full(), 0, static_cast<int>((bh * d.q_blocks + i) * kBlockQ));
       BulkLoad(detail::SmemAddr(slot->sv), args.vscale + bh * D, D * 4, bar.q_full());
-      for (int n = 0; n < cnt; ++n, ++it) {
-        const int st = static_cast<int>(it % kStages);
+      for (int n = 0; n < cnt; ++n, pos.Next()) {
+        const int st = pos.st;
         const int jn = lut_row[n];
         const float ks = kscale[jn];
-        MbarWait(bar.empty(st), ((it / kStages) & 1) ^ 1);
+        MbarWait(bar.empty(st), pos.ph ^ 1);
         meta[st] = StageMeta{jn, ks};  // read by the consumers once full-K completes
         const int64_t j = bh * d.k_blocks + jn;
         MbarArriveExpectTx(bar.full_k(st), S::kKBytes);
@@ -280,7 +283,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   const OutStage<D> out_stage{smem + S::kOutOff + wg * OutStage<D>::kBytes};
   const PingPong turns{args.pingpong, wg};  // as in the bf16 kernel
   turns.Start();
-  int64_t it = 0;
+  const int full_blocks = d.FullKeyBlocks();
+  // Stage st's tiles are the first stage's moved by st stages.
+  const uint64_t k_desc0 = SmemDesc(k_tile(0), 16, 8 * D, D);
+  const uint64_t v_desc0 = SmemDesc(v_tile(0), 16, 8 * kBlockK, kBlockK);
+  auto k_desc = [&](int st) { return DescStep<S::kStageBytes>(k_desc0, st); };
+  auto v_desc = [&](int st) { return DescStep<S::kStageBytes>(v_desc0, st); };
+  RingPos<kStages> pos;  // blocks consumed so far, over all tiles of this CTA
   int k = 0;
   for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
     MbarWait(bar.q_full(), k & 1);
@@ -300,57 +309,50 @@ __global__ void __launch_bounds__(kThreads, 1)
       int s[8][4];
       float r[2], ta[D / 8][4];
       uint32_t p[2][4];
-      int st = static_cast<int>(it % kStages);
-      uint32_t ph = static_cast<uint32_t>((it / kStages) & 1);
       turns.MyTurn();
-      MbarWait(bar.full_k(st), ph);
-      IssueQK8<D>(s, qf, k_tile(st));
+      MbarWait(bar.full_k(pos.st), pos.ph);
+      IssueQK8<D>(s, qf, k_desc(pos.st));
       turns.PassTurn();
-      StageMeta sm = meta[st];
+      StageMeta sm = meta[pos.st];
       float f = ti.qscale * sm.kscale;
-      int j = sm.j;
       WgmmaWait<0>();
       RegFence(s);
-      SoftmaxStep8(s, m, l, f, int64_t{j} * kBlockK, d.seq_len, t, r);  // r = 0: O is 0
+      SoftmaxStep8(s, m, l, f, sm.j, full_blocks, d.seq_len, t, r);  // r = 0: O is 0
       PackP8(s, p);
       for (int n = 1; n < cnt; ++n) {
-        const int st_prev = st;
-        const uint32_t ph_prev = ph;
-        const int64_t next = it + n;
-        st = static_cast<int>(next % kStages);
-        ph = static_cast<uint32_t>((next / kStages) & 1);
+        const RingPos<kStages> prev = pos;
+        pos.Next();
         turns.MyTurn();
-        MbarWait(bar.full_k(st), ph);
-        IssueQK8<D>(s, qf, k_tile(st));  // S of block n ...
-        sm = meta[st];
+        MbarWait(bar.full_k(pos.st), pos.ph);
+        IssueQK8<D>(s, qf, k_desc(pos.st));  // S of block n ...
+        sm = meta[pos.st];
         f = ti.qscale * sm.kscale;
-        j = sm.j;
-        MbarWait(bar.full_v(st_prev), ph_prev);
-        IssuePV8<D>(ta, p, v_tile(st_prev));  // ... P V of block n-1
+        MbarWait(bar.full_v(prev.st), prev.ph);
+        IssuePV8<D>(ta, p, v_desc(prev.st));  // ... P V of block n-1
         turns.PassTurn();
         const float r_prev[2] = {r[0], r[1]};  // block n-1's maxima over n-2's
         WgmmaWait<1>();
         RegFence(s);
-        SoftmaxStep8(s, m, l, f, int64_t{j} * kBlockK, d.seq_len, t, r);
+        SoftmaxStep8(s, m, l, f, sm.j, full_blocks, d.seq_len, t, r);
         WgmmaWait<0>();
         RegFence(ta);
         RegFence(p);
-        WarpArrive(bar.empty(st_prev));
+        WarpArrive(bar.empty(prev.st));
         // O (blocks < n-1, at block n-2's maxima) moves to block n-1's and
         // takes P^V^ of block n-1: one FFMA per element.
         AccumulateBlock<D>(o, r_prev, ta);
         PackP8(s, p);
       }
       turns.MyTurn();
-      MbarWait(bar.full_v(st), ph);
-      IssuePV8<D>(ta, p, v_tile(st));
+      MbarWait(bar.full_v(pos.st), pos.ph);
+      IssuePV8<D>(ta, p, v_desc(pos.st));
       turns.PassTurn();
       WgmmaWait<0>();
       RegFence(ta);
       RegFence(p);
-      WarpArrive(bar.empty(st));
+      WarpArrive(bar.empty(pos.st));
       AccumulateBlock<D>(o, r, ta);
-      it += cnt;
+      pos.Next();
     }
 
     // alpha * O_s = alpha * O s_v / l (l carries the 448 of P^) through the
