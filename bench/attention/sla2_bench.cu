@@ -238,9 +238,9 @@ int main(int argc, char** argv) {
           }
           if (prev) setenv("SLA2_SPARSE_KERNEL", saved.c_str(), 1);
           else unsetenv("SLA2_SPARSE_KERNEL");
-          if (!low_bit) {
-            // Same run, the bf16 Hopper kernel in steps of one kept block
-            // instead of two (SLA2_HOPPER_PAIRS=0).
+          {
+            // Same run, the Hopper kernel in steps of one kept block instead
+            // of two (SLA2_HOPPER_PAIRS=0).
             setenv("SLA2_HOPPER_PAIRS", "0", 1);
             report("sparse.1blk",
                    MedianMs([&] { stage(sv::Sla2Stage::kSparse, sparse_only); }, shape_iters));

@@ -46,16 +46,17 @@ __device__ __forceinline__ HopperTile DecodeTile(int64_t tile, const Sla2Dims& d
 
 // The mbarriers of a kernel's shared memory: per stage of the K/V ring
 // full-K, full-V (TMA bytes landed) and empty (every consumer warp is done),
-// and the Q buffer's full/empty pair.
-template <int kStages>
+// and a full/empty pair per Q buffer (kQBufs: 1 when the consumers copy Q
+// into registers, 2 when wgmma reads it from shared memory all tile long).
+template <int kStages, int kQBufs = 1>
 struct RingBarriers {
-  static constexpr int kBytes = (3 * kStages + 2) * 8;
+  static constexpr int kBytes = (3 * kStages + 2 * kQBufs) * 8;
   uint32_t base;  // shared address, 8-byte aligned
   __device__ uint32_t full_k(int st) const { return base + st * 8; }
   __device__ uint32_t full_v(int st) const { return base + (kStages + st) * 8; }
   __device__ uint32_t empty(int st) const { return base + (2 * kStages + st) * 8; }
-  __device__ uint32_t q_full() const { return base + 3 * kStages * 8; }
-  __device__ uint32_t q_empty() const { return q_full() + 8; }
+  __device__ uint32_t q_full(int qb = 0) const { return base + (3 * kStages + 2 * qb) * 8; }
+  __device__ uint32_t q_empty(int qb = 0) const { return q_full(qb) + 8; }
   // Thread 0 initialises them and makes them visible to TMA; the CTA waits.
   __device__ void Init() const {
     if (threadIdx.x == 0) {
@@ -64,8 +65,10 @@ struct RingBarriers {
         MbarInit(full_v(st), 1);
         MbarInit(empty(st), kConsumerWarps);
       }
-      MbarInit(q_full(), 1);
-      MbarInit(q_empty(), kConsumerWarps);
+      for (int qb = 0; qb < kQBufs; ++qb) {
+        MbarInit(q_full(qb), 1);
+        MbarInit(q_empty(qb), kConsumerWarps);
+      }
       FenceBarrierInit();
     }
     __syncthreads();

@@ -241,9 +241,12 @@ Sla2Status Sla2RunStage(Sla2Stage stage, const Sla2Problem& p, Sla2Workspace& ws
     case Sla2Stage::kSparse:
       name = "sparse";
       if (p.low_bit) {
-        // The wgmma/TMA kernel where it applies (sm_90), else the mma.sync one.
-        w.sparse_kernel = "lowbit-hopper";
-        e = LaunchSparseLowBitHopper(p, d, cap, w, stream);
+        // The wgmma/TMA kernel where it applies (sm_90), in 128-key steps
+        // unless SLA2_HOPPER_PAIRS=0, else the mma.sync one.
+        const bool pairs = SparseBf16PairsSelected();
+        w.sparse_kernel = pairs ? "lowbit-hopper-pairs" : "lowbit-hopper";
+        e = pairs ? LaunchSparseLowBitHopperPairs(p, d, cap, w, stream)
+                  : LaunchSparseLowBitHopper(p, d, cap, w, stream);
         if (e == cudaErrorNotSupported && !SparseHopperRequired()) {
           w.sparse_kernel = "lowbit-mma";
           e = LaunchSparseLowBit(p, d, cap, w, stream);

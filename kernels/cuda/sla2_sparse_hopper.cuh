@@ -57,6 +57,12 @@ cudaError_t LaunchSparseBf16HopperFused(const Sla2Problem& p, const Sla2Dims& d,
 cudaError_t LaunchSparseLowBitHopper(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,
                                      Sla2Workspace::Buffers& w, cudaStream_t s);
 
+// The same in steps of two kept blocks (sla2_sparse_lowbit_hopper_pairs.cu),
+// same contract; the dispatch prefers it unless SLA2_HOPPER_PAIRS=0.
+cudaError_t LaunchSparseLowBitHopperPairs(const Sla2Problem& p, const Sla2Dims& d,
+                                          int64_t lut_capacity, Sla2Workspace::Buffers& w,
+                                          cudaStream_t s);
+
 // SLA2_SPARSE_KERNEL=hopper: the caller must not fall back (tests and the
 // benchmark then know which kernel ran).
 bool SparseHopperRequired();

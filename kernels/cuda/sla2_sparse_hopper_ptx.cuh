@@ -306,6 +306,9 @@ __device__ __forceinline__ void WgmmaSSNegTT_N64(float (&d)[8][4], uint64_t a, u
 #define SV_I32(x)                                                                            \
   SV_I4(x, 0), SV_I4(x, 1), SV_I4(x, 2), SV_I4(x, 3), SV_I4(x, 4), SV_I4(x, 5), SV_I4(x, 6), \
       SV_I4(x, 7)
+#define SV_I32_HI(x)                                                                      \
+  SV_I4(x, 8), SV_I4(x, 9), SV_I4(x, 10), SV_I4(x, 11), SV_I4(x, 12), SV_I4(x, 13),      \
+      SV_I4(x, 14), SV_I4(x, 15)
 
 // d[64 x 64] (+)= A[64 x 32] (registers, mma.m16n8k32 A layout per warp) *
 // B[64 x 32]^T (K-major in shared memory), s8 in, exact s32 accumulate.
@@ -321,6 +324,21 @@ __device__ __forceinline__ void WgmmaS8RS_N64(int (&d)[8][4], const uint32_t (&a
       "}\n"
       : SV_I32(d)
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
+}
+
+// d[64 x 128] (+)= A[64 x 32] * B[128 x 32]^T, s8 in, exact s32 accumulate,
+// both operands K-major in shared memory (Q and a pair of K blocks).
+__device__ __forceinline__ void WgmmaS8SS_N128(int (&d)[16][4], uint64_t a, uint64_t b,
+                                               int accumulate) {
+  asm volatile(
+      "{\n"
+      ".reg .pred acc;\n"
+      "setp.ne.b32 acc, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 " SV_ACC128
+      "%64, %65, acc;\n"
+      "}\n"
+      : SV_I32(d), SV_I32_HI(d)
+      : "l"(a), "l"(b), "r"(accumulate));
 }
 
 // d[64 x 64] (+)= A[64 x 32] (registers) * B[32 x 64], e4m3 in, fp32
@@ -354,6 +372,7 @@ __device__ __forceinline__ void WgmmaE4m3RS_N128(float (&d)[16][4], const uint32
 }
 
 #undef SV_I32
+#undef SV_I32_HI
 #undef SV_I4
 #undef SV_ACC128
 #undef SV_ACC64

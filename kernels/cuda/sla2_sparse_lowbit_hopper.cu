@@ -20,34 +20,13 @@
 #include <climits>
 
 #include "kernels/cuda/sla2_hopper_common.cuh"
+#include "kernels/cuda/sla2_hopper_lowbit_steps.cuh"
 #include "kernels/cuda/sla2_sparse_hopper.cuh"
 
 namespace sparsevid::kernels::cuda {
 namespace {
 
 using namespace hopper;
-
-struct LowBitHopperArgs {
-  const int32_t* lut;
-  const int32_t* counts;
-  int64_t lut_capacity;
-  const float* qscale;  // [B,H,T_m]
-  const float* kscale;  // [B,H,T_n]
-  const float* vscale;  // [B,H,D], 16-byte aligned rows
-  const float* alpha;   // null: alpha = 1 and out holds no linear part
-  __nv_bfloat16* out;
-  Sla2Dims d;
-  int64_t num_tiles;
-  bool pingpong;
-};
-
-// Per tile slot: the producer's TileInfo and the head's V scales (a bulk
-// copy counted on the Q barrier).
-template <int D>
-struct LowBitTileInfo {
-  TileInfo t;
-  float sv[D];
-};
 
 // Shared-memory map: Q (128 rows of D bytes), a ring of stages each holding
 // one kept block's K (64 rows of D bytes) and V^T (D rows of 64 bytes), the
@@ -99,122 +78,6 @@ __device__ __forceinline__ void IssueQK8(int (&s)[8][4], const uint32_t (&qf)[D 
   for (int kk = 0; kk < D / 32; ++kk)
     WgmmaS8RS_N64(s, qf[kk], DescAdvance(k_desc, kk * 32), kk > 0);
   WgmmaCommit();
-}
-
-// t[64 x D] = P^[64 x 64] V^[64 x D] (fresh accumulator), V^T K-major
-// (v_desc: SmemDesc(tile, 16, 8 * kBlockK, kBlockK)).
-template <int D>
-__device__ __forceinline__ void IssuePV8(float (&t)[D / 8][4], const uint32_t (&p)[2][4],
-                                         uint64_t v_desc) {
-  WgmmaFence();
-#pragma unroll
-  for (int kc = 0; kc < 2; ++kc) {
-    const uint64_t b = DescAdvance(v_desc, kc * 32);
-    if constexpr (D == 128) {
-      WgmmaE4m3RS_N128(t, p[kc], b, kc);
-    } else {
-      WgmmaE4m3RS_N64(t, p[kc], b, kc);
-    }
-  }
-  WgmmaCommit();
-}
-
-constexpr int kMagicBits = 0x4B400000;      // 1.5 * 2^23: float(x + this) = 1.5 * 2^23 + x
-constexpr float kMagic = 12582912.0f;       // for |x| < 2^22 (|S| <= 127^2 * 128 < 2^21)
-constexpr float kLog2Fp8Max = 8.807354922057604f;  // log2(448)
-
-// One online-softmax step over key block j from the int32 scores (rows g
-// and g + 8 of the warp). f = s_q s_k log2(e) / sqrt(D) turns them into the
-// log2 domain. Leaves 448 P (as float bits) in s, keys >= seq_len at 0 (only
-// block j >= full_blocks has any), and updates the row max m, the row sum l
-// (of 448 P) and the factors r that rescale O.
-__device__ __forceinline__ void SoftmaxStep8(int (&s)[8][4], float (&m)[2], float (&l)[2],
-                                             float f, int j, int full_blocks, int64_t seq_len,
-                                             int t, float (&r)[2]) {
-  const bool partial = j >= full_blocks;
-  const int64_t key0 = int64_t{j} * kBlockK;
-  int mx[2] = {INT_MIN, INT_MIN};
-  if (!partial) {
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      mx[0] = max(mx[0], max(s[nt][0], s[nt][1]));
-      mx[1] = max(mx[1], max(s[nt][2], s[nt][3]));
-    }
-  } else {  // the last block of the sequence: only keys < seq_len
-    const int valid = static_cast<int>(seq_len - key0);
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      const int key = nt * 8 + 2 * t;
-      if (key < valid) mx[0] = max(mx[0], s[nt][0]), mx[1] = max(mx[1], s[nt][2]);
-      if (key + 1 < valid) mx[0] = max(mx[0], s[nt][1]), mx[1] = max(mx[1], s[nt][3]);
-    }
-  }
-  float c[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    int q = max(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
-    q = max(q, __shfl_xor_sync(0xffffffffu, q, 2));
-    // Every kept block has a valid key, so the new maximum is finite.
-    const float mn = fmaxf(m[h], static_cast<float>(q) * f);
-    r[h] = detail::Exp2Ftz(m[h] - mn);  // 0 for the first block (m = -inf)
-    m[h] = mn;
-    l[h] *= r[h];
-    // exp2(x f - mn + log2 448) with x = float(bits + magic) - magic: the
-    // magic term is folded into the constant. Its rounding shifts a row's
-    // exponents by at most half an int32 unit of S, far below INT8 noise.
-    c[h] = fmaf(kMagic, f, mn - kLog2Fp8Max);
-  }
-#pragma unroll
-  for (int nt = 0; nt < 8; ++nt) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const float x = __int_as_float(s[nt][e] + kMagicBits);
-      const float p = detail::Exp2Ftz(fmaf(x, f, -c[e >> 1]));
-      s[nt][e] = __float_as_int(p);
-    }
-  }
-  if (partial) {
-    const int valid = static_cast<int>(seq_len - key0);
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      const int key = nt * 8 + 2 * t;
-      if (key >= valid) s[nt][0] = s[nt][2] = 0;
-      if (key + 1 >= valid) s[nt][1] = s[nt][3] = 0;
-    }
-  }
-#pragma unroll
-  for (int nt = 0; nt < 8; ++nt) {
-    l[0] += __int_as_float(s[nt][0]) + __int_as_float(s[nt][1]);
-    l[1] += __int_as_float(s[nt][2]) + __int_as_float(s[nt][3]);
-  }
-}
-
-// 448 P (float bits) -> e4m3 A fragments of P V's two k32 steps: register
-// kc holds the accumulator columns 16 kc.. in Fp8KeyOfPosition order.
-__device__ __forceinline__ void PackP8(const int (&s)[8][4], uint32_t (&p)[2][4]) {
-  auto x = [&](int nt, int e) { return __int_as_float(s[nt][e]); };
-#pragma unroll
-  for (int kc = 0; kc < 2; ++kc) {
-    const int n0 = 4 * kc;
-    p[kc][0] = detail::PackE4m3x4(x(n0, 0), x(n0, 1), x(n0 + 1, 0), x(n0 + 1, 1));
-    p[kc][1] = detail::PackE4m3x4(x(n0, 2), x(n0, 3), x(n0 + 1, 2), x(n0 + 1, 3));
-    p[kc][2] = detail::PackE4m3x4(x(n0 + 2, 0), x(n0 + 2, 1), x(n0 + 3, 0), x(n0 + 3, 1));
-    p[kc][3] = detail::PackE4m3x4(x(n0 + 2, 2), x(n0 + 2, 3), x(n0 + 3, 2), x(n0 + 3, 3));
-  }
-}
-
-// Two-level accumulation: O = O r + T, with T the fresh fp32 P^V^ of one
-// block and r the factors that move O to that block's row maxima.
-template <int D>
-__device__ __forceinline__ void AccumulateBlock(float (&o)[D / 8][4], const float (&r)[2],
-                                                const float (&ta)[D / 8][4]) {
-#pragma unroll
-  for (int nt = 0; nt < D / 8; ++nt) {
-    o[nt][0] = fmaf(o[nt][0], r[0], ta[nt][0]);
-    o[nt][1] = fmaf(o[nt][1], r[0], ta[nt][1]);
-    o[nt][2] = fmaf(o[nt][2], r[1], ta[nt][2]);
-    o[nt][3] = fmaf(o[nt][3], r[1], ta[nt][3]);
-  }
 }
 
 template <int D>
@@ -317,8 +180,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       float f = ti.qscale * sm.kscale;
       WgmmaWait<0>();
       RegFence(s);
-      SoftmaxStep8(s, m, l, f, sm.j, full_blocks, d.seq_len, t, r);  // r = 0: O is 0
-      PackP8(s, p);
+      SoftmaxStep8<1>(s, m, l, {f}, {sm.j}, full_blocks, d.seq_len, t, r);  // r = 0: O is 0
+      PackP8<1>(s, p);
       for (int n = 1; n < cnt; ++n) {
         const RingPos<kStages> prev = pos;
         pos.Next();
@@ -328,12 +191,12 @@ __global__ void __launch_bounds__(kThreads, 1)
         sm = meta[pos.st];
         f = ti.qscale * sm.kscale;
         MbarWait(bar.full_v(prev.st), prev.ph);
-        IssuePV8<D>(ta, p, v_desc(prev.st));  // ... P V of block n-1
+        IssuePV8<D, 1>(ta, p, v_desc(prev.st));  // ... P V of block n-1
         turns.PassTurn();
         const float r_prev[2] = {r[0], r[1]};  // block n-1's maxima over n-2's
         WgmmaWait<1>();
         RegFence(s);
-        SoftmaxStep8(s, m, l, f, sm.j, full_blocks, d.seq_len, t, r);
+        SoftmaxStep8<1>(s, m, l, {f}, {sm.j}, full_blocks, d.seq_len, t, r);
         WgmmaWait<0>();
         RegFence(ta);
         RegFence(p);
@@ -341,11 +204,11 @@ __global__ void __launch_bounds__(kThreads, 1)
         // O (blocks < n-1, at block n-2's maxima) moves to block n-1's and
         // takes P^V^ of block n-1: one FFMA per element.
         AccumulateBlock<D>(o, r_prev, ta);
-        PackP8(s, p);
+        PackP8<1>(s, p);
       }
       turns.MyTurn();
       MbarWait(bar.full_v(pos.st), pos.ph);
-      IssuePV8<D>(ta, p, v_desc(pos.st));
+      IssuePV8<D, 1>(ta, p, v_desc(pos.st));
       turns.PassTurn();
       WgmmaWait<0>();
       RegFence(ta);
@@ -355,39 +218,20 @@ __global__ void __launch_bounds__(kThreads, 1)
       pos.Next();
     }
 
-    // alpha * O_s = alpha * O s_v / l (l carries the 448 of P^) through the
-    // warpgroup's staging tile, added to the linear branch's value in out.
-    // The head's V scales and the row sums first: their latency then hides
-    // under the wait for the staging tile.
-    float2 sv[D / 8];
-#pragma unroll
-    for (int nt = 0; nt < D / 8; ++nt)
-      sv[nt] = *reinterpret_cast<const float2*>(slot->sv + nt * 8 + 2 * t);
-    float fo[2];
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const float lsum = detail::QuadSum(l[half]);
-      fo[half] = lsum > 0.f ? ti.alpha / lsum : 0.f;  // no kept block: O_s = 0
-    }
-    OutStageAcquire(wg, wtid);
-    auto scaled = [&](int nt, int half) {
-      return detail::PackBf16(o[nt][2 * half] * sv[nt].x * fo[half],
-                              o[nt][2 * half + 1] * sv[nt].y * fo[half]);
-    };
-#pragma unroll
-    for (int nt = 0; nt < D / 8; nt += 2)
-      out_stage.Put16x16(wrow, nt * 8, scaled(nt, 0), scaled(nt, 1), scaled(nt + 1, 0),
-                         scaled(nt + 1, 1));
     // With alpha, out holds (1 - alpha) O_l from the linear stage: add to it.
-    OutStageStore<D>(out_stage, &tmap_out, args.alpha != nullptr, ti.i * kBlockQ + wg * 64,
-                     d.seq_len, ti.h, ti.b, wg, wtid);
+    LowBitEpilogue<D>(o, l, slot, args.alpha != nullptr, out_stage, &tmap_out, d.seq_len, wg, wrow,
+                      wtid, t);
   }
   OutStageDrain(wtid);
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
 
-// 2-D byte map over a dense workspace buffer of `rows` rows of `row_bytes`
-// (64 or 128), boxes of box_rows rows, the swizzle of the row length.
+}  // namespace
+
+namespace {
+
+// 2-D map over a dense workspace buffer of `rows` rows of `row_bytes` (64 or
+// 128), boxes of box_rows rows, the swizzle of the row length.
 bool MakeByteMap(CUtensorMap* map, const void* base, int row_bytes, int64_t rows, int box_rows) {
   const cuuint64_t dims[2] = {static_cast<cuuint64_t>(row_bytes), static_cast<cuuint64_t>(rows)};
   const cuuint64_t strides[1] = {static_cast<cuuint64_t>(row_bytes)};
@@ -397,27 +241,42 @@ bool MakeByteMap(CUtensorMap* map, const void* base, int row_bytes, int64_t rows
                          row_bytes == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B);
 }
 
+}  // namespace
+
+bool hopper::MakeLowBitMaps(const Sla2Problem& p, const Sla2Dims& d,
+                            const Sla2Workspace::Buffers& w, CUtensorMap* q8, CUtensorMap* k8,
+                            CUtensorMap* vt8, CUtensorMap* out) {
+  const int D = d.head_dim;
+  const int64_t bh = int64_t{d.batch} * d.heads;
+  // TMA coordinates are int32 rows of the flattened buffers; the pair kernel
+  // also addresses the row just past the K and V^T buffers (padding).
+  if (bh * d.k_blocks * D >= INT_MAX || bh * d.q_blocks * kBlockQ >= INT_MAX) return false;
+  return MakeQkvMap(out, p.out, d, 64) &&
+         MakeByteMap(q8, w.q8, D, bh * d.q_blocks * kBlockQ, kBlockQ) &&
+         MakeByteMap(k8, w.k8, D, bh * d.k_blocks * kBlockK, kBlockK) &&
+         MakeByteMap(vt8, w.vt8, kBlockK, bh * d.k_blocks * D, D);
+}
+
+hopper::LowBitHopperArgs hopper::MakeLowBitArgs(const Sla2Problem& p, const Sla2Dims& d,
+                                                int64_t cap, const Sla2Workspace::Buffers& w) {
+  const int64_t bh = int64_t{d.batch} * d.heads;
+  return LowBitHopperArgs{w.lut,    w.counts, cap, w.qscale, w.kscale, w.vscale, p.alpha,
+                          static_cast<__nv_bfloat16*>(p.out), d, int64_t{d.q_blocks} * bh,
+                          !EnvIsZero("SLA2_HOPPER_PINGPONG")};
+}
+
+namespace {
+
 template <int D>
 cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                    Sla2Workspace::Buffers& w, cudaStream_t s, int sms) {
-  const int64_t bh = int64_t{d.batch} * d.heads;
-  // TMA coordinates are int32 rows of the flattened buffers.
-  if (bh * d.k_blocks * D > INT_MAX || bh * d.q_blocks * kBlockQ > INT_MAX)
-    return cudaErrorNotSupported;
   CUtensorMap tq, tk, tv, tout;
-  if (!MakeQkvMap(&tout, p.out, d, 64) ||
-      !MakeByteMap(&tq, w.q8, D, bh * d.q_blocks * kBlockQ, kBlockQ) ||
-      !MakeByteMap(&tk, w.k8, D, bh * d.k_blocks * kBlockK, kBlockK) ||
-      !MakeByteMap(&tv, w.vt8, kBlockK, bh * d.k_blocks * D, D))
-    return cudaErrorNotSupported;
+  if (!MakeLowBitMaps(p, d, w, &tq, &tk, &tv, &tout)) return cudaErrorNotSupported;
   using S = LowBitSmem<D>;
   cudaError_t e = cudaFuncSetAttribute(SparseLowBitHopperKernel<D>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, S::kBytes);
   if (e != cudaSuccess) return e;
-  LowBitHopperArgs a{w.lut,   w.counts, cap,
-                     w.qscale, w.kscale, w.vscale,
-                     p.alpha, static_cast<__nv_bfloat16*>(p.out), d,
-                     int64_t{d.q_blocks} * bh, !EnvIsZero("SLA2_HOPPER_PINGPONG")};
+  const LowBitHopperArgs a = MakeLowBitArgs(p, d, cap, w);
   const int64_t ctas = PersistentCtas(sms, a.num_tiles);
   SparseLowBitHopperKernel<D><<<static_cast<unsigned>(ctas), kThreads, S::kBytes, s>>>(tq, tk, tv,
                                                                                        tout, a);

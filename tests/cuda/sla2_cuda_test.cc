@@ -341,10 +341,12 @@ void RunCase(const Case& c, uint64_t seed) {
         c.name + (want_fused ? ": linear branch ran fused into the Hopper kernel"
                              : ": linear branch ran in its own kernels"));
   const bool hopper_path = g_hopper && hopper_selected;
-  const std::string want_kernel = c.low_bit  ? (hopper_path ? "lowbit-hopper" : "lowbit-mma")
+  const bool single_steps = EnvIs("SLA2_HOPPER_PAIRS", "0");
+  const std::string want_kernel = c.low_bit    ? (!hopper_path    ? "lowbit-mma"
+                                                  : single_steps ? "lowbit-hopper"
+                                                                 : "lowbit-hopper-pairs")
                                   : want_fused ? "hopper-fused"
-                                  : hopper_path ? (EnvIs("SLA2_HOPPER_PAIRS", "0") ? "hopper"
-                                                                                  : "hopper-pairs")
+                                  : hopper_path ? (single_steps ? "hopper" : "hopper-pairs")
                                                 : "mma";
   const bool hopper_linear = hopper_path && !EnvIs("SLA2_FUSED_LINEAR", "0");
   const std::string want_linear = !c.alpha        ? ""
@@ -521,6 +523,11 @@ void GpuCases() {
        false, Layout::kBLHD, Inputs::kRandom, MaskKind::kRandomShared, 3, "SLA2_HOPPER_PAIRS=0"},
       {"bf16-d64-mask-edges-single-steps", 1, 2, 64, 777, 0.03f, false, false, false,
        Layout::kBHLD, Inputs::kRandom, MaskKind::kRandomEdges, 2, "SLA2_HOPPER_PAIRS=0"},
+      // The same for the low-bit Hopper kernel (the default steps in pairs).
+      {"lowbit-d128-persistent-mask-edges-single-steps", 1, 3, 128, 1000, 0.03f, true, true,
+       false, Layout::kBLHD, Inputs::kRandom, MaskKind::kRandomEdges, 3, "SLA2_HOPPER_PAIRS=0"},
+      {"lowbit-d64-router-batch2-single-steps", 2, 2, 64, 3920, 0.1f, true, true, true,
+       Layout::kBHLD, Inputs::kCorrelated, MaskKind::kRouter, 5, "SLA2_HOPPER_PAIRS=0"},
       // Stages in sequence (no side stream for the linear states).
       {"bf16-d128-router-sequential", 1, 2, 128, 3000, 0.1f, false, true, true, Layout::kBLHD,
        Inputs::kRandom, MaskKind::kRouter, 0, "SLA2_OVERLAP=0"},
