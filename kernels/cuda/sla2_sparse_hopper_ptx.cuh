@@ -326,6 +326,22 @@ __device__ __forceinline__ void WgmmaS8RS_N64(int (&d)[8][4], const uint32_t (&a
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
 }
 
+// d[64 x 64] (+)= A[64 x 32] * B[64 x 32]^T, s8 in, exact s32 accumulate,
+// both operands K-major in shared memory (Q and one K block).
+__device__ __forceinline__ void WgmmaS8SS_N64(int (&d)[8][4], uint64_t a, uint64_t b,
+                                              int accumulate) {
+  asm volatile(
+      "{\n"
+      ".reg .pred acc;\n"
+      "setp.ne.b32 acc, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 "
+      SV_ACC64
+      "%32, %33, acc;\n"
+      "}\n"
+      : SV_I32(d)
+      : "l"(a), "l"(b), "r"(accumulate));
+}
+
 // d[64 x 128] (+)= A[64 x 32] * B[128 x 32]^T, s8 in, exact s32 accumulate,
 // both operands K-major in shared memory (Q and a pair of K blocks).
 __device__ __forceinline__ void WgmmaS8SS_N128(int (&d)[16][4], uint64_t a, uint64_t b,

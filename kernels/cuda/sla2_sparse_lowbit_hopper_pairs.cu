@@ -17,9 +17,10 @@
 //    registers for S (64), the fresh accumulator (64), O (64) and P^ (16);
 //  - the fresh accumulator spans the pair's 128 keys (four k32 e4m3 steps),
 //    the length DeepSeek-V3 promotes FP8 sums to fp32 after;
-//  - an odd count pads its last pair with a block whose K and V^T lie just
-//    past the buffers, so TMA fills them with zeros without reading memory,
-//    and whose index (T_n) puts every key past the sequence: masked, P = 0.
+//  - an odd count pads its first pair with a block whose K and V^T lie just
+//    past the buffers, so TMA fills them with zeros without reading memory
+//    (index T_n: every key past the sequence, masked, P = 0); that pair's
+//    Q K^T and softmax, in the tile's prologue, cover the first block alone.
 #include <climits>
 
 #include "kernels/cuda/sla2_hopper_common.cuh"
@@ -59,16 +60,31 @@ struct LowBitPairsSmem {
   static_assert(kBytes <= 227 * 1024, "shared memory per CTA");
 };
 
-// S[64 x 128] = Q8_wg K8_pair^T in int32, both operands K-major in shared
-// memory, issued asynchronously.
-template <int D>
-__device__ __forceinline__ void IssueQK8Pair(int (&s)[16][4], uint64_t q_desc, uint64_t k_desc) {
+// S[64 x 64 NB] = Q8_wg K8^T over NB = 2 (a pair) or 1 (its first block)
+// blocks in int32, both operands K-major in shared memory, issued
+// asynchronously.
+template <int D, int NB>
+__device__ __forceinline__ void IssueQK8(int (&s)[8 * NB][4], uint64_t q_desc, uint64_t k_desc) {
   WgmmaFence();
 #pragma unroll
-  for (int kk = 0; kk < D / 32; ++kk)
-    WgmmaS8SS_N128(s, DescAdvance(q_desc, kk * 32), DescAdvance(k_desc, kk * 32), kk > 0);
+  for (int kk = 0; kk < D / 32; ++kk) {
+    if constexpr (NB == 2) {
+      WgmmaS8SS_N128(s, DescAdvance(q_desc, kk * 32), DescAdvance(k_desc, kk * 32), kk > 0);
+    } else {
+      WgmmaS8SS_N64(s, DescAdvance(q_desc, kk * 32), DescAdvance(k_desc, kk * 32), kk > 0);
+    }
+  }
   WgmmaCommit();
 }
+
+// Where an odd count's padding goes: into the tile's first pair, whose
+// Q K^T and softmax (in the tile's prologue, which retires its wgmma before
+// the loop) then cover the first block alone; false: after the last block,
+// a whole pair's work. (The bf16 pair kernel needs false at D = 64, where
+// the extra wgmma shape made ptxas serialise its wgmmas; this one compiles
+// clean at both head sizes, cuda_wgmma_pipelines checks it.)
+template <int D>
+constexpr bool kLowBitOddFirst = true;
 
 template <int D>
 __global__ void __launch_bounds__(kThreads, 1)
@@ -119,10 +135,12 @@ __global__ void __launch_bounds__(kThreads, 1)
       TmaLoad2d(q_buf(qb), &tmap_q, bar.q_full(qb), 0,
                 static_cast<int>((bh * d.q_blocks + i) * kBlockQ));
       BulkLoad(detail::SmemAddr(slot->sv), args.vscale + bh * D, D * 4, bar.q_full(qb));
-      for (int n = 0; n < cnt; n += 2, pos.Next()) {
+      const int odd_first = kLowBitOddFirst<D> ? (cnt & 1) : 0;
+      for (int n = -odd_first; n < cnt; n += 2, pos.Next()) {
         const int st = pos.st;
-        const bool pad = n + 1 == cnt;
-        const int ja = lut_row[n], jb = pad ? d.k_blocks : lut_row[n + 1];
+        // (block 0, padding) first when odd_first, else (last block, padding).
+        const bool pad = n < 0 || n + 1 == cnt;
+        const int ja = lut_row[n < 0 ? 0 : n], jb = pad ? d.k_blocks : lut_row[n + 1];
         const float ksa = kscale[ja], ksb = pad ? 1.f : kscale[jb];
         MbarWait(bar.empty(st), pos.ph ^ 1);
         meta[2 * st] = StageMeta{ja, ksa};  // read by the consumers once full-K completes
@@ -188,19 +206,32 @@ __global__ void __launch_bounds__(kThreads, 1)
       };
       turns.MyTurn();
       MbarWait(bar.full_k(pos.st), pos.ph);
-      IssueQK8Pair<D>(s, q_desc, k_desc(pos.st));
-      turns.PassTurn();
-      read_meta(pos.st);
-      WgmmaWait<0>();
-      RegFence(s);
-      SoftmaxStep8<2>(s, m, l, f, j, full_blocks, d.seq_len, t, r);  // r = 0: O is 0
+      if (kLowBitOddFirst<D> && (cnt & 1)) {
+        // (block 0, padding): S of block 0 alone, P = 0 over the padding.
+        int(&s_lo)[8][4] = *reinterpret_cast<int(*)[8][4]>(&s[0]);
+        IssueQK8<D, 1>(s_lo, q_desc, k_desc(pos.st));
+        turns.PassTurn();
+        read_meta(pos.st);
+        WgmmaWait<0>();
+        RegFence(s_lo);
+        SoftmaxStep8<1>(s_lo, m, l, {f[0]}, {j[0]}, full_blocks, d.seq_len, t, r);  // r unused
+#pragma unroll
+        for (int nt = 8; nt < 16; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0;
+      } else {
+        IssueQK8<D, 2>(s, q_desc, k_desc(pos.st));
+        turns.PassTurn();
+        read_meta(pos.st);
+        WgmmaWait<0>();
+        RegFence(s);
+        SoftmaxStep8<2>(s, m, l, f, j, full_blocks, d.seq_len, t, r);  // r = 0: O is 0
+      }
       PackP8<2>(s, p);
       for (int n = 1; n < pairs; ++n) {
         const RingPos<kStages> prev = pos;
         pos.Next();
         turns.MyTurn();
         MbarWait(bar.full_k(pos.st), pos.ph);
-        IssueQK8Pair<D>(s, q_desc, k_desc(pos.st));  // S of pair n ...
+        IssueQK8<D, 2>(s, q_desc, k_desc(pos.st));  // S of pair n ...
         read_meta(pos.st);
         MbarWait(bar.full_v(prev.st), prev.ph);
         IssuePV8<D, 2>(ta, p, v_desc(prev.st));  // ... P V of pair n-1
