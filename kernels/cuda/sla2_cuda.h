@@ -83,7 +83,8 @@ class Sla2Workspace {
   const char* linear_kernel() const;
   // The kernel the last sparse stage ran: "hopper-fused", "hopper-pairs"
   // (two kept blocks per step), "hopper" (one, SLA2_HOPPER_PAIRS=0) or "mma"
-  // (bf16), "lowbit-hopper" or "lowbit-mma"; "" before the first.
+  // (bf16), "lowbit-hopper-pairs", "lowbit-hopper" (SLA2_HOPPER_PAIRS=0) or
+  // "lowbit-mma"; "" before the first.
   const char* sparse_kernel() const;
 
   struct Buffers;  // defined in sla2_workspace.h (device code only)
