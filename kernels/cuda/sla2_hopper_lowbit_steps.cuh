@@ -230,4 +230,22 @@ LowBitHopperArgs MakeLowBitArgs(const Sla2Problem& p, const Sla2Dims& d, int64_t
 bool MakeLowBitMaps(const Sla2Problem& p, const Sla2Dims& d, const Sla2Workspace::Buffers& w,
                     CUtensorMap* q8, CUtensorMap* k8, CUtensorMap* vt8, CUtensorMap* out);
 
+// Launches a low-bit Hopper kernel (maps, arguments, `smem_bytes` of dynamic
+// shared memory, the persistent grid); cudaErrorNotSupported, nothing
+// launched, where TMA cannot address the buffers.
+template <class Kernel>
+cudaError_t LaunchLowBitKernel(Kernel kernel, int smem_bytes, const Sla2Problem& p,
+                               const Sla2Dims& d, int64_t lut_capacity,
+                               const Sla2Workspace::Buffers& w, cudaStream_t s, int sms) {
+  CUtensorMap tq, tk, tv, tout;
+  if (!MakeLowBitMaps(p, d, w, &tq, &tk, &tv, &tout)) return cudaErrorNotSupported;
+  const cudaError_t e =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
+  if (e != cudaSuccess) return e;
+  const LowBitHopperArgs a = MakeLowBitArgs(p, d, lut_capacity, w);
+  kernel<<<static_cast<unsigned>(PersistentCtas(sms, a.num_tiles)), kThreads, smem_bytes, s>>>(
+      tq, tk, tv, tout, a);
+  return cudaGetLastError();
+}
+
 }  // namespace sparsevid::kernels::cuda::hopper

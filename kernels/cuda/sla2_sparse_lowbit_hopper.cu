@@ -226,10 +226,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
 
-}  // namespace
-
-namespace {
-
 // 2-D map over a dense workspace buffer of `rows` rows of `row_bytes` (64 or
 // 128), boxes of box_rows rows, the swizzle of the row length.
 bool MakeByteMap(CUtensorMap* map, const void* base, int row_bytes, int64_t rows, int box_rows) {
@@ -265,32 +261,15 @@ hopper::LowBitHopperArgs hopper::MakeLowBitArgs(const Sla2Problem& p, const Sla2
                           !EnvIsZero("SLA2_HOPPER_PINGPONG")};
 }
 
-namespace {
-
-template <int D>
-cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
-                   Sla2Workspace::Buffers& w, cudaStream_t s, int sms) {
-  CUtensorMap tq, tk, tv, tout;
-  if (!MakeLowBitMaps(p, d, w, &tq, &tk, &tv, &tout)) return cudaErrorNotSupported;
-  using S = LowBitSmem<D>;
-  cudaError_t e = cudaFuncSetAttribute(SparseLowBitHopperKernel<D>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, S::kBytes);
-  if (e != cudaSuccess) return e;
-  const LowBitHopperArgs a = MakeLowBitArgs(p, d, cap, w);
-  const int64_t ctas = PersistentCtas(sms, a.num_tiles);
-  SparseLowBitHopperKernel<D><<<static_cast<unsigned>(ctas), kThreads, S::kBytes, s>>>(tq, tk, tv,
-                                                                                       tout, a);
-  return cudaGetLastError();
-}
-
-}  // namespace
-
 cudaError_t LaunchSparseLowBitHopper(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                                      Sla2Workspace::Buffers& w, cudaStream_t s) {
   if (!HopperKernelSelected()) return cudaErrorNotSupported;
   const int sms = HopperSms();
   if (sms == 0) return cudaErrorNotSupported;
-  return d.head_dim == 64 ? Launch<64>(p, d, cap, w, s, sms) : Launch<128>(p, d, cap, w, s, sms);
+  return d.head_dim == 64 ? LaunchLowBitKernel(SparseLowBitHopperKernel<64>, LowBitSmem<64>::kBytes,
+                                               p, d, cap, w, s, sms)
+                          : LaunchLowBitKernel(SparseLowBitHopperKernel<128>,
+                                               LowBitSmem<128>::kBytes, p, d, cap, w, s, sms);
 }
 
 }  // namespace sparsevid::kernels::cuda

@@ -269,22 +269,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
 
-template <int D>
-cudaError_t LaunchPairs(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
-                        Sla2Workspace::Buffers& w, cudaStream_t s, int sms) {
-  CUtensorMap tq, tk, tv, tout;
-  if (!MakeLowBitMaps(p, d, w, &tq, &tk, &tv, &tout)) return cudaErrorNotSupported;
-  using S = LowBitPairsSmem<D>;
-  cudaError_t e = cudaFuncSetAttribute(SparseLowBitHopperPairsKernel<D>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, S::kBytes);
-  if (e != cudaSuccess) return e;
-  const LowBitHopperArgs a = MakeLowBitArgs(p, d, cap, w);
-  const int64_t ctas = PersistentCtas(sms, a.num_tiles);
-  SparseLowBitHopperPairsKernel<D>
-      <<<static_cast<unsigned>(ctas), kThreads, S::kBytes, s>>>(tq, tk, tv, tout, a);
-  return cudaGetLastError();
-}
-
 }  // namespace
 
 cudaError_t LaunchSparseLowBitHopperPairs(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
@@ -292,8 +276,11 @@ cudaError_t LaunchSparseLowBitHopperPairs(const Sla2Problem& p, const Sla2Dims& 
   if (!HopperKernelSelected()) return cudaErrorNotSupported;
   const int sms = HopperSms();
   if (sms == 0) return cudaErrorNotSupported;
-  return d.head_dim == 64 ? LaunchPairs<64>(p, d, cap, w, s, sms)
-                          : LaunchPairs<128>(p, d, cap, w, s, sms);
+  return d.head_dim == 64
+             ? LaunchLowBitKernel(SparseLowBitHopperPairsKernel<64>, LowBitPairsSmem<64>::kBytes, p,
+                                  d, cap, w, s, sms)
+             : LaunchLowBitKernel(SparseLowBitHopperPairsKernel<128>, LowBitPairsSmem<128>::kBytes,
+                                  p, d, cap, w, s, sms);
 }
 
 }  // namespace sparsevid::kernels::cuda
