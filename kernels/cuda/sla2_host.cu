@@ -243,7 +243,7 @@ Sla2Status Sla2RunStage(Sla2Stage stage, const Sla2Problem& p, Sla2Workspace& ws
       if (p.low_bit) {
         // The wgmma/TMA kernel where it applies (sm_90), in 128-key steps
         // unless SLA2_HOPPER_PAIRS=0, else the mma.sync one.
-        const bool pairs = SparseBf16PairsSelected();
+        const bool pairs = HopperPairsSelected();
         w.sparse_kernel = pairs ? "lowbit-hopper-pairs" : "lowbit-hopper";
         e = pairs ? LaunchSparseLowBitHopperPairs(p, d, cap, w, stream)
                   : LaunchSparseLowBitHopper(p, d, cap, w, stream);
@@ -267,7 +267,7 @@ Sla2Status Sla2RunStage(Sla2Stage stage, const Sla2Problem& p, Sla2Workspace& ws
       } else {
         // The wgmma/TMA kernel where it applies (sm_90), else the mma.sync one.
         // 128-key steps unless SLA2_HOPPER_PAIRS=0 (sla2_sparse_hopper_pairs.cu).
-        const bool pairs = SparseBf16PairsSelected();
+        const bool pairs = HopperPairsSelected();
         w.sparse_kernel = pairs ? "hopper-pairs" : "hopper";
         e = pairs ? LaunchSparseBf16HopperPairs(p, d, cap, w, stream)
                   : LaunchSparseBf16Hopper(p, d, cap, w, stream);

@@ -18,12 +18,13 @@ cudaError_t LaunchSparseBf16Hopper(const Sla2Problem& p, const Sla2Dims& d, int6
                                    Sla2Workspace::Buffers& w, cudaStream_t s);
 
 // The same stage in steps of two kept blocks (sla2_sparse_hopper_pairs.cu),
-// same contract and fallback rule; SparseBf16PairsSelected: SLA2_HOPPER_PAIRS
-// is not 0 (the dispatch then prefers it to LaunchSparseBf16Hopper).
+// same contract and fallback rule; HopperPairsSelected: SLA2_HOPPER_PAIRS is
+// not 0 (the dispatch then prefers the pair kernels, bf16 and low-bit, to
+// the single-step ones).
 cudaError_t LaunchSparseBf16HopperPairs(const Sla2Problem& p, const Sla2Dims& d,
                                         int64_t lut_capacity, Sla2Workspace::Buffers& w,
                                         cudaStream_t s);
-bool SparseBf16PairsSelected();
+bool HopperPairsSelected();
 
 // Whether the linear branch runs fused into the Hopper kernel for this
 // problem: bf16 with alpha, the Hopper kernel selected and runnable, and

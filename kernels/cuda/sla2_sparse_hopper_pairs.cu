@@ -346,7 +346,7 @@ cudaError_t LaunchPairs(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
 
 }  // namespace
 
-bool SparseBf16PairsSelected() { return !hopper::EnvIsZero("SLA2_HOPPER_PAIRS"); }
+bool HopperPairsSelected() { return !hopper::EnvIsZero("SLA2_HOPPER_PAIRS"); }
 
 cudaError_t LaunchSparseBf16HopperPairs(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                                         Sla2Workspace::Buffers& w, cudaStream_t s) {
