@@ -11,6 +11,7 @@
 //   Linear weights         [N, K]      (PyTorch layout: y = x W^T + b)
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,6 +44,9 @@ struct Sla2Params {
   const Tensor* block_mask = nullptr;
 };
 
+// What an Sla2Attention call did. A backend with a queue may fill it when the
+// queue drains: read it after Synchronize() (or an op that waits, such as
+// ToHost), and keep it alive until then.
 struct Sla2Stats {
   int64_t kept_blocks = 0;    // summed over heads and query blocks
   int64_t total_blocks = 0;   // H * T_m * T_n
@@ -50,6 +54,17 @@ struct Sla2Stats {
   double kept_fraction() const {
     return total_blocks ? static_cast<double>(kept_blocks) / total_blocks : 0.0;
   }
+};
+
+// Adds up the device time of spans of queued work (a span: the ops submitted
+// between Begin() and End()) without draining the queue at either end.
+class SpanTimer {
+ public:
+  virtual ~SpanTimer() = default;
+  virtual void Begin() = 0;
+  virtual void End() = 0;
+  // Seconds spent in the spans ended since the last call; waits for them.
+  virtual double TakeSeconds() = 0;
 };
 
 class Backend {
@@ -68,6 +83,9 @@ class Backend {
   // Converts to f32 (bf16/f16/f32 in).
   virtual Tensor ToF32(const Tensor& t) = 0;
   virtual void Synchronize() {}
+  // Default: wall clock with the queue drained at each end of a span (exact
+  // where ops run before they return, as on the CPU).
+  virtual std::unique_ptr<SpanTimer> NewSpanTimer();
   // Peak bytes allocated through this backend since creation / last reset.
   virtual int64_t PeakBytes() const = 0;
   virtual void ResetPeakBytes() = 0;
@@ -128,6 +146,33 @@ class Backend {
   virtual void Sla2Attention(const Tensor& q, const Tensor& k, const Tensor& v,
                              const Sla2Params& params, Tensor& out, Sla2Stats* stats) = 0;
 };
+
+class WallSpanTimer final : public SpanTimer {
+ public:
+  explicit WallSpanTimer(Backend& backend) : backend_(backend) {}
+  void Begin() override {
+    backend_.Synchronize();
+    begin_ = std::chrono::steady_clock::now();
+  }
+  void End() override {
+    backend_.Synchronize();
+    seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin_).count();
+  }
+  double TakeSeconds() override {
+    const double s = seconds_;
+    seconds_ = 0;
+    return s;
+  }
+
+ private:
+  Backend& backend_;
+  std::chrono::steady_clock::time_point begin_;
+  double seconds_ = 0;
+};
+
+inline std::unique_ptr<SpanTimer> Backend::NewSpanTimer() {
+  return std::make_unique<WallSpanTimer>(*this);
+}
 
 // threads <= 0: use all hardware threads.
 std::unique_ptr<Backend> CreateCpuBackend(int threads = 0);

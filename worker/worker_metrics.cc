@@ -46,7 +46,7 @@ WorkerMetrics::WorkerMetrics(std::shared_ptr<prometheus::Registry> registry, int
                        .Add({}, ExponentialBuckets(0.001, 2.5, 16));
   attention_seconds_ = &BuildHistogram()
                             .Name("sparsevid_worker_attention_seconds")
-                            .Help("Self-attention time within one denoise step")
+                            .Help("Self-attention time within one denoise step (device time on GPU workers)")
                             .Register(r)
                             .Add({}, ExponentialBuckets(0.0005, 2.5, 16));
   attention_share_ = &BuildHistogram()

@@ -95,7 +95,10 @@ const float* RowParam(const Tensor& p, int64_t d, const char* what) {
 CudaBackend::CudaBackend(std::shared_ptr<CudaDevice> dev, std::string device_name)
     : dev_(std::move(dev)), name_(std::move(device_name)) {}
 
-CudaBackend::~CudaBackend() { Synchronize(); }
+CudaBackend::~CudaBackend() {
+  pending_stats_.clear();  // their owners may be gone by now
+  Synchronize();
+}
 
 Tensor CudaBackend::Empty(const Shape& shape, DType dtype) {
   return Scratch(shape, dtype, "Empty");
@@ -180,6 +183,7 @@ Tensor CudaBackend::AsF32(const Tensor& t, const char* op) {
 
 void CudaBackend::Synchronize() {
   SV_CUDA_CHECK("Synchronize", cudaStreamSynchronize(stream()));
+  CompleteSla2Stats();
 }
 
 void CudaBackend::LayerNorm(const Tensor& x, const Tensor* gamma, const Tensor* beta, float eps,

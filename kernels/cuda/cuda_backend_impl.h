@@ -9,6 +9,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_backend_context.h"
+#include "kernels/cuda/cuda_host_staging.h"
 #include "kernels/cuda/sla2_cuda.h"
 
 namespace sparsevid::kernels::cuda {
@@ -27,7 +28,8 @@ class CudaBackend final : public Backend {
   void Copy(const Tensor& src, Tensor& dst) override;
   void Fill(Tensor& dst, float value) override;
   Tensor ToF32(const Tensor& t) override;
-  void Synchronize() override;
+  void Synchronize() override;  // also completes the pending Sla2Stats
+  std::unique_ptr<SpanTimer> NewSpanTimer() override;  // CUDA events (cuda_span_timer.cc)
   int64_t PeakBytes() const override { return dev_->peak_bytes.load(); }
   void ResetPeakBytes() override { dev_->peak_bytes.store(dev_->bytes_in_use.load()); }
 
@@ -72,9 +74,23 @@ class CudaBackend final : public Backend {
   void Sla2AttentionOnHost(const Tensor& q, const Tensor& k, const Tensor& v,
                            const Sla2Params& params, Tensor& out, Sla2Stats* stats);
 
+  // Sla2Stats whose device parts (kept counts, blend ratios) are being
+  // copied into staging_; Synchronize() completes them.
+  struct PendingSla2Stats {
+    Sla2Stats* out;
+    Sla2Stats value;  // total_blocks, and alpha_mean where known on the host
+    const int32_t* counts;
+    int64_t n_counts;
+    const float* alpha;  // null: value.alpha_mean holds the mean
+    int64_t n_alpha;
+  };
+  void CompleteSla2Stats();  // the stream has drained
+
   std::shared_ptr<CudaDevice> dev_;
   std::string name_;
   Sla2Workspace sla2_ws_;
+  HostStaging staging_;
+  std::vector<PendingSla2Stats> pending_stats_;
   std::unique_ptr<Backend> host_;  // CpuBackend for Sla2AttentionOnHost, made on first use
 };
 

@@ -113,22 +113,28 @@ void CudaBackend::Sla2Attention(const Tensor& q, const Tensor& k, const Tensor& 
   if (p.proj_k) proj_k = AsF32(*p.proj_k, "Sla2Attention");
   pr.proj_q = p.proj_q ? proj_q.f32() : nullptr;
   pr.proj_k = p.proj_k ? proj_k.f32() : nullptr;
-  std::vector<float> alpha_host;  // the [H, T_m] ratios used (for stats)
+  bool alpha_on_host = false;  // local.alpha_mean already holds the mean
   if (p.alpha) {
     alpha = AsF32(*p.alpha, "Sla2Attention");
     const int64_t T_a = alpha.dim(1);
-    if (T_a != T_m || stats) alpha_host = ToHost(alpha).ToVector();
     if (T_a != T_m) {  // resample to T_m query blocks as the CPU does
+      const std::vector<float> given = ToHost(alpha).ToVector();
       std::vector<float> a(H * T_m);
+      double sum = 0;
       for (int64_t h = 0; h < H; ++h) {
         for (int64_t i = 0; i < T_m; ++i) {
-          a[h * T_m + i] = alpha_host[h * T_a + sla2::AlphaSourceIndex(i, T_m, T_a)];
+          a[h * T_m + i] = given[h * T_a + sla2::AlphaSourceIndex(i, T_m, T_a)];
+          sum += a[h * T_m + i];
         }
       }
-      alpha_host = a;
+      local.alpha_mean = sum / static_cast<double>(H * T_m);
+      alpha_on_host = true;
       alpha = ToDevice(Tensor::FromVector(a, {H, T_m}));
     }
     pr.alpha = alpha.f32();
+  } else {
+    local.alpha_mean = 1.0;
+    alpha_on_host = true;
   }
   if (p.block_mask) {
     pr.block_mask = p.block_mask->data<uint8_t>();
@@ -140,21 +146,38 @@ void CudaBackend::Sla2Attention(const Tensor& q, const Tensor& k, const Tensor& 
   CheckLaunch("Sla2Attention");
 
   if (stats) {
-    std::vector<int32_t> counts(H * T_m);
-    SV_CUDA_CHECK("Sla2Attention", cudaMemcpyAsync(counts.data(), sla2_ws_.counts(),
-                                                   counts.size() * sizeof(int32_t),
-                                                   cudaMemcpyDeviceToHost, stream()));
-    Synchronize();
-    for (int32_t c : counts) local.kept_blocks += c;
-    double alpha_sum = 0;
-    if (p.alpha) {
-      for (float a : alpha_host) alpha_sum += a;
-    } else {
-      alpha_sum = static_cast<double>(H * T_m);
+    // The kept counts and ratios are copied behind the kernels and summed
+    // when the stream drains (Synchronize), so the statistics add no wait.
+    PendingSla2Stats ps{stats, local, nullptr, H * T_m, nullptr, 0};
+    int32_t* counts = staging_.Allocate<int32_t>(ps.n_counts, "Sla2Attention");
+    SV_CUDA_CHECK("Sla2Attention",
+                  cudaMemcpyAsync(counts, sla2_ws_.counts(), ps.n_counts * sizeof(int32_t),
+                                  cudaMemcpyDeviceToHost, stream()));
+    ps.counts = counts;
+    if (!alpha_on_host) {
+      ps.n_alpha = H * T_m;
+      float* a = staging_.Allocate<float>(ps.n_alpha, "Sla2Attention");
+      SV_CUDA_CHECK("Sla2Attention", cudaMemcpyAsync(a, alpha.f32(), ps.n_alpha * sizeof(float),
+                                                     cudaMemcpyDeviceToHost, stream()));
+      ps.alpha = a;
     }
-    local.alpha_mean = alpha_sum / static_cast<double>(H * T_m);
-    *stats = local;
+    pending_stats_.push_back(ps);
   }
+}
+
+void CudaBackend::CompleteSla2Stats() {
+  for (const PendingSla2Stats& ps : pending_stats_) {
+    Sla2Stats s = ps.value;
+    for (int64_t i = 0; i < ps.n_counts; ++i) s.kept_blocks += ps.counts[i];
+    if (ps.alpha) {
+      double sum = 0;
+      for (int64_t i = 0; i < ps.n_alpha; ++i) sum += ps.alpha[i];
+      s.alpha_mean = sum / static_cast<double>(ps.n_alpha);
+    }
+    *ps.out = s;
+  }
+  pending_stats_.clear();
+  staging_.Reset();
 }
 
 void CudaBackend::Sla2AttentionOnHost(const Tensor& q, const Tensor& k, const Tensor& v,

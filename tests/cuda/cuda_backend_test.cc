@@ -450,4 +450,51 @@ TEST_F(CudaBackendTest, Sla2Attention) {
 }
 
 }  // namespace
+// Statistics of several calls queued back to back complete when the queue
+// drains (the engine reads a step's per-layer statistics once), and the span
+// timer adds up the spans it was given without draining the queue itself.
+TEST_F(CudaBackendTest, Sla2StatsCompleteWhenTheQueueDrainsAndSpansAddUp) {
+  const int64_t L = 700, H = 3, d = 64, T_m = (L + 127) / 128;
+  const Sla2Inputs in = PlantedSla2(L, H, d, 77);
+  std::vector<float> a = Random(H * T_m, 78);
+  for (float& x : a) x = 1.f / (1.f + std::exp(-x));
+  const Tensor alpha = Tensor::FromVector(a, {H, T_m});
+  const Tensor qd = Dev(in.q), kd = Dev(in.k), vd = Dev(in.v);
+  const Tensor pqd = Dev(in.proj_q), pkd = Dev(in.proj_k), ad = Dev(alpha);
+  const float keeps[3] = {0.05f, 0.2f, 0.5f};
+  Sla2Stats want[3], got[3];
+  std::unique_ptr<SpanTimer> timer = gpu_->NewSpanTimer();
+  std::vector<Tensor> outs;
+  for (int i = 0; i < 3; ++i) {
+    Sla2Params pc;
+    pc.keep_ratio = keeps[i];
+    pc.proj_q = &in.proj_q;
+    pc.proj_k = &in.proj_k;
+    pc.alpha = &alpha;
+    Tensor oc = Tensor::Empty({L, H, d});
+    cpu_->Sla2Attention(in.q, in.k, in.v, pc, oc, &want[i]);
+    Sla2Params pg = pc;
+    pg.proj_q = &pqd;
+    pg.proj_k = &pkd;
+    pg.alpha = &ad;
+    outs.push_back(gpu_->Empty({L, H, d}));
+    timer->Begin();
+    gpu_->Sla2Attention(qd, kd, vd, pg, outs.back(), &got[i]);
+    timer->End();
+  }
+  gpu_->Synchronize();
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE(::testing::Message() << "keep " << keeps[i]);
+    EXPECT_GT(got[i].kept_blocks, 0);
+    EXPECT_EQ(got[i].kept_blocks, want[i].kept_blocks);
+    EXPECT_EQ(got[i].total_blocks, want[i].total_blocks);
+    EXPECT_NEAR(got[i].alpha_mean, want[i].alpha_mean, 1e-6);
+  }
+  EXPECT_LT(got[0].kept_blocks, got[1].kept_blocks);
+  const double seconds = timer->TakeSeconds();
+  EXPECT_GT(seconds, 0.0);
+  EXPECT_LT(seconds, 10.0);
+  EXPECT_EQ(timer->TakeSeconds(), 0.0);  // the spans were taken
+}
+
 }  // namespace sparsevid::kernels

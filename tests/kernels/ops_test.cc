@@ -21,6 +21,22 @@ class OpsTest : public ::testing::Test {
   std::unique_ptr<Backend> be_ = CreateCpuBackend(2);
 };
 
+// The default span timer: wall clock over spans, taken and reset.
+TEST_F(OpsTest, SpanTimerAddsSpansAndResetsWhenTaken) {
+  std::unique_ptr<SpanTimer> timer = be_->NewSpanTimer();
+  Tensor x = Tensor::FromVector(std::vector<float>(256 * 256, 0.5f), {256, 256});
+  Tensor y = Tensor::Empty({256, 256});
+  for (int i = 0; i < 2; ++i) {
+    timer->Begin();
+    be_->Linear(x, x, nullptr, y);
+    timer->End();
+  }
+  const double seconds = timer->TakeSeconds();
+  EXPECT_GT(seconds, 0.0);
+  EXPECT_LT(seconds, 60.0);
+  EXPECT_EQ(timer->TakeSeconds(), 0.0);
+}
+
 TEST_F(OpsTest, LinearMatchesScalarReference) {
   for (auto [m, n, k] : {std::tuple{1, 1, 1}, std::tuple{7, 13, 5}, std::tuple{37, 19, 65}}) {
     Tensor x = RandomTensor({m, k}, 1), w = RandomTensor({n, k}, 2), b = RandomTensor({n}, 3);

@@ -60,7 +60,7 @@ struct ProgressEvent {
   int step = 0;   // 1-based
   int total = 0;
   double step_seconds = 0.0;
-  double attention_seconds = 0.0;   // self-attention time in this step
+  double attention_seconds = 0.0;   // self-attention time in this step (device time)
   double attention_density = 0.0;   // kept fraction of key blocks (1.0 dense)
   std::vector<double> layer_density;  // per DiT layer, this step
   double alpha_mean = 0.0;          // mean SLA2 blend ratio this step

@@ -1,6 +1,5 @@
 #include "worker/engine/wan_dit.h"
 
-#include <chrono>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -12,10 +11,6 @@ using kernels::Shape;
 using kernels::Tensor;
 
 namespace {
-
-double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
 
 // Row j of a [R, D] tensor as a [D] view.
 Tensor Row(const Tensor& t, int64_t j) { return t.Narrow0(j, 1).Reshape({t.dim(1)}); }
@@ -136,7 +131,13 @@ Tensor WanDit::Linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   return y;
 }
 
-Tensor WanDit::AlphaFor(const Block& blk, int64_t t_m) {
+const Tensor& WanDit::AlphaFor(size_t layer, int64_t t_m) {
+  if (alpha_t_m_ != t_m) {
+    alpha_dev_.assign(blocks_.size(), Tensor());
+    alpha_t_m_ = t_m;
+  }
+  if (alpha_dev_[layer].defined()) return alpha_dev_[layer];
+  const Block& blk = blocks_[layer];
   const int64_t H = cfg_.num_heads;
   const int64_t t_a = static_cast<int64_t>(blk.alpha.size()) / H;
   std::vector<float> a(H * t_m);
@@ -150,7 +151,7 @@ Tensor WanDit::AlphaFor(const Block& blk, int64_t t_m) {
       a[h * t_m + i] = blk.alpha[h * t_a + src];
     }
   }
-  return b_.ToDevice(Tensor::FromVector(a, {H, t_m}));
+  return alpha_dev_[layer] = b_.ToDevice(Tensor::FromVector(a, {H, t_m}));
 }
 
 std::vector<float> TimestepSinusoid(int64_t timestep, int64_t freq_dim) {
@@ -262,6 +263,11 @@ Tensor WanDit::Forward(const Tensor& latent, int64_t timestep, const DitTextCont
     stats->alpha_mean = 0;
   }
 
+  // Per-layer SLA2 statistics, complete once the queue drains (the final
+  // ToHost below); timing spans likewise.
+  std::vector<kernels::Sla2Stats> layer_stats(blocks_.size());
+  if (stats && !attention_timer_) attention_timer_ = b_.NewSpanTimer();
+
   Tensor mod = b_.Empty({6, D});
   Tensor h = b_.Empty({L, D});
   Tensor attn_out = b_.Empty({L, H, d});
@@ -282,32 +288,23 @@ Tensor WanDit::Forward(const Tensor& latent, int64_t timestep, const DitTextCont
     Tensor q3 = q.Reshape({L, H, d}), k3 = k.Reshape({L, H, d}), v3 = v.Reshape({L, H, d});
     b_.Rope3d(q3, grid);
     b_.Rope3d(k3, grid);
-    b_.Synchronize();
-    const auto t0 = std::chrono::steady_clock::now();
+    if (stats) attention_timer_->Begin();
     if (sparse) {
       kernels::Sla2Params sp;
       sp.block_q = static_cast<int>(attn_.block_q);
       sp.block_k = static_cast<int>(attn_.block_k);
       sp.keep_ratio = attention.keep_ratio;
       sp.low_bit = attention.mode == DitAttention::kSla2LowBit;
-      Tensor alpha;
       if (has_sla2_) {
         sp.proj_q = &blk.proj_q;
         sp.proj_k = &blk.proj_k;
-        alpha = AlphaFor(blk, t_m);
-        sp.alpha = &alpha;
+        sp.alpha = &AlphaFor(li, t_m);
       }
-      kernels::Sla2Stats st;
-      b_.Sla2Attention(q3, k3, v3, sp, attn_out, &st);
-      if (stats) {
-        stats->layer_density[li] = st.kept_fraction();
-        stats->alpha_mean += st.alpha_mean / blocks_.size();
-      }
+      b_.Sla2Attention(q3, k3, v3, sp, attn_out, stats ? &layer_stats[li] : nullptr);
     } else {
       b_.Attention(q3, k3, v3, 1.0f / std::sqrt(static_cast<float>(d)), nullptr, -1, attn_out);
     }
-    b_.Synchronize();
-    if (stats) stats->attention_seconds += Seconds(t0, std::chrono::steady_clock::now());
+    if (stats) attention_timer_->End();
     Tensor y = Linear(attn_out.Reshape({L, D}), blk.so_w, blk.so_b);
     b_.AddGated(x, y, &g1);
 
@@ -337,7 +334,17 @@ Tensor WanDit::Forward(const Tensor& latent, int64_t timestep, const DitTextCont
   b_.LayerNorm(x, nullptr, nullptr, eps, h);
   b_.Modulate(h, shift, scale, h);
   Tensor out = Linear(h, head_w_, head_b_);
-  return Unpatchify(b_.ToHost(out), cfg_.out_dim, grid, p);
+  Tensor out_host = b_.ToHost(out);  // drains the queue
+  if (stats) {
+    stats->attention_seconds = attention_timer_->TakeSeconds();
+    if (sparse) {
+      for (size_t li = 0; li < blocks_.size(); ++li) {
+        stats->layer_density[li] = layer_stats[li].kept_fraction();
+        stats->alpha_mean += layer_stats[li].alpha_mean / blocks_.size();
+      }
+    }
+  }
+  return Unpatchify(out_host, cfg_.out_dim, grid, p);
 }
 
 }  // namespace sparsevid::engine

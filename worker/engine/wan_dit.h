@@ -25,7 +25,7 @@ struct DitAttentionSettings {
 
 // Per-forward statistics of the self-attention.
 struct DitForwardStats {
-  double attention_seconds = 0;
+  double attention_seconds = 0;       // self-attention spans, device time (Backend::NewSpanTimer)
   std::vector<double> layer_density;  // kept fraction per layer (1 for dense)
   double alpha_mean = 0;              // mean over layers (0 for dense)
 };
@@ -76,8 +76,9 @@ class WanDit {
       : cfg_(cfg), attn_(attn), b_(backend) {}
   kernels::Tensor Linear(const kernels::Tensor& x, const kernels::Tensor& w,
                          const kernels::Tensor& bias);
-  // α resampled to T_m query blocks by nearest neighbour over (i + 0.5)/T_m.
-  kernels::Tensor AlphaFor(const Block& blk, int64_t t_m);
+  // α of layer `layer` resampled to T_m query blocks by nearest neighbour
+  // over (i + 0.5)/T_m, on the backend; uploaded once per T_m.
+  const kernels::Tensor& AlphaFor(size_t layer, int64_t t_m);
 
   DitConfig cfg_;
   AttentionConfig attn_;
@@ -88,6 +89,11 @@ class WanDit {
   kernels::Tensor time0_w_, time0_b_, time2_w_, time2_b_, proj_w_, proj_b_;
   kernels::Tensor head_mod_, head_w_, head_b_;  // [2, D], [out*p, D]
   std::vector<Block> blocks_;
+  std::vector<kernels::Tensor> alpha_dev_;  // AlphaFor's uploads, for alpha_t_m_
+  int64_t alpha_t_m_ = -1;
+  // Times the self-attention spans of a forward without draining the
+  // backend's queue around each (made on first use).
+  std::unique_ptr<kernels::SpanTimer> attention_timer_;
 };
 
 // Sinusoidal time embedding (float64, cos first), [freq_dim].
