@@ -7,6 +7,8 @@
 // ld is the column-major [c, r] matrix with the same ld, so row-major
 // C = A B is computed as column-major C^T = B^T A^T.
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include <cuda_bf16.h>
 
@@ -94,6 +96,22 @@ void CudaBackend::Conv3d(const Tensor& x, const Tensor& w, const Tensor* bias, i
   const int64_t K = C * kt * kh * kw;
   const int64_t plane_out = Ho * Wo;
   const Tensor wf = AsF32(w, "Conv3d");
+  // Narrow layers: the direct kernel (SPARSEVID_CONV3D=im2col forces the
+  // GEMM path, for comparisons and tests).
+  const char* path = std::getenv("SPARSEVID_CONV3D");
+  const bool pointwise = kt == 1 && kh == 1 && kw == 1 && pad_h == 0 && pad_w == 0;
+  if (!pointwise && !(path && std::strcmp(path, "im2col") == 0) &&
+      Conv3dDirectApplies(O, C, kh, kw, To, Ho, Wo)) {
+    const Tensor b = bias ? AsF32(*bias, "Conv3d") : Tensor();
+    const Conv3dDirectShape sh{static_cast<int>(C),  static_cast<int>(T),     static_cast<int>(H),
+                               static_cast<int>(W),  static_cast<int>(O),     static_cast<int>(kt),
+                               pad_h,                pad_w,                   static_cast<int>(To),
+                               static_cast<int>(Ho), static_cast<int>(Wo)};
+    LaunchConv3dDirect(x.f32(), wf.f32(), bias ? b.f32() : nullptr, y.f32(), sh,
+                       static_cast<int>(kh), static_cast<int>(kw), stream());
+    CheckLaunch("Conv3d");
+    return;
+  }
   float beta = 0.f;
   if (bias) {
     const Tensor b = AsF32(*bias, "Conv3d");
@@ -102,7 +120,6 @@ void CudaBackend::Conv3d(const Tensor& x, const Tensor& w, const Tensor* bias, i
     beta = 1.f;
   }
   const float one = 1.f;
-  const bool pointwise = kt == 1 && kh == 1 && kw == 1 && pad_h == 0 && pad_w == 0;
   if (pointwise) {
     // y[O, T*H*W] = w[O, C] x[C, T*H*W]: one GEMM, no column matrix.
     const int64_t n = T * H * W;

@@ -94,4 +94,15 @@ struct Im2ColShape {
 void LaunchIm2Col(const float* x, float* col, const Im2ColShape& sh, int64_t t0, int64_t tb,
                   int64_t r0, int64_t rows, cudaStream_t s);
 
+// cuda_conv3d_direct.cu: y[O, To, Ho, Wo] = bias + w * x without a column
+// matrix, for narrow layers with 3x3 or 1x1 spatial kernels
+// (Conv3dDirectApplies); w f32 [O, C, kt, kh, kw], bias null or [O].
+struct Conv3dDirectShape {
+  int C, T, H, W, O, kt, pad_h, pad_w, To, Ho, Wo;
+};
+bool Conv3dDirectApplies(int64_t O, int64_t C, int64_t kh, int64_t kw, int64_t To, int64_t Ho,
+                         int64_t Wo);
+void LaunchConv3dDirect(const float* x, const float* w, const float* bias, float* y,
+                        const Conv3dDirectShape& sh, int kh, int kw, cudaStream_t s);
+
 }  // namespace sparsevid::kernels::cuda

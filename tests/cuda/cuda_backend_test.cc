@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <random>
@@ -308,6 +309,9 @@ TEST_F(CudaBackendTest, Rope3d) {
   }
 }
 
+// Both paths: the direct kernel (narrow layers, 3x3 or 1x1 spatial) and
+// im2col + GEMM (SPARSEVID_CONV3D=im2col, and every layer the direct kernel
+// does not take).
 TEST_F(CudaBackendTest, Conv3d) {
   struct Case {
     Shape x, w;
@@ -319,7 +323,14 @@ TEST_F(CudaBackendTest, Conv3d) {
   for (const Case& c : {Case{{12, 6, 17, 19}, {24, 12, 3, 3, 3}, 1, true, DType::kF32, 1e-5},
                         Case{{16, 3, 8, 8}, {24, 16, 1, 1, 1}, 0, true, DType::kF32, 1e-5},
                         Case{{8, 2, 9, 11}, {4, 8, 1, 3, 3}, 1, false, DType::kF32, 1e-5},
-                        Case{{5, 4, 7, 6}, {3, 5, 2, 3, 3}, 0, true, DType::kBF16, 1e-5}}) {
+                        Case{{5, 4, 7, 6}, {3, 5, 2, 3, 3}, 0, true, DType::kBF16, 1e-5},
+                        // several tiles, channels not a multiple of 8, the VAE's kernels
+                        Case{{12, 5, 40, 70}, {12, 12, 3, 3, 3}, 1, true, DType::kF32, 1e-5},
+                        Case{{12, 5, 33, 35}, {3, 12, 3, 3, 3}, 1, true, DType::kF32, 1e-5},
+                        Case{{8, 5, 33, 35}, {16, 8, 3, 1, 1}, 0, true, DType::kF32, 1e-5},
+                        Case{{48, 3, 12, 10}, {48, 48, 3, 3, 3}, 1, false, DType::kF32, 1e-5},
+                        // wider than the direct kernel takes
+                        Case{{80, 3, 6, 5}, {72, 80, 3, 3, 3}, 1, true, DType::kF32, 1e-5}}) {
     const Tensor x = RandomHost(c.x, 21);
     const Tensor w32 = RandomHost(c.w, 22, 0.2f);
     const Tensor w = c.wt == DType::kF32 ? w32 : Host16(w32, c.wt);
@@ -327,11 +338,17 @@ TEST_F(CudaBackendTest, Conv3d) {
     const Shape ys{c.w[0], c.x[1] - c.w[2] + 1, c.x[2] + 2 * c.pad - c.w[3] + 1,
                    c.x[3] + 2 * c.pad - c.w[4] + 1};
     Tensor yc = Tensor::Empty(ys);
-    Tensor yg = gpu_->Empty(ys);
     const Tensor bd = Dev(b);
     cpu_->Conv3d(x, w, c.bias ? &b : nullptr, c.pad, c.pad, yc);
-    gpu_->Conv3d(Dev(x), Dev(w), c.bias ? &bd : nullptr, c.pad, c.pad, yg);
-    EXPECT_LT(RelL2(Back(yg), yc.ToVector()), c.tol) << ShapeString(c.w);
+    for (const bool im2col : {false, true}) {
+      if (im2col) setenv("SPARSEVID_CONV3D", "im2col", 1);
+      Tensor yg = gpu_->Empty(ys);
+      gpu_->Fill(yg, 1e6f);  // every output element must be written
+      gpu_->Conv3d(Dev(x), Dev(w), c.bias ? &bd : nullptr, c.pad, c.pad, yg);
+      unsetenv("SPARSEVID_CONV3D");
+      EXPECT_LT(RelL2(Back(yg), yc.ToVector()), c.tol)
+          << ShapeString(c.w) << (im2col ? " im2col" : " default");
+    }
   }
 }
 
