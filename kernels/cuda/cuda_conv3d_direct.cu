@@ -1,12 +1,13 @@
 // Direct Conv3d for CudaBackend's narrow layers (the shipped VAE has 3-48
 // channels): im2col + GEMM there writes and reads a column matrix 9-27x the
 // input and runs cuBLAS on a GEMM only O rows tall. Here one block computes
-// a 32 x 32 output tile of one frame for 8 output channels: per input
-// channel and temporal tap it stages the (32 + kh - 1) x (32 + kw - 1) input
-// patch and the 8 channels' kh x kw weights in shared memory, and each
-// thread accumulates 4 vertically adjacent pixels x 8 channels, so every
-// input value read from shared memory feeds 8 FMAs and every weight 4.
-// Same sums as the GEMM path in another order (fp32 throughout).
+// a 32 x 32 output tile of one frame for 8 output channels (4 where O is not
+// a multiple of 8): per input channel and temporal tap it stages the
+// (32 + kh - 1) x (32 + kw - 1) input patch and the channels' kh x kw weights
+// in shared memory, and each thread accumulates 4 vertically adjacent pixels
+// x those channels, so every input value read from shared memory feeds 8 (4)
+// FMAs and every weight 4. Same sums as the GEMM path in another order (fp32
+// throughout).
 #include "kernels/cuda/cuda_backend_ops.h"
 
 namespace sparsevid::kernels::cuda {
@@ -14,10 +15,9 @@ namespace {
 
 constexpr int kTile = 32;       // output tile, pixels per side
 constexpr int kRowsPerThread = 4;
-constexpr int kGroup = 8;       // output channels per block
 constexpr int kThreadsConv = kTile * kTile / kRowsPerThread;  // 256
 
-template <int KH, int KW>
+template <int KH, int KW, int kGroup>  // kGroup output channels per block
 __global__ void __launch_bounds__(kThreadsConv)
     Conv3dDirectKernel(const float* __restrict__ x, const float* __restrict__ w,
                        const float* __restrict__ bias, float* __restrict__ y, Conv3dDirectShape sh) {
@@ -61,9 +61,12 @@ __global__ void __launch_bounds__(kThreadsConv)
       for (int dy = 0; dy < KH; ++dy) {
 #pragma unroll
         for (int dx = 0; dx < KW; ++dx) {
-          const float4 wa = *reinterpret_cast<const float4*>(&w_s[dy * KW + dx][0]);
-          const float4 wb = *reinterpret_cast<const float4*>(&w_s[dy * KW + dx][4]);
-          const float wk[kGroup] = {wa.x, wa.y, wa.z, wa.w, wb.x, wb.y, wb.z, wb.w};
+          float wk[kGroup];
+#pragma unroll
+          for (int g4 = 0; g4 < kGroup; g4 += 4) {
+            const float4 w4 = *reinterpret_cast<const float4*>(&w_s[dy * KW + dx][g4]);
+            wk[g4] = w4.x, wk[g4 + 1] = w4.y, wk[g4 + 2] = w4.z, wk[g4 + 3] = w4.w;
+          }
 #pragma unroll
           for (int p = 0; p < kRowsPerThread; ++p) {
             const float v = in_s[(ty + p + dy) * kInStride + tx + dx];
@@ -94,8 +97,15 @@ template <int KH, int KW>
 void Launch(const float* x, const float* w, const float* bias, float* y,
             const Conv3dDirectShape& sh, cudaStream_t s) {
   const int tiles = ((sh.Wo + kTile - 1) / kTile) * ((sh.Ho + kTile - 1) / kTile);
-  const dim3 grid(tiles, sh.To, (sh.O + kGroup - 1) / kGroup);
-  Conv3dDirectKernel<KH, KW><<<grid, kThreadsConv, 0, s>>>(x, w, bias, y, sh);
+  // Groups of 8 channels; of 4 where O is not a multiple of 8 (12- and
+  // 3-channel layers would leave a third or more of a group idle).
+  if (sh.O % 8 == 0) {
+    Conv3dDirectKernel<KH, KW, 8>
+        <<<dim3(tiles, sh.To, sh.O / 8), kThreadsConv, 0, s>>>(x, w, bias, y, sh);
+  } else {
+    Conv3dDirectKernel<KH, KW, 4>
+        <<<dim3(tiles, sh.To, (sh.O + 3) / 4), kThreadsConv, 0, s>>>(x, w, bias, y, sh);
+  }
 }
 
 }  // namespace
