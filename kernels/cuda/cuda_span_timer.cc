@@ -11,7 +11,7 @@ namespace {
 
 class CudaSpanTimer final : public SpanTimer {
  public:
-  CudaSpanTimer(std::shared_ptr<CudaDevice> dev) : dev_(std::move(dev)) {}
+  explicit CudaSpanTimer(std::shared_ptr<CudaDevice> dev) : dev_(std::move(dev)) {}
   ~CudaSpanTimer() override {
     cudaSetDevice(dev_->index);
     for (auto& [b, e] : events_) {
