@@ -6,7 +6,8 @@
 // (32 + kh - 1) x (32 + kw - 1) input patch and the channels' kh x kw weights
 // in shared memory, and each thread accumulates 4 vertically adjacent pixels
 // x those channels, so every input value read from shared memory feeds 8 (4)
-// FMAs and every weight 4. Same sums as the GEMM path in another order (fp32
+// FMAs and every weight 4; the next patch is loaded into registers while the
+// current one is consumed. Same sums as the GEMM path in another order (fp32
 // throughout).
 #include "kernels/cuda/cuda_backend_ops.h"
 
@@ -17,8 +18,11 @@ constexpr int kTile = 32;       // output tile, pixels per side
 constexpr int kRowsPerThread = 4;
 constexpr int kThreadsConv = kTile * kTile / kRowsPerThread;  // 256
 
+// Two blocks per SM: at three the 8-channel 3x3 variant spills its prefetch
+// registers (measured: VAE 56 ms at two, 53-60 ms at three, 62-65 ms
+// without the prefetch).
 template <int KH, int KW, int kGroup>  // kGroup output channels per block
-__global__ void __launch_bounds__(kThreadsConv)
+__global__ void __launch_bounds__(kThreadsConv, 2)
     Conv3dDirectKernel(const float* __restrict__ x, const float* __restrict__ w,
                        const float* __restrict__ bias, float* __restrict__ y, Conv3dDirectShape sh) {
   constexpr int kInH = kTile + KH - 1, kInW = kTile + KW - 1;
@@ -39,40 +43,57 @@ __global__ void __launch_bounds__(kThreadsConv)
     for (int p = 0; p < kRowsPerThread; ++p) acc[p][g] = b0;
   }
 
+  // The next (channel, tap)'s patch and weight are loaded into registers
+  // while the current one is consumed, so the loads' latency overlaps FMAs.
+  constexpr int kPatch = kInH * kInW;
+  constexpr int kLoads = (kPatch + kThreadsConv - 1) / kThreadsConv;
   const int64_t plane = int64_t{sh.H} * sh.W;
-  for (int c = 0; c < sh.C; ++c) {
-    for (int dt = 0; dt < sh.kt; ++dt) {
-      __syncthreads();  // the previous patch is consumed
-      const float* xf = x + (int64_t{c} * sh.T + t + dt) * plane;
-      for (int i = threadIdx.x; i < kInH * kInW; i += kThreadsConv) {
-        const int r = i / kInW, q = i % kInW;
-        const int iy = oy0 - sh.pad_h + r, ix = ox0 - sh.pad_w + q;
-        in_s[r * kInStride + q] =
-            iy >= 0 && iy < sh.H && ix >= 0 && ix < sh.W ? xf[int64_t{iy} * sh.W + ix] : 0.f;
-      }
-      if (threadIdx.x < KH * KW * kGroup) {
-        const int k = threadIdx.x / kGroup, g = threadIdx.x % kGroup;
-        w_s[k][g] = o0 + g < sh.O
-                        ? w[((int64_t{o0 + g} * sh.C + c) * sh.kt + dt) * (KH * KW) + k]
-                        : 0.f;
-      }
-      __syncthreads();
+  float patch[kLoads];
+  float weight = 0.f;
+  auto load = [&](int c, int dt) {
+    const float* xf = x + (int64_t{c} * sh.T + t + dt) * plane;
 #pragma unroll
-      for (int dy = 0; dy < KH; ++dy) {
+    for (int j = 0; j < kLoads; ++j) {
+      const int i = threadIdx.x + j * kThreadsConv;
+      const int r = i / kInW, q = i % kInW;
+      const int iy = oy0 - sh.pad_h + r, ix = ox0 - sh.pad_w + q;
+      patch[j] = i < kPatch && iy >= 0 && iy < sh.H && ix >= 0 && ix < sh.W
+                     ? xf[int64_t{iy} * sh.W + ix]
+                     : 0.f;
+    }
+    if (threadIdx.x < KH * KW * kGroup) {
+      const int k = threadIdx.x / kGroup, g = threadIdx.x % kGroup;
+      weight = o0 + g < sh.O ? w[((int64_t{o0 + g} * sh.C + c) * sh.kt + dt) * (KH * KW) + k]
+                             : 0.f;
+    }
+  };
+  const int steps = sh.C * sh.kt;
+  load(0, 0);
+  for (int step = 0; step < steps; ++step) {
+    __syncthreads();  // the previous patch is consumed
 #pragma unroll
-        for (int dx = 0; dx < KW; ++dx) {
-          float wk[kGroup];
+    for (int j = 0; j < kLoads; ++j) {
+      const int i = threadIdx.x + j * kThreadsConv;
+      if (i < kPatch) in_s[(i / kInW) * kInStride + i % kInW] = patch[j];
+    }
+    if (threadIdx.x < KH * KW * kGroup) w_s[threadIdx.x / kGroup][threadIdx.x % kGroup] = weight;
+    __syncthreads();
+    if (step + 1 < steps) load((step + 1) / sh.kt, (step + 1) % sh.kt);
 #pragma unroll
-          for (int g4 = 0; g4 < kGroup; g4 += 4) {
-            const float4 w4 = *reinterpret_cast<const float4*>(&w_s[dy * KW + dx][g4]);
-            wk[g4] = w4.x, wk[g4 + 1] = w4.y, wk[g4 + 2] = w4.z, wk[g4 + 3] = w4.w;
-          }
+    for (int dy = 0; dy < KH; ++dy) {
 #pragma unroll
-          for (int p = 0; p < kRowsPerThread; ++p) {
-            const float v = in_s[(ty + p + dy) * kInStride + tx + dx];
+      for (int dx = 0; dx < KW; ++dx) {
+        float wk[kGroup];
 #pragma unroll
-            for (int g = 0; g < kGroup; ++g) acc[p][g] = fmaf(v, wk[g], acc[p][g]);
-          }
+        for (int g4 = 0; g4 < kGroup; g4 += 4) {
+          const float4 w4 = *reinterpret_cast<const float4*>(&w_s[dy * KW + dx][g4]);
+          wk[g4] = w4.x, wk[g4 + 1] = w4.y, wk[g4 + 2] = w4.z, wk[g4 + 3] = w4.w;
+        }
+#pragma unroll
+        for (int p = 0; p < kRowsPerThread; ++p) {
+          const float v = in_s[(ty + p + dy) * kInStride + tx + dx];
+#pragma unroll
+          for (int g = 0; g < kGroup; ++g) acc[p][g] = fmaf(v, wk[g], acc[p][g]);
         }
       }
     }
