@@ -96,26 +96,25 @@ void CudaBackend::Conv3d(const Tensor& x, const Tensor& w, const Tensor* bias, i
   const int64_t K = C * kt * kh * kw;
   const int64_t plane_out = Ho * Wo;
   const Tensor wf = AsF32(w, "Conv3d");
+  const Tensor bf = bias ? AsF32(*bias, "Conv3d") : Tensor();
   // Narrow layers: the direct kernel (SPARSEVID_CONV3D=im2col forces the
   // GEMM path, for comparisons and tests).
   const char* path = std::getenv("SPARSEVID_CONV3D");
   const bool pointwise = kt == 1 && kh == 1 && kw == 1 && pad_h == 0 && pad_w == 0;
   if (!pointwise && !(path && std::strcmp(path, "im2col") == 0) &&
       Conv3dDirectApplies(O, C, kh, kw, To, Ho, Wo)) {
-    const Tensor b = bias ? AsF32(*bias, "Conv3d") : Tensor();
     const Conv3dDirectShape sh{static_cast<int>(C),  static_cast<int>(T),     static_cast<int>(H),
                                static_cast<int>(W),  static_cast<int>(O),     static_cast<int>(kt),
                                pad_h,                pad_w,                   static_cast<int>(To),
                                static_cast<int>(Ho), static_cast<int>(Wo)};
-    LaunchConv3dDirect(x.f32(), wf.f32(), bias ? b.f32() : nullptr, y.f32(), sh,
+    LaunchConv3dDirect(x.f32(), wf.f32(), bias ? bf.f32() : nullptr, y.f32(), sh,
                        static_cast<int>(kh), static_cast<int>(kw), stream());
     CheckLaunch("Conv3d");
     return;
   }
   float beta = 0.f;
   if (bias) {
-    const Tensor b = AsF32(*bias, "Conv3d");
-    LaunchBroadcastChannels(b.f32(), y.f32(), O, To * plane_out, stream());
+    LaunchBroadcastChannels(bf.f32(), y.f32(), O, To * plane_out, stream());
     CheckLaunch("Conv3d");
     beta = 1.f;
   }
