@@ -4,7 +4,8 @@
 # ninja but not the service's Debian dependencies), runs the GPU test
 # (tests/cuda/sla2_cuda_test: GPU vs CPU reference), the benchmark
 # (bench/attention/sla2_bench) and its PyTorch peers (bench/attention/peers.py:
-# SDPA FA2, SDPA cuDNN, FlexAttention on the same block lists).
+# SDPA FA2, SDPA cuDNN, FlexAttention on the same block lists), then prints
+# issue 4's targets with the measured ratios (bench/attention/targets.py).
 #
 #   scripts/gpu_test.sh [OUT_DIR]        logs go to OUT_DIR (default gpu-out/)
 #
@@ -57,4 +58,10 @@ fi
 for f in bench peers; do
   [ -f "$OUT_DIR/$f.log" ] && { echo "===== $f ====="; cat "$OUT_DIR/$f.log"; }
 done
+# Issue 4's targets against this run's logs (ours vs the peers of the same run).
+if [ -f "$OUT_DIR/bench.log" ] && [ -f "$OUT_DIR/peers.log" ]; then
+  echo "===== targets ====="
+  python3 bench/attention/targets.py "$OUT_DIR/bench.log" "$OUT_DIR/peers.log" |
+    tee "$OUT_DIR/targets.log"
+fi
 exit $test_rc
