@@ -135,6 +135,7 @@ Sla2Workspace::~Sla2Workspace() {
   if (buffers_->side != nullptr) cudaStreamDestroy(buffers_->side);
   if (buffers_->fork != nullptr) cudaEventDestroy(buffers_->fork);
   if (buffers_->join != nullptr) cudaEventDestroy(buffers_->join);
+  if (buffers_->routed != nullptr) cudaEventDestroy(buffers_->routed);
   delete buffers_;
 }
 
@@ -295,8 +296,11 @@ bool SideStreamReady(Sla2Workspace::Buffers& w) {
     w.fork = nullptr;
   if (w.join == nullptr && cudaEventCreateWithFlags(&w.join, cudaEventDisableTiming) != cudaSuccess)
     w.join = nullptr;
+  if (w.routed == nullptr &&
+      cudaEventCreateWithFlags(&w.routed, cudaEventDisableTiming) != cudaSuccess)
+    w.routed = nullptr;
   cudaGetLastError();
-  return w.side != nullptr && w.fork != nullptr && w.join != nullptr;
+  return w.side != nullptr && w.fork != nullptr && w.join != nullptr && w.routed != nullptr;
 }
 
 }  // namespace
@@ -314,34 +318,43 @@ Sla2Status Sla2Forward(const Sla2Problem& p, Sla2Workspace& ws, Sla2Stream strea
     }
     return Sla2Status::Ok();
   }
-  // The linear branch's per-key-block states need only the prepare stage:
-  // they run on the side stream while the router runs here; the per-tile part
-  // and the sparse stage wait for both.
+  // The whole linear branch runs on the side stream: its per-key-block
+  // states need only the prepare stage, its per-tile part also the block
+  // lists (the route's event). Here the route runs, then (low-bit) the
+  // quantisation, which needs neither; the sparse stage waits for both
+  // streams (it adds alpha * O_s to the (1 - alpha) * O_l the linear branch
+  // left in out, or reads the states when fused).
   const Sla2Dims d = MakeDims(p);
   cudaError_t e = cudaEventRecord(w.fork, stream);
   if (e == cudaSuccess) e = cudaStreamWaitEvent(w.side, w.fork, 0);
   if (e != cudaSuccess)
     return CudaFailure("fork to the side stream", e);
-  const cudaError_t states = LaunchLinearStates(p, d, w, w.side);
-  e = cudaEventRecord(w.join, w.side);
+  cudaError_t linear = LaunchLinearStates(p, d, w, w.side);
   const Sla2Status routed = Sla2RunStage(Sla2Stage::kRoute, p, ws, stream);
+  // The per-tile part only after a successful route (the side stream then
+  // waits for its event); the join is queued whatever happened.
+  cudaError_t e_route = routed.ok() ? cudaEventRecord(w.routed, stream) : cudaSuccess;
+  if (e_route == cudaSuccess && routed.ok()) e_route = cudaStreamWaitEvent(w.side, w.routed, 0);
+  if (linear == cudaSuccess && routed.ok() && e_route == cudaSuccess)
+    linear = LaunchLinearTiles(p, d, ws.lut_capacity(), w, w.side);
+  if (routed.ok() && e_route == cudaSuccess && linear == cudaSuccess)
+    w.fused_for = LinearKeyOf(p, w.route_epoch);
+  const Sla2Status quantized =
+      routed.ok() ? Sla2RunStage(Sla2Stage::kQuantize, p, ws, stream) : Sla2Status::Ok();
+  e = cudaEventRecord(w.join, w.side);
   if (e == cudaSuccess) e = cudaStreamWaitEvent(stream, w.join, 0);  // always rejoin
-  // Without a join the side stream's kernels may still read q/k/v when the
-  // caller frees them: wait for them here instead.
+  // Without a join the side stream's kernels may still read q/k/v or write
+  // out when the caller frees them: wait for them here instead.
   if (e != cudaSuccess) cudaStreamSynchronize(w.side);
-  if (states != cudaSuccess)
-    return CudaFailure("linear stage", states);
   if (!routed.ok()) return routed;
+  if (e_route != cudaSuccess)
+    return CudaFailure("route event for the side stream", e_route);
+  if (linear != cudaSuccess)
+    return CudaFailure("linear stage", linear);
+  if (!quantized.ok()) return quantized;
   if (e != cudaSuccess)
     return CudaFailure("join of the side stream", e);
-  e = LaunchLinearTiles(p, d, ws.lut_capacity(), w, stream);
-  w.fused_for = LinearKeyOf(p, w.route_epoch);
-  if (e != cudaSuccess)
-    return CudaFailure("linear stage", e);
-  for (Sla2Stage s : {Sla2Stage::kQuantize, Sla2Stage::kSparse}) {
-    if (Sla2Status st = Sla2RunStage(s, p, ws, stream); !st.ok()) return st;
-  }
-  return Sla2Status::Ok();
+  return Sla2RunStage(Sla2Stage::kSparse, p, ws, stream);
 }
 
 }  // namespace sparsevid::kernels::cuda

@@ -73,7 +73,7 @@ struct Sla2Workspace::Buffers {
   uint64_t route_epoch = 0;
   // Sla2Forward runs the linear states beside the route stage on this stream.
   cudaStream_t side = nullptr;
-  cudaEvent_t fork = nullptr, join = nullptr;
+  cudaEvent_t fork = nullptr, join = nullptr, routed = nullptr;
   size_t sizes[32] = {};  // allocated bytes per buffer, see Reserve
 };
 
