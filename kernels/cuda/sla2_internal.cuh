@@ -71,7 +71,8 @@ struct Sla2Workspace::Buffers {
   };
   LinearKey fused_for{};
   uint64_t route_epoch = 0;
-  // Sla2Forward runs the linear states beside the route stage on this stream.
+  // Sla2Forward runs the linear branch on this stream, beside the route and
+  // the quantisation (fork: after prepare; routed: the per-tile part may start).
   cudaStream_t side = nullptr;
   cudaEvent_t fork = nullptr, join = nullptr, routed = nullptr;
   size_t sizes[32] = {};  // allocated bytes per buffer, see Reserve

@@ -141,13 +141,8 @@ __global__ void __launch_bounds__(kThreads) QuantizeKVKernel(
   for (int e = 0; e < VT::kPer; ++e) {
     const int idx = threadIdx.x + e * kThreads;
     const int r = idx / VT::kChunks, c = (idx % VT::kChunks) * 8;
-    const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&vt.raw[e]);
 #pragma unroll
-    for (int qq = 0; qq < 4; ++qq) {
-      const float2 f = __bfloat1622float2(h2[qq]);
-      vtile[r][c + 2 * qq] = f.x / sv[c + 2 * qq];
-      vtile[r][c + 2 * qq + 1] = f.y / sv[c + 2 * qq + 1];
-    }
+    for (int qq = 0; qq < 8; ++qq) vtile[r][c + qq] = Bf16At(vt.raw[e], qq) / sv[c + qq];
   }
   __syncthreads();
   uint8_t* vdst = vt8 + (bh * d.k_blocks + j) * D * kBlockK;
