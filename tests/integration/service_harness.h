@@ -64,7 +64,7 @@ class ServiceHarness {
 
 // ffprobe of the first video stream: "codec,width,height,pix_fmt,rate,frames".
 std::string ProbeVideo(const std::string& path);
-// `ffmpeg -v error -i path -f null -` output (empty = decodes cleanly).
+// `ffmpeg -nostdin -v error -i path -f null -` output (empty = decodes cleanly).
 std::string DecodeErrors(const std::string& path);
 std::string Sha256OfFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& bytes);
