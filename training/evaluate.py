@@ -158,8 +158,11 @@ def decode_mp4(path):
                             "stream=width,height", "-of", "csv=p=0", path],
                            check=True, capture_output=True, text=True).stdout.strip().split(",")
     w, h = int(probe[0]), int(probe[1])
-    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-                         check=True, capture_output=True).stdout
+    # -nostdin: ffmpeg otherwise reads keyboard commands ('q' stops the
+    # decode early) from whatever stdin this process inherited.
+    raw = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", path, "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"],
+                         check=True, capture_output=True, stdin=subprocess.DEVNULL).stdout
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, h, w, 3)
 
 
