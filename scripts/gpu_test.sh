@@ -3,7 +3,8 @@
 # Builds kernels/cuda stand-alone for sm_90a (that machine has nvcc, cmake and
 # ninja but not the service's Debian dependencies), runs the GPU test
 # (tests/cuda/sla2_cuda_test: GPU vs CPU reference), the benchmark
-# (bench/attention/sla2_bench) and its PyTorch peers (bench/attention/peers.py:
+# (bench/attention/sla2_bench), the L2 read ceiling (bench/attention/l2_read_bench)
+# and its PyTorch peers (bench/attention/peers.py:
 # SDPA FA2, SDPA cuDNN, FlexAttention on the same block lists), then prints
 # issue 4's targets with the measured ratios (bench/attention/targets.py).
 #
@@ -37,6 +38,9 @@ if [ "${BENCH:-1}" = 1 ]; then
   "$BUILD_DIR/bench_attention/sla2_bench" --lut-dir "$OUT_DIR" \
     --shapes "${BENCH_SHAPES:-1.3B,14B}" >"$OUT_DIR/bench.log" 2>&1 ||
     echo "gpu_test: sla2_bench failed (rc $?)" >>"$OUT_DIR/bench.log"
+  # The L2 read ceiling of this GPU (what the kernels' K/V rates compare to).
+  "$BUILD_DIR/bench_attention/l2_read_bench" >"$OUT_DIR/l2_read.log" 2>&1 ||
+    echo "gpu_test: l2_read_bench failed (rc $?)" >>"$OUT_DIR/l2_read.log"
   if [ "${PEERS:-1}" = 1 ]; then
     PYTHONUNBUFFERED=1 python3 bench/attention/peers.py "$OUT_DIR" >"$OUT_DIR/peers.log" 2>&1 ||
       echo "gpu_test: peers.py failed (rc $?)" >>"$OUT_DIR/peers.log"
@@ -55,7 +59,7 @@ if [ -f "$OUT_DIR/test.log" ]; then
   grep -vE '^\[ OK \]' "$OUT_DIR/test.log" | tail -60
   grep -cE '^\[ OK \]' "$OUT_DIR/test.log" | sed 's/^/checks passed: /'
 fi
-for f in bench peers; do
+for f in bench l2_read peers; do
   [ -f "$OUT_DIR/$f.log" ] && { echo "===== $f ====="; cat "$OUT_DIR/$f.log"; }
 done
 # Issue 4's targets against this run's logs (ours vs the peers of the same run).

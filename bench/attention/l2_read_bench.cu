@@ -1,0 +1,198 @@
+// How fast this GPU's SMs can read data that is resident in L2: the
+// ceiling behind the attention kernels' L2 argument (docs/cuda-kernels.md,
+// "The fused kernel's L2 traffic"). The sparse kernels re-read each
+// head's K/V blocks from L2 (a head's K and V fit in it), so their time is
+// bounded below by bytes read / this rate.
+//
+// Two ways of reading, each over buffers that fit in L2, read many times:
+//  - ldg: every thread issues 16-byte ld.global.cg loads (L1 bypassed), four
+//    in flight, grid-stride;
+//  - bulk: one thread per CTA keeps a ring of cp.async.bulk copies of one
+//    chunk each into shared memory in flight, as the kernels' TMA producer
+//    does (chunks of 8 KB = one K/V box, or 32 KB).
+// Prints GB/s per variant and the best rate. Needs sm_90 (bulk copies).
+//
+//   l2_read_bench [--reps N]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cuda/sla2_sparse_hopper_ptx.cuh"
+
+namespace {
+
+namespace hop = sparsevid::kernels::cuda::hopper;
+
+#define CHECK_CUDA(expr)                                                                   \
+  do {                                                                                     \
+    const cudaError_t e_ = (expr);                                                         \
+    if (e_ != cudaSuccess) {                                                               \
+      std::fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, \
+                   __LINE__);                                                              \
+      std::exit(1);                                                                        \
+    }                                                                                      \
+  } while (0)
+
+__device__ __forceinline__ uint4 LoadCg(const uint4* p) {
+  uint4 v;
+  asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+// n16: buffer length in 16-byte words, a power of two. Pass r starts r
+// words further on, so an SM does not read the same lines every pass.
+__global__ void __launch_bounds__(512) LdgRead(const uint4* buf, long long n16, int passes,
+                                               unsigned* sink) {
+  const long long tid = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+  const long long mask = n16 - 1;
+  unsigned acc = 0;
+  for (int r = 0; r < passes; ++r) {
+    for (long long i = tid; i < n16; i += 4 * stride) {
+      uint4 v[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) v[u] = LoadCg(buf + ((i + u * stride + r) & mask));
+#pragma unroll
+      for (int u = 0; u < 4; ++u) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+    }
+  }
+  if (acc == 0x9e3779b9u) sink[0] = acc;  // keeps the loads; never true for the zero buffer
+}
+
+constexpr int kStages = 4;
+
+// One thread per CTA: chunk c = blockIdx.x + i * gridDim.x (mod the buffer's
+// chunk count, a power of two) into ring stage i % kStages.
+__global__ void BulkRead(const char* buf, long long chunks, int chunk_bytes, int per_cta,
+                         unsigned* sink) {
+  extern __shared__ __align__(1024) unsigned char ring[];
+  __shared__ __align__(8) unsigned long long bars[kStages];
+  if (threadIdx.x != 0) return;
+  const uint32_t ring_s = static_cast<uint32_t>(__cvta_generic_to_shared(ring));
+  const uint32_t bar_s = static_cast<uint32_t>(__cvta_generic_to_shared(bars));
+  for (int s = 0; s < kStages; ++s) hop::MbarInit(bar_s + 8 * s, 1);
+  hop::FenceBarrierInit();
+  for (int i = 0; i < per_cta; ++i) {
+    const int s = i % kStages;
+    const uint32_t fill = static_cast<uint32_t>(i / kStages);
+    if (fill > 0) hop::MbarWait(bar_s + 8 * s, (fill - 1) & 1);  // the stage's previous copy
+    const long long c = (blockIdx.x + static_cast<long long>(i) * gridDim.x) & (chunks - 1);
+    hop::MbarArriveExpectTx(bar_s + 8 * s, chunk_bytes);
+    hop::BulkLoad(ring_s + s * chunk_bytes, buf + c * chunk_bytes, chunk_bytes, bar_s + 8 * s);
+  }
+  for (int i = per_cta > kStages ? per_cta - kStages : 0; i < per_cta; ++i)
+    hop::MbarWait(bar_s + 8 * (i % kStages), static_cast<uint32_t>(i / kStages) & 1);
+  if (ring[0] == 0xAB) sink[0] = ring[1];
+}
+
+template <typename F>
+float MedianMs(F&& launch, int reps) {
+  cudaEvent_t a, b;
+  CHECK_CUDA(cudaEventCreate(&a));
+  CHECK_CUDA(cudaEventCreate(&b));
+  launch();  // warm-up: the buffer is in L2 from here on
+  CHECK_CUDA(cudaDeviceSynchronize());
+  std::vector<float> ms;
+  for (int r = 0; r < reps; ++r) {
+    CHECK_CUDA(cudaEventRecord(a));
+    launch();
+    CHECK_CUDA(cudaEventRecord(b));
+    CHECK_CUDA(cudaEventSynchronize(b));
+    float t = 0.f;
+    CHECK_CUDA(cudaEventElapsedTime(&t, a, b));
+    ms.push_back(t);
+  }
+  CHECK_CUDA(cudaGetLastError());
+  std::sort(ms.begin(), ms.end());
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return ms[ms.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int reps = 7;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--reps")) {
+      reps = std::atoi(argv[i + 1]);
+    } else {
+      std::fprintf(stderr, "unknown option %s\nusage: %s [--reps N]\n", argv[i], argv[0]);
+      return 2;
+    }
+  }
+  if (reps < 1) {
+    std::fprintf(stderr, "--reps must be at least 1\n");
+    return 2;
+  }
+  int dev = 0, sms = 0, major = 0, l2 = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    std::printf("SKIPPED: no CUDA device\n");
+    return 77;
+  }
+  CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  CHECK_CUDA(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev));
+  cudaDeviceProp prop{};
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, dev));
+  std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, sms, l2 >> 20);
+  if (major < 9) {
+    std::printf("SKIPPED: bulk copies need sm_90\n");
+    return 77;
+  }
+  unsigned* sink = nullptr;
+  CHECK_CUDA(cudaMalloc(&sink, sizeof(unsigned)));
+  std::printf("%-22s %9s %9s %9s\n", "variant", "buffer_MB", "chunk_KB", "GB/s");
+  double best = 0;
+  for (const long long mb : {8LL, 16LL, 32LL}) {
+    if ((mb << 20) > l2) continue;  // must stay L2-resident
+    const long long bytes = mb << 20;
+    char* buf = nullptr;
+    CHECK_CUDA(cudaMalloc(&buf, bytes));
+    CHECK_CUDA(cudaMemset(buf, 0, bytes));
+    // ~4 GB per timed launch, so the launch itself is noise (8 passes over
+    // 8 MB took ~16 us and measured half the rate).
+    const int passes = static_cast<int>((4LL << 30) / bytes);
+    for (const int threads : {256, 512}) {
+      const float ms = MedianMs(
+          [&] {
+            LdgRead<<<sms * (2048 / threads), threads>>>(reinterpret_cast<const uint4*>(buf),
+                                                         bytes / 16, passes, sink);
+          },
+          reps);
+      const double gbs = static_cast<double>(bytes) * passes / (ms * 1e-3) / 1e9;
+      best = std::max(best, gbs);
+      char name[32];
+      std::snprintf(name, sizeof name, "ldg.cg %dx%d", 2048 / threads, threads);
+      std::printf("%-22s %9lld %9s %9.0f\n", name, mb, "-", gbs);
+    }
+    for (const int chunk_kb : {8, 32}) {
+      for (const int ctas_per_sm : {1, 2}) {
+        const int chunk = chunk_kb << 10;
+        const long long chunks = bytes / chunk;
+        const int per_cta = static_cast<int>(chunks * passes / (sms * ctas_per_sm));
+        const int smem = kStages * chunk;
+        CHECK_CUDA(cudaFuncSetAttribute(BulkRead, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        const float ms = MedianMs(
+            [&] { BulkRead<<<sms * ctas_per_sm, 32, smem>>>(buf, chunks, chunk, per_cta, sink); },
+            reps);
+        const double gbs =
+            static_cast<double>(per_cta) * sms * ctas_per_sm * chunk / (ms * 1e-3) / 1e9;
+        best = std::max(best, gbs);
+        char name[32];
+        std::snprintf(name, sizeof name, "bulk %d CTA/SM", ctas_per_sm);
+        std::printf("%-22s %9lld %9d %9.0f\n", name, mb, chunk_kb, gbs);
+      }
+    }
+    CHECK_CUDA(cudaFree(buf));
+  }
+  std::printf("best L2 read rate: %.2f TB/s\n", best / 1e3);
+  CHECK_CUDA(cudaFree(sink));
+  return 0;
+}
