@@ -5,8 +5,8 @@
 // bounded below by bytes read / this rate.
 //
 // Two ways of reading, each over buffers that fit in L2, read many times:
-//  - ldg: every thread issues 16-byte ld.global.cg loads (L1 bypassed), four
-//    in flight, grid-stride;
+//  - ldg: every thread issues 16-byte streaming loads (LoadStream16, as the
+//    memory-bound stages do; no L1 allocation), four in flight, grid-stride;
 //  - bulk: one thread per CTA keeps a ring of cp.async.bulk copies of one
 //    chunk each into shared memory in flight, as the kernels' TMA producer
 //    does (chunks of 8 KB = one K/V box, or 32 KB).
@@ -21,29 +21,14 @@
 #include <cstring>
 #include <vector>
 
+#include "bench/attention/check_cuda.h"
+#include "kernels/cuda/sla2_internal.cuh"
 #include "kernels/cuda/sla2_sparse_hopper_ptx.cuh"
 
 namespace {
 
-namespace hop = sparsevid::kernels::cuda::hopper;
-
-#define CHECK_CUDA(expr)                                                                   \
-  do {                                                                                     \
-    const cudaError_t e_ = (expr);                                                         \
-    if (e_ != cudaSuccess) {                                                               \
-      std::fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, \
-                   __LINE__);                                                              \
-      std::exit(1);                                                                        \
-    }                                                                                      \
-  } while (0)
-
-__device__ __forceinline__ uint4 LoadCg(const uint4* p) {
-  uint4 v;
-  asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
+namespace sv = sparsevid::kernels::cuda;
+namespace hop = sv::hopper;
 
 // n16: buffer length in 16-byte words, a power of two. Pass r starts r
 // words further on, so an SM does not read the same lines every pass.
@@ -57,7 +42,8 @@ __global__ void __launch_bounds__(512) LdgRead(const uint4* buf, long long n16, 
     for (long long i = tid; i < n16; i += 4 * stride) {
       uint4 v[4];
 #pragma unroll
-      for (int u = 0; u < 4; ++u) v[u] = LoadCg(buf + ((i + u * stride + r) & mask));
+      for (int u = 0; u < 4; ++u)
+        v[u] = sv::detail::LoadStream16(buf + ((i + u * stride + r) & mask));
 #pragma unroll
       for (int u = 0; u < 4; ++u) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
     }
@@ -169,7 +155,7 @@ int main(int argc, char** argv) {
       const double gbs = static_cast<double>(bytes) * passes / (ms * 1e-3) / 1e9;
       best = std::max(best, gbs);
       char name[32];
-      std::snprintf(name, sizeof name, "ldg.cg %dx%d", 2048 / threads, threads);
+      std::snprintf(name, sizeof name, "ldg %dx%d", 2048 / threads, threads);
       std::printf("%-22s %9lld %9s %9.0f\n", name, mb, "-", gbs);
     }
     for (const int chunk_kb : {8, 32}) {

@@ -19,21 +19,12 @@
 #include <string>
 #include <vector>
 
+#include "bench/attention/check_cuda.h"
 #include "kernels/cuda/sla2_cuda.h"
 
 namespace sv = sparsevid::kernels::cuda;
 
 namespace {
-
-#define CHECK_CUDA(expr)                                                                   \
-  do {                                                                                     \
-    const cudaError_t e_ = (expr);                                                         \
-    if (e_ != cudaSuccess) {                                                               \
-      std::fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, \
-                   __LINE__);                                                              \
-      std::exit(1);                                                                        \
-    }                                                                                      \
-  } while (0)
 
 void CheckStatus(const sv::Sla2Status& st) {
   if (!st.ok()) {
