@@ -98,6 +98,27 @@ __device__ __forceinline__ void SoftmaxStep(float (&s)[8 * kHalves][4], float (&
   }
 }
 
+// Keeps a softmax step ahead of the wait for the P V (and G) it is meant to
+// overlap. The wait has no register dependences, so ptxas schedules it first
+// and sinks the step's exponentials below it: the step then runs after the
+// warpgroup's own P V instead of under it. A shared-memory store of the
+// row sums (which need every exponential) cannot pass the wait, so the
+// step stays in front. One store per warp, to the warp's own 4-byte slot.
+// SLA2_NO_SOFTMAX_PIN leaves it out: tests/cuda/check_softmax_overlap.py
+// compiles that as its negative control.
+__device__ __forceinline__ void PinAheadOfWait(uint32_t warp_slot, const float (&l)[2]) {
+#if !defined(SLA2_NO_SOFTMAX_PIN)
+  asm volatile(
+      "{\n"
+      ".reg .pred lead;\n"
+      "setp.eq.u32 lead, %2, 0;\n"
+      "@lead st.shared.f32 [%0], %1;\n"
+      "}\n" ::"r"(warp_slot),
+      "f"(l[0] + l[1]), "r"(threadIdx.x & 31)
+      : "memory");
+#endif
+}
+
 // O *= r per row half after a softmax step. The row maxima rarely move late
 // in a row: the rescale is skipped when no row of the warp changed (r is
 // exactly 1 then).

@@ -87,7 +87,8 @@ struct Smem {
   static constexpr int kBarOff = kMetaOff + kStages * static_cast<int>(sizeof(StageMeta));
   static constexpr int kBarBytes = RingBarriers<kStages>::kBytes;
   static constexpr int kZOff = kBarOff + kBarBytes;  // fused: z_i per warpgroup, 2 x D floats
-  static constexpr int kBytes = kZOff + (kFused ? 2 * D * 4 : 0) + 1024;  // + alignment slack
+  static constexpr int kPinOff = kZOff + (kFused ? 2 * D * 4 : 0);  // PinAheadOfWait, a slot per consumer warp
+  static constexpr int kBytes = kPinOff + kConsumerWarps * 4 + 1024;  // + alignment slack
   static_assert(kOutOff % 1024 == 0 && kBarOff % 8 == 0, "alignment");
   static_assert(!kFused || kOutBytes >= kHiChunkBytes * kChunks, "H_i fits the staging");
   static_assert(kBytes <= 227 * 1024, "shared memory per CTA");
@@ -346,6 +347,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         WgmmaWait<1>();  // S done; P V still running
         RegFence(s);
         SoftmaxStep<1>(s, m, l, scale_log2, {j}, full_blocks, d.seq_len, t, r);
+        PinAheadOfWait(base + S::kPinOff + 4 * warp, l);
         WgmmaWait<0>();
         RegFence(o);
         RegFence(p);
