@@ -3,6 +3,7 @@
 // message. End-to-end CLI runs live in tests/integration.
 #include <openssl/sha.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -10,6 +11,7 @@
 #include "client/output_file.h"
 #include "client/progress_view.h"
 #include "client/video_client.h"
+#include "common/api_key_file.h"
 #include "gtest/gtest.h"
 
 namespace sparsevid::client {
@@ -85,8 +87,36 @@ TEST(ExitCodesTest, DistinctPerOutcome) {
   EXPECT_EQ(ExitCodeForRpcError(absl::StatusCode::kNotFound), kExitNotFound);
   EXPECT_EQ(ExitCodeForRpcError(absl::StatusCode::kDeadlineExceeded), kExitDeadlineExceeded);
   EXPECT_EQ(ExitCodeForRpcError(absl::StatusCode::kAlreadyExists), kExitServerError);
+  EXPECT_EQ(ExitCodeForRpcError(absl::StatusCode::kUnauthenticated), kExitNotAuthorized);
+  EXPECT_EQ(ExitCodeForRpcError(absl::StatusCode::kPermissionDenied), kExitNotAuthorized);
   EXPECT_EQ(ExitCodeForJobFailure(absl::StatusCode::kInternal), kExitJobFailed);
   EXPECT_EQ(ExitCodeForJobFailure(absl::StatusCode::kDeadlineExceeded), kExitDeadlineExceeded);
+}
+
+TEST(ApiKeySourceTest, FileThenEnvironmentThenNone) {
+  const std::string dir = testing::TempDir();
+  const std::string good = dir + "/client.key", empty = dir + "/empty.key",
+                    spaced = dir + "/spaced.key";
+  std::ofstream(good) << "  key-0123456789abcdef\n";
+  std::ofstream(empty) << "\n \n";
+  std::ofstream(spaced) << "two words\n";
+  unsetenv("SV_TEST_KEY");
+  unsetenv("SV_TEST_KEY_FILE");
+  EXPECT_EQ(*ResolveApiKey("", "SV_TEST_KEY", "SV_TEST_KEY_FILE"), "");
+  EXPECT_EQ(*ResolveApiKey(good, "SV_TEST_KEY", "SV_TEST_KEY_FILE"), "key-0123456789abcdef");
+  setenv("SV_TEST_KEY_FILE", good.c_str(), 1);
+  EXPECT_EQ(*ResolveApiKey("", "SV_TEST_KEY", "SV_TEST_KEY_FILE"), "key-0123456789abcdef");
+  setenv("SV_TEST_KEY", " from-env-0123456789 ", 1);  // the key itself wins over the file var
+  EXPECT_EQ(*ResolveApiKey("", "SV_TEST_KEY", "SV_TEST_KEY_FILE"), "from-env-0123456789");
+  unsetenv("SV_TEST_KEY");
+  unsetenv("SV_TEST_KEY_FILE");
+  for (const std::string& bad : {dir + "/missing.key", empty, spaced}) {
+    auto k = ResolveApiKey(bad, "SV_TEST_KEY", "SV_TEST_KEY_FILE");
+    ASSERT_FALSE(k.ok()) << bad;
+    EXPECT_NE(k.status().message().find(bad), absl::string_view::npos) << k.status();
+    EXPECT_EQ(k.status().message().find("two words"), absl::string_view::npos);
+  }
+  EXPECT_EQ(BearerValue("abc"), "Bearer abc");
 }
 
 TEST(ProgressViewTest, PlainLinesNameQueueStageStepAndEta) {

@@ -11,6 +11,8 @@ ExitCode ExitCodeForRpcError(absl::StatusCode code) {
     case absl::StatusCode::kCancelled: return kExitCancelled;
     case absl::StatusCode::kDeadlineExceeded: return kExitDeadlineExceeded;
     case absl::StatusCode::kNotFound: return kExitNotFound;
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kPermissionDenied: return kExitNotAuthorized;
     default: return kExitServerError;
   }
 }

@@ -12,6 +12,8 @@
 //   8   unknown or expired job id (NOT_FOUND)
 //   9   other server error (ALREADY_EXISTS, FAILED_PRECONDITION, INTERNAL, ...)
 //   10  the output file could not be written or failed its size/SHA-256 check
+//   11  not authorised: missing, unknown or wrong-role API key
+//       (UNAUTHENTICATED / PERMISSION_DENIED)
 //   130 interrupted by Ctrl-C
 #pragma once
 
@@ -31,6 +33,7 @@ enum ExitCode : int {
   kExitNotFound = 8,
   kExitServerError = 9,
   kExitOutputError = 10,
+  kExitNotAuthorized = 11,
   kExitInterrupted = 130,
 };
 

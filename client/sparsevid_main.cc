@@ -17,6 +17,7 @@
 #include "client/output_file.h"
 #include "client/progress_view.h"
 #include "client/video_client.h"
+#include "common/api_key_file.h"
 #include "common/signals.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
@@ -27,10 +28,11 @@ namespace {
 constexpr char kExitCodeHelp[] =
     "Exit codes: 0 ok, 1 job failed, 2 usage, 3 front unreachable/unavailable, 4 invalid "
     "request, 5 queue full, 6 cancelled, 7 deadline exceeded, 8 job not found, 9 other server "
-    "error, 10 output file error, 130 interrupted.";
+    "error, 10 output file error, 11 not authorised (API key), 130 interrupted.";
 
 struct GlobalFlags {
   std::string address;
+  std::string api_key_file;
   bool json = false;
   double timeout_seconds = 0;  // 0 = no deadline
 };
@@ -344,6 +346,9 @@ int Main(int argc, char** argv) {
   g.address = env_address != nullptr ? env_address : "localhost:50051";
   app.add_option("-a,--address", g.address, "front host:port (env SPARSEVID_ADDRESS)")
       ->capture_default_str();
+  app.add_option("--api-key-file", g.api_key_file,
+                 "file holding the API key to send (else env SPARSEVID_API_KEY, the key itself, "
+                 "or SPARSEVID_API_KEY_FILE)");
   app.add_flag("--json", g.json, "machine-readable output: one JSON object per line on stdout");
   app.add_option("--timeout", g.timeout_seconds,
                  "seconds before the call (and a job it follows) is abandoned; 0 = none")
@@ -415,6 +420,13 @@ int Main(int argc, char** argv) {
 
   ClientOptions options;
   options.address = g.address;
+  absl::StatusOr<std::string> api_key =
+      ResolveApiKey(g.api_key_file, "SPARSEVID_API_KEY", "SPARSEVID_API_KEY_FILE");
+  if (!api_key.ok()) {
+    std::cerr << "sparsevid: " << api_key.status().message() << "\n";
+    return kExitUsage;
+  }
+  options.api_key = *api_key;
   VideoClient client(options);
 
   if (generate->parsed()) return RunGenerate(client, gen_flags, output, g, interrupts);

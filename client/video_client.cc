@@ -1,6 +1,7 @@
 #include "client/video_client.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/api_key_file.h"
 #include "common/status.h"
 
 namespace sparsevid::client {
@@ -45,6 +46,9 @@ VideoClient::VideoClient(ClientOptions options) : options_(std::move(options)) {
 
 void VideoClient::Prepare(grpc::ClientContext& context, std::chrono::milliseconds timeout) const {
   if (timeout.count() > 0) context.set_deadline(std::chrono::system_clock::now() + timeout);
+  if (!options_.api_key.empty()) {
+    context.AddMetadata(kAuthorizationMetadata, BearerValue(options_.api_key));
+  }
 }
 
 absl::Status VideoClient::Convert(const grpc::Status& status) const {

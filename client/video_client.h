@@ -26,6 +26,9 @@ struct ClientOptions {
   // How long a call waits for the channel to connect before failing with
   // UNAVAILABLE ("front not reachable").
   std::chrono::milliseconds connect_timeout{5000};
+  // Sent as `authorization: Bearer <api_key>` on every call; empty = none
+  // (a front with auth on then answers UNAUTHENTICATED).
+  std::string api_key;
 };
 
 // Lets another thread (e.g. the Ctrl-C handler) cancel a streaming call.

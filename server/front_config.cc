@@ -39,6 +39,12 @@ void DeclareFrontConfig(config::ConfigSchema& s, FrontConfig* c) {
               "on SIGTERM, how long running jobs may finish before they fail",
               InRange(0.0, 86400.0));
 
+  s.AddString("auth.api_keys_file", &c->api_keys_file,
+              "YAML file of API keys (name, key, role, max_active_jobs); empty = no auth: "
+              "every caller may read and cancel every job");
+  s.AddDouble("auth.reload_seconds", &c->api_keys_reload_seconds,
+              "how often the API keys file is checked for changes", InRange(0.1, 3600.0));
+
   s.AddInt("grpc.max_receive_message_bytes", &c->max_receive_message_bytes,
            "largest message accepted (chunks are at most 1 MiB)",
            InRange(1 << 20, 64 << 20));

@@ -28,6 +28,10 @@ struct FrontConfig {
 
   double drain_grace_seconds = 600;
 
+  // API keys (server/api_keys.h); empty = auth off, every caller sees every job.
+  std::string api_keys_file;
+  double api_keys_reload_seconds = 2;
+
   int max_receive_message_bytes = 4 << 20;
   int max_send_message_bytes = 4 << 20;
   double keepalive_time_seconds = 30;

@@ -89,7 +89,16 @@ FrontMetrics::FrontMetrics(prometheus::Registry& r)
                     .Name("sparsevid_jobs_requeued_total")
                     .Help("Jobs put back in the queue after their worker was lost")
                     .Register(r)
-                    .Add({})) {
+                    .Add({})),
+      auth_failures_(prometheus::BuildCounter()
+                         .Name("sparsevid_auth_failures_total")
+                         .Help("Calls refused by API-key auth, by reason (missing, malformed, "
+                               "invalid, forbidden)")
+                         .Register(r)),
+      key_reloads_(prometheus::BuildCounter()
+                       .Name("sparsevid_api_key_reloads_total")
+                       .Help("Re-reads of a changed API keys file, by outcome (ok, error)")
+                       .Register(r)) {
   // Fixed label values exist from the start, so rate() has a baseline.
   for (const char* s : {"queued", "running", "succeeded", "failed", "cancelled"}) {
     jobs_.Add({{"state", s}});
@@ -97,9 +106,14 @@ FrontMetrics::FrontMetrics(prometheus::Registry& r)
   for (const char* o : {"succeeded", "failed", "cancelled", "expired"}) {
     finished_.Add({{"outcome", o}});
   }
-  for (const char* reason : {"queue_full", "invalid", "draining", "duplicate", "deadline"}) {
+  for (const char* reason :
+       {"queue_full", "invalid", "draining", "duplicate", "deadline", "quota"}) {
     rejections_.Add({{"reason", reason}});
   }
+  for (const char* reason : {"missing", "malformed", "invalid", "forbidden"}) {
+    auth_failures_.Add({{"reason", reason}});
+  }
+  for (const char* outcome : {"ok", "error"}) key_reloads_.Add({{"outcome", outcome}});
   metrics::AddBuildInfo(r, "front");
 }
 
@@ -129,6 +143,12 @@ void FrontMetrics::OnCancelCompleted(absl::Duration latency) {
   cancel_latency_.Observe(absl::ToDoubleSeconds(latency));
 }
 void FrontMetrics::OnRequeued() { requeued_.Increment(); }
+void FrontMetrics::OnAuthFailure(const std::string& reason) {
+  auth_failures_.Add({{"reason", reason}}).Increment();
+}
+void FrontMetrics::OnApiKeysReloaded(bool ok) {
+  key_reloads_.Add({{"outcome", ok ? "ok" : "error"}}).Increment();
+}
 void FrontMetrics::OnRpc(const std::string& method, grpc::StatusCode code) {
   rpcs_.Add({{"method", method}, {"code", CodeName(code)}}).Increment();
 }

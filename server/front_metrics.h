@@ -33,6 +33,10 @@ class FrontMetrics : public EngineObserver {
 
   // One finished RPC of the public API or the worker link.
   void OnRpc(const std::string& method, grpc::StatusCode code);
+  // A call refused by API-key auth (server/request_auth.h).
+  void OnAuthFailure(const std::string& reason);
+  // The API keys file changed and was re-read.
+  void OnApiKeysReloaded(bool ok);
 
  private:
   prometheus::Gauge& queue_depth_;
@@ -47,6 +51,8 @@ class FrontMetrics : public EngineObserver {
   prometheus::Family<prometheus::Counter>& rpcs_;
   prometheus::Family<prometheus::Counter>& rejections_;
   prometheus::Counter& requeued_;
+  prometheus::Family<prometheus::Counter>& auth_failures_;
+  prometheus::Family<prometheus::Counter>& key_reloads_;
 };
 
 }  // namespace sparsevid::front

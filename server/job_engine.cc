@@ -10,6 +10,7 @@
 #include "common/logging.h"
 #include "common/request_validation.h"
 #include "common/status.h"
+#include "common/version.h"
 
 namespace sparsevid::front {
 
@@ -49,6 +50,15 @@ absl::Status CheckJobId(const std::string& job_id) {
     return absl::InvalidArgumentError("job_id: longer than 128 characters");
   }
   return absl::OkStatus();
+}
+
+absl::Status NoSuchJob(const std::string& job_id) {
+  return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "' (unknown or expired)"));
+}
+
+// request_ids are per owner: one tenant's id never finds another's job.
+std::string IdempotencyKey(const std::string& owner, const std::string& request_id) {
+  return absl::StrCat(owner, std::string(1, '\0'), request_id);
 }
 
 uint64_t RandomU64() {
@@ -143,6 +153,17 @@ JobEngine::JobRecord* JobEngine::Find(const std::string& job_id) const {
   return it == jobs_.end() ? nullptr : it->second.get();
 }
 
+absl::StatusOr<JobEngine::JobRecord*> JobEngine::FindFor(const std::string& job_id,
+                                                         const Caller& caller) const {
+  if (absl::Status s = CheckJobId(job_id); !s.ok()) return s;
+  JobRecord* rec = Find(job_id);
+  // Another owner's job reads as unknown: ids are not confirmed to exist.
+  if (rec == nullptr || (!caller.sees_all && rec->job.owner() != caller.name)) {
+    return NoSuchJob(job_id);
+  }
+  return rec;
+}
+
 absl::StatusOr<std::pair<v1::ModelLimits, std::vector<std::string>>>
 JobEngine::LimitsFor(const std::string& model) const {
   std::vector<std::string> served;
@@ -199,6 +220,10 @@ void JobEngine::Finish(JobRecord& rec, JobState state, const absl::Status& statu
                        const std::string& outcome) {
   const absl::Time now = clock_();
   if (rec.job.state() == v1::JOB_STATE_QUEUED) queue_.Remove(rec.job.job_id());
+  if (!IsTerminal(rec.job.state())) {
+    auto active = active_by_owner_.find(rec.job.owner());
+    if (active != active_by_owner_.end() && --active->second <= 0) active_by_owner_.erase(active);
+  }
   SetState(rec, state);
   rec.finished = now;
   rec.job.set_finished_unix_seconds(UnixSeconds(now));
@@ -338,7 +363,9 @@ void JobEngine::EraseJob(const std::string& job_id) {
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return;
   JobRecord& rec = *it->second;
-  if (!rec.job.request_id().empty()) job_by_request_id_.erase(rec.job.request_id());
+  if (!rec.job.request_id().empty()) {
+    job_by_request_id_.erase(IdempotencyKey(rec.job.owner(), rec.job.request_id()));
+  }
   jobs_by_admit_.erase(rec.admit_seq);
   --state_counts_[rec.job.state()];
   if (observer_) {
@@ -350,8 +377,8 @@ void JobEngine::EraseJob(const std::string& job_id) {
 
 // ------------------------------------------------------------- public API
 
-absl::StatusOr<Job> JobEngine::Submit(const GenerateRequest& request,
-                                      absl::Time deadline) {
+absl::StatusOr<Job> JobEngine::Submit(const GenerateRequest& request, absl::Time deadline,
+                                      const Caller& caller) {
   Notifier lock(this);
   auto reject = [&](const std::string& reason, absl::Status s) {
     if (observer_) observer_->OnRejected(reason);
@@ -366,7 +393,7 @@ absl::StatusOr<Job> JobEngine::Submit(const GenerateRequest& request,
     if (absl::Status s = ValidateRequestId(request.request_id()); !s.ok()) {
       return reject("invalid", s);
     }
-    auto it = job_by_request_id_.find(request.request_id());
+    auto it = job_by_request_id_.find(IdempotencyKey(caller.name, request.request_id()));
     if (it != job_by_request_id_.end()) {
       const JobRecord* existing = Find(it->second);
       if (existing != nullptr) {
@@ -392,6 +419,17 @@ absl::StatusOr<Job> JobEngine::Submit(const GenerateRequest& request,
     return reject("deadline", absl::DeadlineExceededError(
                                   "deadline passed before the job was queued"));
   }
+  if (caller.max_active_jobs > 0) {
+    auto active = active_by_owner_.find(caller.name);
+    const int n = active == active_by_owner_.end() ? 0 : active->second;
+    if (n >= caller.max_active_jobs) {
+      return reject("quota", WithRetryDelay(absl::ResourceExhaustedError(absl::StrCat(
+                                                "api key '", caller.name, "' has ", n,
+                                                " queued or running jobs, its limit; submit "
+                                                "again when one finishes")),
+                                            options_.min_retry_delay));
+    }
+  }
   if (queue_.full()) {
     absl::Duration delay = options_.min_retry_delay;
     const double wait = EstimateWaitSeconds(1);
@@ -413,6 +451,7 @@ absl::StatusOr<Job> JobEngine::Submit(const GenerateRequest& request,
   rec->deadline = deadline;
   rec->job.set_job_id(job_id);
   rec->job.set_request_id(request.request_id());
+  rec->job.set_owner(caller.name);
   *rec->job.mutable_request() = std::move(resolved);
   rec->job.set_created_unix_seconds(UnixSeconds(now));
   JobRecord& r = *rec;
@@ -421,7 +460,10 @@ absl::StatusOr<Job> JobEngine::Submit(const GenerateRequest& request,
   }
   jobs_.emplace(job_id, std::move(rec));
   jobs_by_admit_.emplace(r.admit_seq, job_id);
-  if (!request.request_id().empty()) job_by_request_id_[request.request_id()] = job_id;
+  if (!request.request_id().empty()) {
+    job_by_request_id_[IdempotencyKey(caller.name, request.request_id())] = job_id;
+  }
+  ++active_by_owner_[caller.name];
   SetState(r, v1::JOB_STATE_QUEUED);
   logging::Info("job queued",
                 {{"priority", request.priority()}, {"request_id", request.request_id()}},
@@ -431,23 +473,19 @@ absl::StatusOr<Job> JobEngine::Submit(const GenerateRequest& request,
   return Snapshot(r);
 }
 
-absl::StatusOr<Job> JobEngine::GetJob(const std::string& job_id) const {
-  if (absl::Status s = CheckJobId(job_id); !s.ok()) return s;
+absl::StatusOr<Job> JobEngine::GetJob(const std::string& job_id, const Caller& caller) const {
   absl::MutexLock lock(&mu_);
-  const JobRecord* rec = Find(job_id);
-  if (rec == nullptr) {
-    return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "' (unknown or expired)"));
-  }
-  return Snapshot(*rec);
+  absl::StatusOr<JobRecord*> rec = FindFor(job_id, caller);
+  if (!rec.ok()) return rec.status();
+  return Snapshot(**rec);
 }
 
-absl::StatusOr<Job> JobEngine::Cancel(const std::string& job_id, const std::string& reason) {
-  if (absl::Status s = CheckJobId(job_id); !s.ok()) return s;
+absl::StatusOr<Job> JobEngine::Cancel(const std::string& job_id, const std::string& reason,
+                                      const Caller& caller) {
   Notifier lock(this);
-  JobRecord* rec = Find(job_id);
-  if (rec == nullptr) {
-    return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "' (unknown or expired)"));
-  }
+  absl::StatusOr<JobRecord*> found = FindFor(job_id, caller);
+  if (!found.ok()) return found.status();
+  JobRecord* rec = *found;
   const std::string why = reason.empty() ? "cancelled by client" : reason;
   const JobState state = rec->job.state();
   if (state == v1::JOB_STATE_QUEUED) {
@@ -462,8 +500,8 @@ absl::StatusOr<Job> JobEngine::Cancel(const std::string& job_id, const std::stri
   return Snapshot(*rec);
 }
 
-absl::StatusOr<v1::ListJobsResponse> JobEngine::ListJobs(
-    const v1::ListJobsRequest& request) const {
+absl::StatusOr<v1::ListJobsResponse> JobEngine::ListJobs(const v1::ListJobsRequest& request,
+                                                         const Caller& caller) const {
   int page_size = request.page_size() == 0 ? 100 : request.page_size();
   if (page_size < 1 || page_size > 1000) {
     return absl::InvalidArgumentError(
@@ -480,7 +518,7 @@ absl::StatusOr<v1::ListJobsResponse> JobEngine::ListJobs(
   v1::ListJobsResponse response;
   for (auto it = jobs_by_admit_.lower_bound(start); it != jobs_by_admit_.end(); ++it) {
     const JobRecord* rec = Find(it->second);
-    if (rec == nullptr) continue;
+    if (rec == nullptr || (!caller.sees_all && rec->job.owner() != caller.name)) continue;
     if (request.state() != v1::JOB_STATE_UNSPECIFIED && rec->job.state() != request.state()) {
       continue;
     }
@@ -494,14 +532,12 @@ absl::StatusOr<v1::ListJobsResponse> JobEngine::ListJobs(
 }
 
 absl::StatusOr<std::string> JobEngine::ReadResult(const std::string& job_id, int64_t offset,
-                                                  int64_t max_bytes,
-                                                  int64_t* total_bytes) const {
-  if (absl::Status s = CheckJobId(job_id); !s.ok()) return s;
+                                                  int64_t max_bytes, int64_t* total_bytes,
+                                                  const Caller& caller) const {
   absl::MutexLock lock(&mu_);
-  const JobRecord* rec = Find(job_id);
-  if (rec == nullptr) {
-    return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "' (unknown or expired)"));
-  }
+  absl::StatusOr<JobRecord*> found = FindFor(job_id, caller);
+  if (!found.ok()) return found.status();
+  const JobRecord* rec = *found;
   if (rec->job.state() != v1::JOB_STATE_SUCCEEDED) {
     return absl::FailedPreconditionError(absl::StrCat(
         "job ", job_id, " is ", StateLabel(rec->job.state()), "; only a succeeded job has a result"));
@@ -521,7 +557,7 @@ absl::StatusOr<EventRead> JobEngine::NextEvent(const std::string& job_id, int64_
   absl::MutexLock lock(&mu_);
   const JobRecord* rec = Find(job_id);
   if (rec == nullptr) {
-    return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "' (unknown or expired)"));
+    return NoSuchJob(job_id);
   }
   EventRead out;
   int64_t cursor = after_seq;
@@ -551,13 +587,11 @@ absl::StatusOr<EventRead> JobEngine::NextEvent(const std::string& job_id, int64_
 }
 
 absl::StatusOr<std::shared_ptr<Subscription>> JobEngine::Subscribe(
-    const std::string& job_id, std::function<void()> on_change) {
-  if (absl::Status s = CheckJobId(job_id); !s.ok()) return s;
+    const std::string& job_id, std::function<void()> on_change, const Caller& caller) {
   absl::MutexLock lock(&mu_);
-  JobRecord* rec = Find(job_id);
-  if (rec == nullptr) {
-    return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "' (unknown or expired)"));
-  }
+  absl::StatusOr<JobRecord*> found = FindFor(job_id, caller);
+  if (!found.ok()) return found.status();
+  JobRecord* rec = *found;
   auto sub = std::make_shared<Subscription>(std::move(on_change));
   rec->subscribers.push_back(sub);
   return sub;
@@ -596,6 +630,9 @@ absl::Status JobEngine::AddWorker(const v1::WorkerHello& hello,
   w->hello = hello;
   w->channel = std::move(channel);
   w->connected = clock_();
+  v1::FrontMessage welcome;
+  welcome.mutable_welcome()->set_front_version(VersionString());
+  w->channel->Send(welcome);
   workers_.emplace(hello.worker_id(), std::move(w));
   logging::Info("worker connected", {{"worker", hello.worker_id()},
                                      {"model", hello.model()},

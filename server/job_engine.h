@@ -57,6 +57,17 @@ struct EngineOptions {
   std::string default_model;
 };
 
+// Who makes a call (from the API key, server/api_keys.h). Jobs record their
+// submitter as owner; a caller that does not see all jobs gets NOT_FOUND for
+// another owner's job, exactly as for an unknown id, and its request_ids
+// never collide with another owner's. With auth off every call is the
+// default Caller: owner "", sees every job, no quota.
+struct Caller {
+  std::string name;
+  bool sees_all = true;
+  int max_active_jobs = 0;  // queued + running jobs of this owner; 0 = no limit
+};
+
 // The engine's handle on one connected worker's stream.
 class WorkerChannel {
  public:
@@ -92,21 +103,25 @@ class JobEngine {
   // Validates, applies defaults and queues. `deadline` (InfiniteFuture for
   // none) bounds the job while queued and running. A request_id seen before
   // returns the existing job if the request is identical, ALREADY_EXISTS
-  // otherwise. Full queue: RESOURCE_EXHAUSTED with a retry delay. Draining:
+  // otherwise (request_ids are per owner). Full queue: RESOURCE_EXHAUSTED
+  // with a retry delay; so is a caller at its max_active_jobs. Draining:
   // UNAVAILABLE.
   absl::StatusOr<sparsevid::v1::Job> Submit(const sparsevid::v1::GenerateRequest& request,
-                                            absl::Time deadline);
-  absl::StatusOr<sparsevid::v1::Job> GetJob(const std::string& job_id) const;
+                                            absl::Time deadline, const Caller& caller = {});
+  absl::StatusOr<sparsevid::v1::Job> GetJob(const std::string& job_id,
+                                            const Caller& caller = {}) const;
   // Queued: leaves the queue. Running: CANCELLED at once, the worker is told
   // to stop and its slot is free once it confirms. Finished: unchanged.
-  absl::StatusOr<sparsevid::v1::Job> Cancel(const std::string& job_id,
-                                            const std::string& reason);
+  absl::StatusOr<sparsevid::v1::Job> Cancel(const std::string& job_id, const std::string& reason,
+                                            const Caller& caller = {});
+  // The caller's jobs (all jobs for one that sees all).
   absl::StatusOr<sparsevid::v1::ListJobsResponse> ListJobs(
-      const sparsevid::v1::ListJobsRequest& request) const;
+      const sparsevid::v1::ListJobsRequest& request, const Caller& caller = {}) const;
   // Bytes [offset, offset+max_bytes) of a succeeded job's MP4 and its total
   // size. FAILED_PRECONDITION if not succeeded, NOT_FOUND if expired.
   absl::StatusOr<std::string> ReadResult(const std::string& job_id, int64_t offset,
-                                         int64_t max_bytes, int64_t* total_bytes) const;
+                                         int64_t max_bytes, int64_t* total_bytes,
+                                         const Caller& caller = {}) const;
 
   // ---- events ----
   // The first event with seq > after_seq (chunk events only when asked).
@@ -115,7 +130,7 @@ class JobEngine {
   // `on_change` runs (outside the engine lock) whenever the job gets a new
   // event. Cancel the subscription (and call Unsubscribe) when done.
   absl::StatusOr<std::shared_ptr<Subscription>> Subscribe(
-      const std::string& job_id, std::function<void()> on_change);
+      const std::string& job_id, std::function<void()> on_change, const Caller& caller = {});
   void Unsubscribe(const std::string& job_id, const std::shared_ptr<Subscription>& sub);
 
   // ---- workers (WorkerLink) ----
@@ -157,6 +172,9 @@ class JobEngine {
   absl::StatusOr<std::pair<sparsevid::v1::ModelLimits, std::vector<std::string>>>
   LimitsFor(const std::string& model) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   JobRecord* Find(const std::string& job_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Find, or NOT_FOUND (also for a job the caller may not see).
+  absl::StatusOr<JobRecord*> FindFor(const std::string& job_id, const Caller& caller) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   sparsevid::v1::Job Snapshot(const JobRecord& rec) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Emit(JobRecord& rec, sparsevid::v1::JobEvent event, int64_t chunk_size = 0)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -187,7 +205,9 @@ class JobEngine {
   mutable absl::Mutex mu_;
   std::unordered_map<std::string, std::unique_ptr<JobRecord>> jobs_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, std::string> jobs_by_admit_ ABSL_GUARDED_BY(mu_);
+  // (owner, request_id) -> job id; see IdempotencyKey.
   std::unordered_map<std::string, std::string> job_by_request_id_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, int> active_by_owner_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::unique_ptr<WorkerRecord>> workers_ ABSL_GUARDED_BY(mu_);
   JobQueue queue_ ABSL_GUARDED_BY(mu_);
   ResultStore results_ ABSL_GUARDED_BY(mu_);

@@ -24,8 +24,10 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/front_config.h"
+#include "server/api_keys.h"
 #include "server/front_metrics.h"
 #include "server/job_engine.h"
+#include "server/request_auth.h"
 #include "server/video_service.h"
 #include "server/worker_link_service.h"
 
@@ -88,10 +90,30 @@ int Run(int argc, char** argv) {
   }
   FrontMetrics front_metrics(metrics_server.registry());
 
+  std::unique_ptr<ApiKeyStore> api_keys;
+  if (!cfg.api_keys_file.empty()) {
+    absl::StatusOr<std::unique_ptr<ApiKeyStore>> opened =
+        ApiKeyStore::Open(cfg.api_keys_file, absl::Seconds(cfg.api_keys_reload_seconds));
+    if (!opened.ok()) {
+      logging::Error("auth.api_keys_file unusable",
+                     {{"error", std::string(opened.status().message())}});
+      std::fprintf(stderr, "sparsevid-front: %s\n",
+                   std::string(opened.status().message()).c_str());
+      return 2;
+    }
+    api_keys = std::move(*opened);
+    api_keys->set_reload_observer(
+        [&front_metrics](bool ok) { front_metrics.OnApiKeysReloaded(ok); });
+    logging::Info("auth on", {{"api_keys_file", cfg.api_keys_file}, {"keys", api_keys->size()}});
+  } else {
+    logging::Warn("auth off: no auth.api_keys_file, every caller may read and cancel every job");
+  }
+  const RequestAuth auth(api_keys.get(), &front_metrics);
+
   JobEngine engine(engine_options, &front_metrics);
   engine.StartTicker(absl::Milliseconds(100));
-  VideoServiceImpl video_service(engine, &front_metrics);
-  WorkerLinkServiceImpl worker_link(engine, &front_metrics);
+  VideoServiceImpl video_service(engine, &front_metrics, &auth);
+  WorkerLinkServiceImpl worker_link(engine, &front_metrics, &auth);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -129,6 +151,7 @@ int Run(int argc, char** argv) {
   logging::EmitReadyLine({{"component", "front"},
                           {"grpc_port", grpc_port},
                           {"metrics_port", metrics_server.port()},
+                          {"auth", auth.enabled()},
                           {"version", Version()}});
 
   stop.WaitForNotification();

@@ -32,12 +32,13 @@ absl::Time ClientDeadline(const grpc::CallbackServerContext* context) {
 class EventStream final : public grpc::ServerWriteReactor<JobEvent> {
  public:
   EventStream(JobEngine& engine, FrontMetrics* metrics, const char* method,
-              grpc::CallbackServerContext* context, std::string job_id, int64_t after_seq,
-              bool include_chunks, bool cancel_on_disconnect)
+              grpc::CallbackServerContext* context, Caller caller, std::string job_id,
+              int64_t after_seq, bool include_chunks, bool cancel_on_disconnect)
       : engine_(engine),
         metrics_(metrics),
         method_(method),
         context_(context),
+        caller_(std::move(caller)),
         job_id_(std::move(job_id)),
         last_seq_(after_seq),
         include_chunks_(include_chunks),
@@ -45,7 +46,7 @@ class EventStream final : public grpc::ServerWriteReactor<JobEvent> {
         deadline_(ClientDeadline(context)) {}
 
   void Start() {
-    auto sub = engine_.Subscribe(job_id_, [this] { Pump(); });
+    auto sub = engine_.Subscribe(job_id_, [this] { Pump(); }, caller_);
     if (!sub.ok()) {
       std::lock_guard<std::mutex> lock(mu_);
       FinishLocked(sub.status());
@@ -78,7 +79,7 @@ class EventStream final : public grpc::ServerWriteReactor<JobEvent> {
     // Client went away (or its deadline passed). Generate without detach
     // cancels the job; an expired deadline is the engine's to report.
     if (cancel_on_disconnect_ && absl::Now() < deadline_) {
-      (void)engine_.Cancel(job_id_, "client disconnected");
+      (void)engine_.Cancel(job_id_, "client disconnected", caller_);
     }
     std::lock_guard<std::mutex> lock(mu_);
     FinishLocked(absl::CancelledError("stream cancelled"));
@@ -129,6 +130,7 @@ class EventStream final : public grpc::ServerWriteReactor<JobEvent> {
   FrontMetrics* metrics_;
   const char* method_;
   grpc::CallbackServerContext* context_;
+  const Caller caller_;
   const std::string job_id_;
 
   std::mutex mu_;  // never held while the engine calls us (it notifies unlocked)
@@ -147,10 +149,11 @@ class EventStream final : public grpc::ServerWriteReactor<JobEvent> {
 class ResultStream final : public grpc::ServerWriteReactor<Chunk> {
  public:
   ResultStream(JobEngine& engine, FrontMetrics* metrics, grpc::CallbackServerContext* context,
-               const sparsevid::v1::FetchResultRequest& request)
+               Caller caller, const sparsevid::v1::FetchResultRequest& request)
       : engine_(engine),
         metrics_(metrics),
         context_(context),
+        caller_(std::move(caller)),
         job_id_(request.job_id()),
         offset_(request.offset()),
         chunk_bytes_(request.chunk_bytes() == 0 ? kMaxChunkBytes : request.chunk_bytes()) {
@@ -184,7 +187,8 @@ class ResultStream final : public grpc::ServerWriteReactor<Chunk> {
  private:
   void Next() {
     int64_t total = 0;
-    absl::StatusOr<std::string> data = engine_.ReadResult(job_id_, offset_, chunk_bytes_, &total);
+    absl::StatusOr<std::string> data =
+        engine_.ReadResult(job_id_, offset_, chunk_bytes_, &total, caller_);
     if (!data.ok()) {
       Done(data.status());
       return;
@@ -210,6 +214,7 @@ class ResultStream final : public grpc::ServerWriteReactor<Chunk> {
   JobEngine& engine_;
   FrontMetrics* metrics_;
   grpc::CallbackServerContext* context_;
+  const Caller caller_;
   const std::string job_id_;
   int64_t offset_;
   const int64_t chunk_bytes_;
@@ -237,16 +242,25 @@ grpc::ServerUnaryReactor* VideoServiceImpl::FinishUnary(grpc::CallbackServerCont
   return reactor;
 }
 
+absl::StatusOr<Caller> VideoServiceImpl::Authorize(
+    const grpc::CallbackServerContext* context) const {
+  if (auth_ == nullptr) return Caller{};
+  return auth_->VideoCaller(*context);
+}
+
 grpc::ServerWriteReactor<JobEvent>* VideoServiceImpl::Generate(
     grpc::CallbackServerContext* context, const sparsevid::v1::GenerateRequest* request) {
-  absl::StatusOr<sparsevid::v1::Job> job = engine_.Submit(*request, ClientDeadline(context));
+  absl::StatusOr<Caller> caller = Authorize(context);
+  absl::StatusOr<sparsevid::v1::Job> job =
+      caller.ok() ? engine_.Submit(*request, ClientDeadline(context), *caller)
+                  : absl::StatusOr<sparsevid::v1::Job>(caller.status());
   if (!job.ok()) {
     grpc::Status g = ToGrpcStatus(job.status(), context);
     if (metrics_) metrics_->OnRpc("Generate", g.error_code());
     return new FailedStream<JobEvent>(g);
   }
-  auto* stream = new EventStream(engine_, metrics_, "Generate", context, job->job_id(), 0,
-                                 /*include_chunks=*/true,
+  auto* stream = new EventStream(engine_, metrics_, "Generate", context, *caller, job->job_id(),
+                                 0, /*include_chunks=*/true,
                                  /*cancel_on_disconnect=*/!request->detach());
   stream->Start();
   return stream;
@@ -257,19 +271,27 @@ grpc::ServerUnaryReactor* VideoServiceImpl::Submit(grpc::CallbackServerContext* 
                                                    sparsevid::v1::Job* response) {
   // The call's own deadline covers only this call: Submit returns at once
   // and the job runs on (use Generate to bound a job by a deadline).
-  absl::StatusOr<sparsevid::v1::Job> job = engine_.Submit(*request, absl::InfiniteFuture());
+  absl::StatusOr<Caller> caller = Authorize(context);
+  if (!caller.ok()) return FinishUnary(context, "Submit", caller.status());
+  absl::StatusOr<sparsevid::v1::Job> job =
+      engine_.Submit(*request, absl::InfiniteFuture(), *caller);
   if (job.ok()) *response = std::move(*job);
   return FinishUnary(context, "Submit", job.status());
 }
 
 grpc::ServerWriteReactor<JobEvent>* VideoServiceImpl::Watch(
     grpc::CallbackServerContext* context, const sparsevid::v1::WatchRequest* request) {
-  if (request->after_seq() < 0) {
-    grpc::Status g = ToGrpcStatus(absl::InvalidArgumentError("after_seq: must be >= 0"));
+  absl::StatusOr<Caller> caller = Authorize(context);
+  absl::Status bad = caller.status();
+  if (bad.ok() && request->after_seq() < 0) {
+    bad = absl::InvalidArgumentError("after_seq: must be >= 0");
+  }
+  if (!bad.ok()) {
+    grpc::Status g = ToGrpcStatus(bad, context);
     if (metrics_) metrics_->OnRpc("Watch", g.error_code());
     return new FailedStream<JobEvent>(g);
   }
-  auto* stream = new EventStream(engine_, metrics_, "Watch", context, request->job_id(),
+  auto* stream = new EventStream(engine_, metrics_, "Watch", context, *caller, request->job_id(),
                                  request->after_seq(), request->include_chunks(),
                                  /*cancel_on_disconnect=*/false);
   stream->Start();
@@ -279,7 +301,9 @@ grpc::ServerWriteReactor<JobEvent>* VideoServiceImpl::Watch(
 grpc::ServerUnaryReactor* VideoServiceImpl::GetJob(grpc::CallbackServerContext* context,
                                                    const sparsevid::v1::GetJobRequest* request,
                                                    sparsevid::v1::Job* response) {
-  absl::StatusOr<sparsevid::v1::Job> job = engine_.GetJob(request->job_id());
+  absl::StatusOr<Caller> caller = Authorize(context);
+  if (!caller.ok()) return FinishUnary(context, "GetJob", caller.status());
+  absl::StatusOr<sparsevid::v1::Job> job = engine_.GetJob(request->job_id(), *caller);
   if (job.ok()) *response = std::move(*job);
   return FinishUnary(context, "GetJob", job.status());
 }
@@ -287,7 +311,10 @@ grpc::ServerUnaryReactor* VideoServiceImpl::GetJob(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* VideoServiceImpl::CancelJob(
     grpc::CallbackServerContext* context, const sparsevid::v1::CancelJobRequest* request,
     sparsevid::v1::Job* response) {
-  absl::StatusOr<sparsevid::v1::Job> job = engine_.Cancel(request->job_id(), request->reason());
+  absl::StatusOr<Caller> caller = Authorize(context);
+  if (!caller.ok()) return FinishUnary(context, "CancelJob", caller.status());
+  absl::StatusOr<sparsevid::v1::Job> job =
+      engine_.Cancel(request->job_id(), request->reason(), *caller);
   if (job.ok()) *response = std::move(*job);
   return FinishUnary(context, "CancelJob", job.status());
 }
@@ -295,14 +322,22 @@ grpc::ServerUnaryReactor* VideoServiceImpl::CancelJob(
 grpc::ServerUnaryReactor* VideoServiceImpl::ListJobs(
     grpc::CallbackServerContext* context, const sparsevid::v1::ListJobsRequest* request,
     sparsevid::v1::ListJobsResponse* response) {
-  absl::StatusOr<sparsevid::v1::ListJobsResponse> list = engine_.ListJobs(*request);
+  absl::StatusOr<Caller> caller = Authorize(context);
+  if (!caller.ok()) return FinishUnary(context, "ListJobs", caller.status());
+  absl::StatusOr<sparsevid::v1::ListJobsResponse> list = engine_.ListJobs(*request, *caller);
   if (list.ok()) *response = std::move(*list);
   return FinishUnary(context, "ListJobs", list.status());
 }
 
 grpc::ServerWriteReactor<Chunk>* VideoServiceImpl::FetchResult(
     grpc::CallbackServerContext* context, const sparsevid::v1::FetchResultRequest* request) {
-  return new ResultStream(engine_, metrics_, context, *request);
+  absl::StatusOr<Caller> caller = Authorize(context);
+  if (!caller.ok()) {
+    grpc::Status g = ToGrpcStatus(caller.status(), context);
+    if (metrics_) metrics_->OnRpc("FetchResult", g.error_code());
+    return new FailedStream<Chunk>(g);
+  }
+  return new ResultStream(engine_, metrics_, context, *caller, *request);
 }
 
 }  // namespace sparsevid::front

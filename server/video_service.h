@@ -2,20 +2,23 @@
 // converts the request, makes engine calls and maps the absl::Status once
 // (common/status.h). Streams keep one write in flight and pull the next
 // event from the engine when it completes, so a slow client never makes the
-// front buffer more than one message per stream.
+// front buffer more than one message per stream. Every call is first
+// authenticated (server/request_auth.h) and acts as its Caller: a client key
+// sees and cancels only its own jobs.
 #pragma once
 
 #include "server/front_metrics.h"
 #include "server/job_engine.h"
+#include "server/request_auth.h"
 #include "sparsevid/v1/video_service.grpc.pb.h"
 
 namespace sparsevid::front {
 
 class VideoServiceImpl final : public sparsevid::v1::VideoService::CallbackService {
  public:
-  // `metrics` may be null.
-  VideoServiceImpl(JobEngine& engine, FrontMetrics* metrics)
-      : engine_(engine), metrics_(metrics) {}
+  // `metrics` may be null; `auth` null = auth off (every call the default Caller).
+  VideoServiceImpl(JobEngine& engine, FrontMetrics* metrics, const RequestAuth* auth = nullptr)
+      : engine_(engine), metrics_(metrics), auth_(auth) {}
 
   grpc::ServerWriteReactor<sparsevid::v1::JobEvent>* Generate(
       grpc::CallbackServerContext* context,
@@ -42,9 +45,11 @@ class VideoServiceImpl final : public sparsevid::v1::VideoService::CallbackServi
  private:
   grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
                                         const char* method, const absl::Status& status);
+  absl::StatusOr<Caller> Authorize(const grpc::CallbackServerContext* context) const;
 
   JobEngine& engine_;
   FrontMetrics* metrics_;
+  const RequestAuth* auth_;
 };
 
 }  // namespace sparsevid::front

@@ -141,6 +141,13 @@ class WorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMe
   grpc::Status final_status_;
 };
 
+// A stream refused before its first read (authentication).
+class RejectedStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMessage> {
+ public:
+  explicit RejectedStream(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
 void StreamChannel::Send(const FrontMessage& message) {
   std::lock_guard<std::mutex> lock(mu_);
   if (stream_ == nullptr) return;
@@ -177,6 +184,16 @@ bool StreamChannel::Close() {
 
 grpc::ServerBidiReactor<WorkerMessage, FrontMessage>* WorkerLinkServiceImpl::Connect(
     grpc::CallbackServerContext* context) {
+  if (auth_ != nullptr) {
+    absl::StatusOr<std::string> key = auth_->WorkerKeyName(*context);
+    if (!key.ok()) {
+      logging::Warn("worker stream refused", {{"peer", context->peer()},
+                                              {"error", std::string(key.status().message())}});
+      grpc::Status g = ToGrpcStatus(key.status(), context);
+      if (metrics_) metrics_->OnRpc("WorkerLink.Connect", g.error_code());
+      return new RejectedStream(g);
+    }
+  }
   return new WorkerStream(engine_, metrics_, context);
 }
 

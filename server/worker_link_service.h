@@ -2,19 +2,23 @@
 // message must be a Hello; then Ready and job events flow in while Assign
 // and CancelAssignment flow out. A protocol violation ends that stream with
 // INVALID_ARGUMENT (the front keeps running) and the worker's jobs are
-// requeued or failed, exactly as if it had died.
+// requeued or failed, exactly as if it had died. With auth on, a stream
+// opens only with a worker-role API key (server/request_auth.h).
 #pragma once
 
 #include "server/front_metrics.h"
 #include "server/job_engine.h"
+#include "server/request_auth.h"
 #include "sparsevid/v1/worker_link.grpc.pb.h"
 
 namespace sparsevid::front {
 
 class WorkerLinkServiceImpl final : public sparsevid::v1::WorkerLink::CallbackService {
  public:
-  WorkerLinkServiceImpl(JobEngine& engine, FrontMetrics* metrics)
-      : engine_(engine), metrics_(metrics) {}
+  // `auth` null = auth off.
+  WorkerLinkServiceImpl(JobEngine& engine, FrontMetrics* metrics,
+                        const RequestAuth* auth = nullptr)
+      : engine_(engine), metrics_(metrics), auth_(auth) {}
 
   grpc::ServerBidiReactor<sparsevid::v1::WorkerMessage, sparsevid::v1::FrontMessage>*
   Connect(grpc::CallbackServerContext* context) override;
@@ -22,6 +26,7 @@ class WorkerLinkServiceImpl final : public sparsevid::v1::WorkerLink::CallbackSe
  private:
   JobEngine& engine_;
   FrontMetrics* metrics_;
+  const RequestAuth* auth_;
 };
 
 }  // namespace sparsevid::front

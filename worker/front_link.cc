@@ -3,6 +3,7 @@
 #include <random>
 #include <utility>
 
+#include "common/api_key_file.h"
 #include "common/logging.h"
 #include "common/status.h"
 
@@ -130,6 +131,18 @@ bool FrontLink::RunConnection() {
     if (stopping_) return false;
     live_context_ = &context;
   }
+  if (!options_.api_key_file.empty()) {
+    absl::StatusOr<std::string> key = ReadApiKeyFile(options_.api_key_file);
+    if (key.ok()) {
+      options_.api_key = *key;
+    } else {
+      logging::Error("api key file unreadable; dialling with the previous key",
+                     {{"error", std::string(key.status().message())}});
+    }
+  }
+  if (!options_.api_key.empty()) {
+    context.AddMetadata(kAuthorizationMetadata, BearerValue(options_.api_key));
+  }
   auto stream = stub_->Connect(&context);
   v1::WorkerMessage hello;
   *hello.mutable_hello() = options_.hello;
@@ -151,17 +164,26 @@ bool FrontLink::RunConnection() {
     active_jobs_.clear();
     stream_open_ = true;
   }
-  connected_.store(true);
-  metrics_->SetFrontConnected(true);
-  logging::Info("connected to the front", {{"front", options_.front_address},
-                                           {"worker_id", options_.hello.worker_id()}});
-  if (on_connection_) on_connection_(true);
-  OnSlotFree(runner_->free_slots());
   std::thread writer([&] { WriterLoop(stream.get(), &context); });
 
+  // Linked only once the front says Welcome: a hello or API key it refuses
+  // ends the stream before that, and the worker never looks connected.
+  bool welcomed = false;
   v1::FrontMessage msg;
   while (stream->Read(&msg)) {
     switch (msg.msg_case()) {
+      case v1::FrontMessage::kWelcome:
+        if (welcomed) break;
+        welcomed = true;
+        connected_.store(true);
+        metrics_->SetFrontConnected(true);
+        logging::Info("connected to the front",
+                      {{"front", options_.front_address},
+                       {"worker_id", options_.hello.worker_id()},
+                       {"front_version", msg.welcome().front_version()}});
+        if (on_connection_) on_connection_(true);
+        OnSlotFree(runner_->free_slots());
+        break;
       case v1::FrontMessage::kAssign:
         HandleAssign(msg.assign());
         break;
@@ -194,14 +216,23 @@ bool FrontLink::RunConnection() {
   }
   connected_.store(false);
   metrics_->SetFrontConnected(false);
-  if (on_connection_) on_connection_(false);
+  if (welcomed && on_connection_) on_connection_(false);
   // The front treats a broken stream as a lost worker and requeues or fails
   // its jobs, so nothing here may keep running for it.
   runner_->CancelAll("link to the front lost");
+  if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+      st.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+    logging::Error("the front refused this worker's API key (front.api_key_file or "
+                   "SPARSEVID_API_KEY must hold a worker-role key of its auth.api_keys_file)",
+                   {{"front", options_.front_address},
+                    {"code", static_cast<int>(st.error_code())},
+                    {"error", st.error_message()}});
+    return false;
+  }
   logging::Warn("link to the front closed",
                 {{"front", options_.front_address}, {"code", static_cast<int>(st.error_code())},
                  {"error", st.error_message()}});
-  return true;
+  return welcomed;
 }
 
 void FrontLink::WriterLoop(grpc::ClientReaderWriter<v1::WorkerMessage, v1::FrontMessage>* stream,

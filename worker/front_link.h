@@ -33,6 +33,11 @@ struct FrontLinkOptions {
   // connection is noticed while a multi-minute job is running.
   std::chrono::milliseconds keepalive_time{20000};
   std::chrono::milliseconds keepalive_timeout{10000};
+  // Sent as `authorization: Bearer <key>` (a worker-role key of the front's
+  // auth.api_keys_file). With api_key_file set, the file is re-read on every
+  // dial, so a rotated Secret is picked up at the next reconnect.
+  std::string api_key;
+  std::string api_key_file;
 };
 
 class FrontLink {

@@ -9,12 +9,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/api_key_file.h"
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/metrics.h"
@@ -36,6 +38,7 @@ namespace {
 
 struct WorkerConfig {
   std::string front_address = "127.0.0.1:50051";
+  std::string front_api_key_file;
   std::string worker_id;  // empty = <hostname>-<pid>
   std::string model_dir = "models/sparsevid-shapes";
   std::string device = "cpu";
@@ -54,6 +57,10 @@ void Declare(config::ConfigSchema& s, WorkerConfig& c) {
   using config::InRange;
   s.AddString("front.address", &c.front_address,
               "host:port of the front's worker-link listener", config::NonEmpty());
+  s.AddString("front.api_key_file", &c.front_api_key_file,
+              "file holding this worker's API key (role worker) for a front with auth on; "
+              "else env SPARSEVID_API_KEY (the key) or SPARSEVID_API_KEY_FILE; re-read on "
+              "every reconnect");
   s.AddString("worker.id", &c.worker_id, "worker id reported to the front; empty = hostname-pid");
   s.AddInt("worker.capacity", &c.capacity, "jobs accepted at once (one runs, the rest wait)",
            InRange(1, 64));
@@ -213,7 +220,24 @@ int Main(int argc, char** argv) {
 
   FrontLinkOptions link_options;
   link_options.front_address = cfg.front_address;
-  link_options.max_backoff = std::chrono::milliseconds(cfg.reconnect_max_backoff_ms);
+  {
+    absl::StatusOr<std::string> key =
+        ResolveApiKey(cfg.front_api_key_file, "SPARSEVID_API_KEY", "SPARSEVID_API_KEY_FILE");
+    if (!key.ok()) {
+      logging::Error("no usable API key for the front",
+                     {{"error", std::string(key.status().message())}});
+      return 2;
+    }
+    link_options.api_key = *key;
+    // A key read from a file is re-read on every dial (rotation).
+    const char* env_key = std::getenv("SPARSEVID_API_KEY");
+    const char* env_file = std::getenv("SPARSEVID_API_KEY_FILE");
+    link_options.api_key_file = cfg.front_api_key_file;
+    if (link_options.api_key_file.empty() && (env_key == nullptr || *env_key == '\0') &&
+        env_file != nullptr) {
+      link_options.api_key_file = env_file;
+    }
+  }
   v1::WorkerHello& hello = link_options.hello;
   hello.set_worker_id(cfg.worker_id);
   hello.set_model(info.name);

@@ -3,9 +3,11 @@ that every series read by the alerting/recording rules, the KEDA trigger
 and the Grafana dashboard is exported by them.
 
 The processes get the rendered ConfigMap files and container args of the
-CPU overlay; only listen addresses (free loopback ports), the front address
-and the model directory (the tiny TEST FIXTURE model) are replaced. One
-short video is generated first so that every labelled series exists.
+CPU overlay; only listen addresses (free loopback ports), the front address,
+the model directory (the tiny TEST FIXTURE model) and the files the
+Secrets would mount (a test API keys file and worker key) are replaced. One
+short video is generated first, with a client key, so that every labelled
+series exists.
 """
 import json
 import os
@@ -86,21 +88,33 @@ class LiveMetricsTest(unittest.TestCase):
         model = os.path.join(cls.tmp, "model")
         subprocess.run([deploy_env.MAKE_TINY_MODEL, model], check=True, capture_output=True,
                        timeout=120)
+        # What the Secrets sparsevid-api-keys and sparsevid-worker-key hold.
+        keys = os.path.join(cls.tmp, "api-keys.yaml")
+        with open(keys, "w") as f:
+            f.write("keys:\n"
+                    "  - {name: dashboards, key: \"client-key-0123456789abcdef\", role: client}\n"
+                    "  - {name: workers, key: \"worker-key-0123456789abcdef\", role: worker}\n")
+        worker_key = os.path.join(cls.tmp, "worker.key")
+        with open(worker_key, "w") as f:
+            f.write("worker-key-0123456789abcdef\n")
         cls.front = cls.worker = None
         try:
             cls.front = binaries.Process(cls.argv("front", {
-                "server.listen": "127.0.0.1:0", "metrics.listen": "127.0.0.1:0"}),
+                "server.listen": "127.0.0.1:0", "metrics.listen": "127.0.0.1:0",
+                "auth.api_keys_file": keys}),
                 "front", cls.tmp)
             cls.worker = binaries.Process(cls.argv("worker", {
                 "front.address": "127.0.0.1:%d" % cls.front.ready["grpc_port"],
                 "model.dir": model, "health.address": "127.0.0.1:0",
-                "metrics.address": "127.0.0.1:0", "engine.threads": "2"}),
+                "metrics.address": "127.0.0.1:0", "engine.threads": "2",
+                "front.api_key_file": worker_key}),
                 "worker", cls.tmp, timeout=120)
             cls.generate = subprocess.run(
                 [deploy_env.CLI, "-a", "127.0.0.1:%d" % cls.front.ready["grpc_port"],
                  "--timeout", "240", "generate", "a red circle moving left",
                  "-o", os.path.join(cls.tmp, "out.mp4"), "--steps", "2"],
-                capture_output=True, text=True, timeout=300)
+                capture_output=True, text=True, timeout=300,
+                env=dict(os.environ, SPARSEVID_API_KEY="client-key-0123456789abcdef"))
             cls.front_text = binaries.scrape(cls.front.ready["metrics_port"])
             cls.worker_text = binaries.scrape(cls.worker.ready["metrics_port"])
         except Exception:

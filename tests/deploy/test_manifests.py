@@ -394,12 +394,31 @@ class ManifestTest(Rendered):
                 self.assertEqual(d["metadata"].get("namespace"), "sparsevid",
                                  "%s: %s/%s" % (name, d["kind"], d["metadata"]["name"]))
 
+    def test_api_keys_come_from_the_secrets(self):
+        # Each binary's key file lies in a read-only mount of its Secret, and
+        # the flag is one the binary has (test_every_flag_exists_in_the_binary).
+        for overlay, objs in self.clusters():
+            for which, flag, secret in (("front", "auth.api_keys_file", "sparsevid-api-keys"),
+                                        ("worker", "front.api_key_file",
+                                         "sparsevid-worker-key")):
+                d = objs.get("Deployment", "sparsevid-" + which)
+                c = manifests.container(d, which)
+                path = manifests.flag_args(c["args"]).get(flag)
+                self.assertTrue(path, "%s: %s has no --%s" % (overlay, which, flag))
+                volumes = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}
+                mounts = [m for m in c["volumeMounts"]
+                          if path.startswith(m["mountPath"].rstrip("/") + "/")]
+                self.assertEqual(len(mounts), 1, "%s: %s not under one mount" % (overlay, path))
+                self.assertTrue(mounts[0].get("readOnly"), overlay)
+                self.assertEqual(volumes[mounts[0]["name"]].get("secret", {}).get("secretName"),
+                                 secret, "%s: %s" % (overlay, which))
+
     def test_secret_placeholders_are_empty_and_not_applied(self):
         path = os.path.join(manifests.K8S, "future", "secrets.yaml")
         with open(path) as f:
             docs = [d for d in yaml.safe_load_all(f) if d]
         self.assertEqual({d["metadata"]["name"] for d in docs},
-                         {"sparsevid-front-tls", "sparsevid-api-keys"})
+                         {"sparsevid-front-tls", "sparsevid-api-keys", "sparsevid-worker-key"})
         for d in docs:
             self.assertTrue(all(v == "" for v in d.get("stringData", {}).values()))
             self.assertNotIn("data", d)

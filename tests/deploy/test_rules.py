@@ -109,6 +109,22 @@ CASES = [
     ("invalid-request rejections are not queue-full", alert_case(
         "SparsevidQueueFull", "15m",
         [series("sparsevid_rejections_total", dict(NS, reason="invalid"), "0+5x20")], None)),
+    ("steady refused keys fire", alert_case(
+        "SparsevidAuthFailures", "20m",
+        [series("sparsevid_auth_failures_total", dict(NS, reason="invalid"), "0+60x30")],
+        dict(NS, alertname="SparsevidAuthFailures", severity="warning"))),
+    ("missing keys and a rare bad key do not", alert_case(
+        "SparsevidAuthFailures", "20m",
+        [series("sparsevid_auth_failures_total", dict(NS, reason="missing"), "0+60x30"),
+         series("sparsevid_auth_failures_total", dict(NS, reason="invalid"), "0+1x30")], None)),
+    ("an invalid keys-file change fires", alert_case(
+        "SparsevidApiKeysReloadFailed", "10m",
+        [series("sparsevid_api_key_reloads_total", dict(NS, outcome="error"), "0x5 1x15")],
+        dict(NS, alertname="SparsevidApiKeysReloadFailed", severity="warning"))),
+    ("good keys-file changes do not", alert_case(
+        "SparsevidApiKeysReloadFailed", "10m",
+        [series("sparsevid_api_key_reloads_total", dict(NS, outcome="ok"), "0x5 1x15"),
+         series("sparsevid_api_key_reloads_total", dict(NS, outcome="error"), "0x20")], None)),
     ("repeated requeues fire", alert_case(
         "SparsevidJobsRequeued", "20m",
         [series("sparsevid_jobs_requeued_total", NS, "0+1x30")],

@@ -2,11 +2,14 @@
 // that records what the front sends, plus helpers to play a worker.
 #pragma once
 
+#include <stdlib.h>
+
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "grpcpp/grpcpp.h"
 #include "server/job_engine.h"
 
 namespace sparsevid::front::testing {
@@ -130,6 +133,30 @@ inline std::vector<std::string> Assigned(const std::vector<v1::FrontMessage>& ms
     if (m.has_assign()) ids.push_back(m.assign().job_id());
   }
   return ids;
+}
+
+// Engine options the in-process gRPC tests share (the TestLimits model "tiny").
+inline EngineOptions GrpcTestOptions(int queue_capacity) {
+  EngineOptions o;
+  o.queue_capacity = queue_capacity;
+  o.default_limits = TestLimits();
+  o.default_model = "tiny";
+  return o;
+}
+
+// `services` on a free 127.0.0.1 port (written to *port); null on failure.
+inline std::unique_ptr<grpc::Server> StartLoopbackServer(
+    const std::vector<grpc::Service*>& services, int* port) {
+  grpc::ServerBuilder b;
+  b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), port);
+  for (grpc::Service* s : services) b.RegisterService(s);
+  return b.BuildAndStart();
+}
+
+// A fresh directory under /tmp (the caller removes what it puts there).
+inline std::string MakeTempDir(const std::string& prefix) {
+  std::string tmpl = "/tmp/" + prefix + "_XXXXXX";
+  return mkdtemp(tmpl.data()) != nullptr ? tmpl : std::string();
 }
 
 // Every event of a job from after_seq on (chunks included).

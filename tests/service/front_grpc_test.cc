@@ -24,19 +24,11 @@ std::chrono::system_clock::time_point In(seconds s) { return std::chrono::system
 class FrontGrpcTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    EngineOptions o;
-    o.queue_capacity = 2;
-    o.default_limits = testing::TestLimits();
-    o.default_model = "tiny";
-    engine_ = std::make_unique<JobEngine>(o, &metrics_);
+    engine_ = std::make_unique<JobEngine>(testing::GrpcTestOptions(2), &metrics_);
     engine_->StartTicker(absl::Milliseconds(20));
     video_ = std::make_unique<VideoServiceImpl>(*engine_, &metrics_);
     link_ = std::make_unique<WorkerLinkServiceImpl>(*engine_, &metrics_);
-    grpc::ServerBuilder b;
-    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
-    b.RegisterService(video_.get());
-    b.RegisterService(link_.get());
-    server_ = b.BuildAndStart();
+    server_ = testing::StartLoopbackServer({video_.get(), link_.get()}, &port_);
     ASSERT_NE(port_, 0);
     channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
                                    grpc::InsecureChannelCredentials());
@@ -67,6 +59,7 @@ struct ScriptedWorker {
     v1::WorkerMessage m;
     *m.mutable_hello() = testing::Hello(id);
     EXPECT_TRUE(stream->Write(m));
+    EXPECT_TRUE(Read().has_welcome());  // the front accepted the hello
     m.Clear();
     m.mutable_ready()->set_free_slots(1);
     EXPECT_TRUE(stream->Write(m));

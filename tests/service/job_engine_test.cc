@@ -40,6 +40,9 @@ class JobEngineTest : public ::testing::Test {
                                             int ready = 1) {
     auto ch = std::make_shared<RecordingChannel>();
     EXPECT_TRUE(engine_->AddWorker(Hello(id, capacity), ch).ok());
+    auto welcome = ch->Take();  // the first message, before any Ready
+    EXPECT_EQ(welcome.size(), 1u);
+    EXPECT_TRUE(!welcome.empty() && welcome[0].has_welcome());
     EXPECT_TRUE(engine_->WorkerReady(id, ready).ok());
     return ch;
   }
@@ -400,4 +403,95 @@ TEST_F(JobEngineTest, CapacityAboveOneRunsJobsConcurrently) {
 }
 
 }  // namespace
+Caller ClientCaller(const std::string& name, int max_active = 0) {
+  Caller c;
+  c.name = name;
+  c.sees_all = false;
+  c.max_active_jobs = max_active;
+  return c;
+}
+
+TEST_F(JobEngineTest, ClientCallersSeeOnlyTheirOwnJobs) {
+  const Caller alice = ClientCaller("alice"), bob = ClientCaller("bob");
+  Caller admin;
+  admin.name = "ops";
+  auto a = engine_->Submit(Request("alice's"), kNoDeadline, alice);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->owner(), "alice");
+  const std::string id = a->job_id();
+
+  // Bob gets exactly what an unknown id gets, for every job-id call.
+  const absl::Status unknown = engine_->GetJob("j-0000000000000000", bob).status();
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound);
+  const absl::Status hidden = engine_->GetJob(id, bob).status();
+  EXPECT_EQ(hidden.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(hidden.message().find(id), absl::string_view::npos);
+  EXPECT_EQ(hidden.message().find("alice"), absl::string_view::npos);  // owner not revealed
+  EXPECT_EQ(engine_->Cancel(id, "", bob).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(engine_->Subscribe(id, [] {}, bob).status().code(), absl::StatusCode::kNotFound);
+  int64_t total = 0;
+  EXPECT_EQ(engine_->ReadResult(id, 0, 10, &total, bob).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(State(id), v1::JOB_STATE_QUEUED);  // Bob's cancel did nothing
+
+  // Alice and an admin see it; Bob's list is empty, the admin's has it.
+  EXPECT_TRUE(engine_->GetJob(id, alice).ok());
+  EXPECT_TRUE(engine_->GetJob(id, admin).ok());
+  ASSERT_TRUE(engine_->Submit(Request("bob's"), kNoDeadline, bob).ok());
+  auto bob_list = engine_->ListJobs(v1::ListJobsRequest(), bob);
+  ASSERT_TRUE(bob_list.ok());
+  ASSERT_EQ(bob_list->jobs_size(), 1);
+  EXPECT_EQ(bob_list->jobs(0).owner(), "bob");
+  auto all = engine_->ListJobs(v1::ListJobsRequest(), admin);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->jobs_size(), 2);
+
+  // Paging over another owner's jobs still fills pages with the caller's.
+  ASSERT_TRUE(engine_->Submit(Request("alice's 2"), kNoDeadline, alice).ok());
+  v1::ListJobsRequest page;
+  page.set_page_size(1);
+  auto first = engine_->ListJobs(page, alice);
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->jobs_size(), 1);
+  page.set_page_token(first->next_page_token());
+  auto second = engine_->ListJobs(page, alice);
+  ASSERT_TRUE(second.ok());
+  ASSERT_EQ(second->jobs_size(), 1);
+  EXPECT_EQ(second->jobs(0).request().prompt(), "alice's 2");
+
+  // Alice cancels her own.
+  EXPECT_EQ(engine_->Cancel(id, "", alice)->state(), v1::JOB_STATE_CANCELLED);
+}
+
+TEST_F(JobEngineTest, RequestIdsArePerOwner) {
+  v1::GenerateRequest r = Request("same words");
+  r.set_request_id("shared-id");
+  auto a = engine_->Submit(r, kNoDeadline, ClientCaller("alice"));
+  auto b = engine_->Submit(r, kNoDeadline, ClientCaller("bob"));
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_NE(a->job_id(), b->job_id());  // Bob never gets Alice's job back
+  auto again = engine_->Submit(r, kNoDeadline, ClientCaller("alice"));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->job_id(), a->job_id());
+  EXPECT_EQ(engine_->queue_depth(), 2);
+}
+
+TEST_F(JobEngineTest, MaxActiveJobsPerKey) {
+  const Caller alice = ClientCaller("alice", 2);
+  auto ch = Connect("w1");
+  const std::string first = engine_->Submit(Request("1"), kNoDeadline, alice)->job_id();
+  ASSERT_TRUE(engine_->Submit(Request("2"), kNoDeadline, alice).ok());
+  EXPECT_EQ(State(first), v1::JOB_STATE_RUNNING);  // running counts too
+  auto third = engine_->Submit(Request("3"), kNoDeadline, alice);
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(third.status().message().find("'alice'"), absl::string_view::npos);
+  EXPECT_NE(third.status().message().find("2 queued or running"), absl::string_view::npos);
+  // Another key is not held back by Alice's limit.
+  EXPECT_TRUE(engine_->Submit(Request("bob"), kNoDeadline, ClientCaller("bob", 2)).ok());
+  // A finished job frees a place.
+  Complete("w1", first);
+  EXPECT_EQ(State(first), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_TRUE(engine_->Submit(Request("3 again"), kNoDeadline, alice).ok());
+}
+
 }  // namespace sparsevid::front

@@ -1,0 +1,250 @@
+// API-key auth through the real gRPC adapters in one process: a server on a
+// free loopback port with an API keys file, real client stubs and a worker
+// stream. Missing, malformed and unknown keys are UNAUTHENTICATED, keys of the
+// wrong role PERMISSION_DENIED, client keys see only their own jobs, and each
+// refusal is counted in sparsevid_auth_failures_total.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "prometheus/registry.h"
+#include "prometheus/text_serializer.h"
+#include "server/api_keys.h"
+#include "server/front_metrics.h"
+#include "server/job_engine.h"
+#include "server/request_auth.h"
+#include "server/video_service.h"
+#include "server/worker_link_service.h"
+#include "tests/service/engine_test_util.h"
+
+namespace sparsevid::front {
+namespace {
+
+using std::chrono::seconds;
+
+constexpr char kAlice[] = "alice-key-0123456789abcdef";
+constexpr char kBob[] = "bob-key-0123456789abcdef";
+constexpr char kOps[] = "ops-key-0123456789abcdef";
+constexpr char kWorker[] = "worker-key-0123456789abcdef";
+
+std::chrono::system_clock::time_point In(seconds s) { return std::chrono::system_clock::now() + s; }
+
+class FrontAuthGrpcTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::MakeTempDir("sparsevid_auth");
+    ASSERT_FALSE(dir_.empty());
+    keys_path_ = dir_ + "/api-keys.yaml";
+    std::ofstream(keys_path_) << "keys:\n"
+                              << "  - {name: alice, key: \"" << kAlice << "\", role: client}\n"
+                              << "  - {name: bob, key: \"" << kBob << "\", role: client}\n"
+                              << "  - {name: ops, key: \"" << kOps << "\", role: admin}\n"
+                              << "  - {name: w, key: \"" << kWorker << "\", role: worker}\n";
+    auto store = ApiKeyStore::Open(keys_path_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    keys_ = std::move(*store);
+    auth_ = std::make_unique<RequestAuth>(keys_.get(), &metrics_);
+
+    engine_ = std::make_unique<JobEngine>(testing::GrpcTestOptions(8), &metrics_);
+    video_ = std::make_unique<VideoServiceImpl>(*engine_, &metrics_, auth_.get());
+    link_ = std::make_unique<WorkerLinkServiceImpl>(*engine_, &metrics_, auth_.get());
+    server_ = testing::StartLoopbackServer({video_.get(), link_.get()}, &port_);
+    ASSERT_NE(port_, 0);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = v1::VideoService::NewStub(channel_);
+  }
+  void TearDown() override {
+    server_->Shutdown(In(seconds(1)));
+    std::remove(keys_path_.c_str());
+    rmdir(dir_.c_str());
+  }
+
+  // A context carrying `authorization` (empty = none).
+  static void Auth(grpc::ClientContext& ctx, const std::string& value) {
+    ctx.set_deadline(In(seconds(10)));
+    if (!value.empty()) ctx.AddMetadata("authorization", value);
+  }
+  grpc::Status Submit(const std::string& auth, const std::string& prompt, v1::Job* job) {
+    grpc::ClientContext ctx;
+    Auth(ctx, auth);
+    return stub_->Submit(&ctx, testing::Request(prompt), job);
+  }
+  grpc::Status GetJob(const std::string& auth, const std::string& id, v1::Job* job) {
+    grpc::ClientContext ctx;
+    Auth(ctx, auth);
+    v1::GetJobRequest r;
+    r.set_job_id(id);
+    return stub_->GetJob(&ctx, r, job);
+  }
+  std::string MetricsText() {
+    std::ostringstream out;
+    prometheus::TextSerializer().Serialize(out, registry_.Collect());
+    return out.str();
+  }
+
+  std::string dir_, keys_path_;
+  prometheus::Registry registry_;
+  FrontMetrics metrics_{registry_};
+  std::unique_ptr<ApiKeyStore> keys_;
+  std::unique_ptr<RequestAuth> auth_;
+  std::unique_ptr<JobEngine> engine_;
+  std::unique_ptr<VideoServiceImpl> video_;
+  std::unique_ptr<WorkerLinkServiceImpl> link_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::VideoService::Stub> stub_;
+};
+
+std::string Bearer(const char* key) { return std::string("Bearer ") + key; }
+
+TEST_F(FrontAuthGrpcTest, BadCredentialsAreRefusedWithAClearStatusAndCounted) {
+  struct Case {
+    std::string auth;
+    grpc::StatusCode code;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"", grpc::StatusCode::UNAUTHENTICATED, "missing API key"},
+      {"Basic YWxpY2U6eA==", grpc::StatusCode::UNAUTHENTICATED, "expected 'Bearer <key>'"},
+      {"Bearer", grpc::StatusCode::UNAUTHENTICATED, "expected 'Bearer <key>'"},
+      {"Bearer not-a-key-0123456789", grpc::StatusCode::UNAUTHENTICATED, "invalid API key"},
+      {Bearer(kWorker), grpc::StatusCode::PERMISSION_DENIED, "role worker"},
+  };
+  for (const Case& c : cases) {
+    v1::Job job;
+    grpc::Status s = Submit(c.auth, "refused", &job);
+    EXPECT_EQ(s.error_code(), c.code) << c.auth << ": " << s.error_message();
+    EXPECT_NE(s.error_message().find(c.message), std::string::npos) << s.error_message();
+    EXPECT_EQ(s.error_message().find("0123456789"), std::string::npos) << "key echoed";
+  }
+  EXPECT_EQ(engine_->queue_depth(), 0);  // nothing was queued
+
+  // Streams are refused the same way.
+  grpc::ClientContext ctx;
+  Auth(ctx, "");
+  auto reader = stub_->Generate(&ctx, testing::Request("refused"));
+  v1::JobEvent ev;
+  EXPECT_FALSE(reader->Read(&ev));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+
+  // The scheme is case-insensitive, as HTTP says.
+  v1::Job job;
+  EXPECT_TRUE(Submit(std::string("bearer ") + kAlice, "lower-case scheme", &job).ok());
+
+  const std::string text = MetricsText();
+  EXPECT_NE(text.find("sparsevid_auth_failures_total{reason=\"missing\"} 2"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("sparsevid_auth_failures_total{reason=\"malformed\"} 2"),
+            std::string::npos);
+  EXPECT_NE(text.find("sparsevid_auth_failures_total{reason=\"invalid\"} 1"), std::string::npos);
+  EXPECT_NE(text.find("sparsevid_auth_failures_total{reason=\"forbidden\"} 1"),
+            std::string::npos);
+}
+
+TEST_F(FrontAuthGrpcTest, ClientKeysSeeOnlyTheirJobsAndAdminsSeeAll) {
+  v1::Job alices;
+  ASSERT_TRUE(Submit(Bearer(kAlice), "alice's video", &alices).ok());
+  EXPECT_EQ(alices.owner(), "alice");
+
+  v1::Job seen;
+  grpc::Status bob = GetJob(Bearer(kBob), alices.job_id(), &seen);
+  EXPECT_EQ(bob.error_code(), grpc::StatusCode::NOT_FOUND) << bob.error_message();
+  EXPECT_TRUE(GetJob(Bearer(kAlice), alices.job_id(), &seen).ok());
+  EXPECT_TRUE(GetJob(Bearer(kOps), alices.job_id(), &seen).ok());
+
+  {  // Bob cannot cancel it, watch it or fetch it.
+    grpc::ClientContext ctx;
+    Auth(ctx, Bearer(kBob));
+    v1::CancelJobRequest r;
+    r.set_job_id(alices.job_id());
+    v1::Job out;
+    EXPECT_EQ(stub_->CancelJob(&ctx, r, &out).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    grpc::ClientContext ctx;
+    Auth(ctx, Bearer(kBob));
+    v1::WatchRequest r;
+    r.set_job_id(alices.job_id());
+    auto reader = stub_->Watch(&ctx, r);
+    v1::JobEvent ev;
+    EXPECT_FALSE(reader->Read(&ev));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    grpc::ClientContext ctx;
+    Auth(ctx, Bearer(kBob));
+    v1::FetchResultRequest r;
+    r.set_job_id(alices.job_id());
+    auto reader = stub_->FetchResult(&ctx, r);
+    v1::Chunk chunk;
+    EXPECT_FALSE(reader->Read(&chunk));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  ASSERT_TRUE(GetJob(Bearer(kAlice), alices.job_id(), &seen).ok());
+  EXPECT_EQ(seen.state(), v1::JOB_STATE_QUEUED);
+
+  auto list = [&](const char* key) {
+    grpc::ClientContext ctx;
+    Auth(ctx, Bearer(key));
+    v1::ListJobsResponse resp;
+    EXPECT_TRUE(stub_->ListJobs(&ctx, v1::ListJobsRequest(), &resp).ok());
+    return resp.jobs_size();
+  };
+  EXPECT_EQ(list(kBob), 0);
+  EXPECT_EQ(list(kAlice), 1);
+  EXPECT_EQ(list(kOps), 1);
+}
+
+TEST_F(FrontAuthGrpcTest, WorkerLinkTakesWorkerKeysOnly) {
+  for (const std::string& auth : {std::string(), Bearer(kAlice), Bearer(kOps)}) {
+    auto stub = v1::WorkerLink::NewStub(channel_);
+    grpc::ClientContext ctx;
+    Auth(ctx, auth);
+    auto stream = stub->Connect(&ctx);
+    v1::WorkerMessage hello;
+    *hello.mutable_hello() = testing::Hello("intruder");
+    stream->Write(hello);
+    v1::FrontMessage m;
+    EXPECT_FALSE(stream->Read(&m));
+    const grpc::Status s = stream->Finish();
+    EXPECT_EQ(s.error_code(), auth.empty() ? grpc::StatusCode::UNAUTHENTICATED
+                                           : grpc::StatusCode::PERMISSION_DENIED)
+        << auth << ": " << s.error_message();
+  }
+  EXPECT_EQ(engine_->connected_workers(), 0);
+
+  // A worker key links, and gets the queued job.
+  v1::Job job;
+  ASSERT_TRUE(Submit(Bearer(kAlice), "for the worker", &job).ok());
+  auto stub = v1::WorkerLink::NewStub(channel_);
+  grpc::ClientContext ctx;
+  Auth(ctx, Bearer(kWorker));
+  auto stream = stub->Connect(&ctx);
+  v1::WorkerMessage m;
+  *m.mutable_hello() = testing::Hello("w1");
+  ASSERT_TRUE(stream->Write(m));
+  v1::FrontMessage welcome;
+  ASSERT_TRUE(stream->Read(&welcome));
+  EXPECT_TRUE(welcome.has_welcome());
+  m.Clear();
+  m.mutable_ready()->set_free_slots(1);
+  ASSERT_TRUE(stream->Write(m));
+  v1::FrontMessage assign;
+  ASSERT_TRUE(stream->Read(&assign));
+  ASSERT_TRUE(assign.has_assign());
+  EXPECT_EQ(assign.assign().job_id(), job.job_id());
+  ctx.TryCancel();
+  stream->Finish();
+}
+
+}  // namespace
+}  // namespace sparsevid::front
