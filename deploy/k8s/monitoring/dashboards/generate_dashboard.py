@@ -129,6 +129,11 @@ PANELS = [
         ("Front reconnects /s", "reqps",
          [q("sum(rate(sparsevid_worker_front_reconnects_total{%s}[%s]))" % (NS, RATE), "re-dials")],
          "Workers re-dialling the front (front restarts, network trouble)."),
+        ("Refused calls /s (API keys)", "reqps",
+         [q("sum by (reason) (rate(sparsevid_auth_failures_total{%s}[%s]))" % (NS, RATE),
+            "{{reason}}")],
+         "Calls the front refused: missing, malformed or unknown API keys, or a key of the "
+         "wrong role (docs/operations.md, \"API keys\")."),
     ]),
 ]
 
