@@ -1,5 +1,6 @@
 #include "server/api_keys.h"
 
+#include <openssl/evp.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -37,7 +38,34 @@ bool ValidKey(const std::string& key) {
   return true;
 }
 
+// 64 hex digits -> 32 bytes; false if malformed.
+bool HexToBytes(const std::string& hex, std::string* out) {
+  if (hex.size() != 64) return false;
+  out->clear();
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    int v = 0;
+    for (size_t j = i; j < i + 2; ++j) {
+      const char c = hex[j];
+      const int d = (c >= '0' && c <= '9')   ? c - '0'
+                    : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                    : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                                             : -1;
+      if (d < 0) return false;
+      v = v * 16 + d;
+    }
+    out->push_back(static_cast<char>(v));
+  }
+  return true;
+}
+
 }  // namespace
+
+std::string Sha256(std::string_view text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(text.data(), text.size(), digest, &len, EVP_sha256(), nullptr);
+  return std::string(reinterpret_cast<const char*>(digest), len);
+}
 
 const char* ApiKeyRoleName(ApiKeyRole role) {
   switch (role) {
@@ -88,6 +116,7 @@ absl::StatusOr<std::vector<ApiKey>> ParseApiKeys(const std::string& yaml_text,
     const std::string where = absl::StrCat("keys[", i, "]");
     if (!entry.IsMap()) return fail(where, "must be a mapping (name, key, role)");
     ApiKey k;
+    std::string key, key_hex;
     bool has_role = false;
     try {
       for (const auto& field : entry) {
@@ -95,7 +124,9 @@ absl::StatusOr<std::vector<ApiKey>> ParseApiKeys(const std::string& yaml_text,
         if (f == "name") {
           k.name = field.second.as<std::string>();
         } else if (f == "key") {
-          k.key = field.second.as<std::string>();
+          key = field.second.as<std::string>();
+        } else if (f == "key_sha256") {
+          key_hex = field.second.as<std::string>();
         } else if (f == "role") {
           const std::string r = field.second.as<std::string>();
           has_role = true;
@@ -117,7 +148,7 @@ absl::StatusOr<std::vector<ApiKey>> ParseApiKeys(const std::string& yaml_text,
           }
         } else {
           return fail(where + "." + f,
-                      "unknown field (name, key, role, max_active_jobs)");
+                      "unknown field (name, key, key_sha256, role, max_active_jobs)");
         }
       }
     } catch (const YAML::Exception& e) {
@@ -128,21 +159,29 @@ absl::StatusOr<std::vector<ApiKey>> ParseApiKeys(const std::string& yaml_text,
                   absl::StrCat("must be 1..", kMaxNameLength,
                                " characters of [A-Za-z0-9._-], got '", k.name, "'"));
     }
-    if (static_cast<int>(k.key.size()) < kMinKeyLength ||
-        static_cast<int>(k.key.size()) > kMaxKeyLength || !ValidKey(k.key)) {
+    if (key.empty() == key_hex.empty()) {
+      return fail(where, "needs exactly one of key and key_sha256");
+    }
+    if (!key_hex.empty()) {
+      if (!HexToBytes(key_hex, &k.sha256)) {
+        return fail(where + ".key_sha256", "must be 64 hex digits (sha256sum of the key)");
+      }
+    } else if (static_cast<int>(key.size()) < kMinKeyLength ||
+               static_cast<int>(key.size()) > kMaxKeyLength || !ValidKey(key)) {
       // Never echo the secret.
       return fail(where + ".key",
                   absl::StrCat("must be ", kMinKeyLength, "..", kMaxKeyLength,
                                " printable ASCII characters without spaces (key of '", k.name,
-                               "' has ", k.key.size(), ")"));
+                               "' has ", key.size(), ")"));
+    } else {
+      k.sha256 = Sha256(key);
     }
     if (!has_role) return fail(where + ".role", "missing (client, admin or worker)");
     if (!names.insert(k.name).second) {
       return fail(where + ".name", absl::StrCat("'", k.name, "' appears twice"));
     }
-    if (!secrets.insert(k.key).second) {
-      return fail(where + ".key", absl::StrCat("the key of '", k.name,
-                                               "' is also another entry's key"));
+    if (!secrets.insert(k.sha256).second) {
+      return fail(where, absl::StrCat("the key of '", k.name, "' is also another entry's key"));
     }
     keys.push_back(std::move(k));
   }
@@ -238,9 +277,10 @@ absl::StatusOr<ApiKey> ApiKeyStore::Lookup(std::string_view presented) {
     absl::MutexLock lock(&mu_);
     keys = keys_;
   }
+  const std::string digest = Sha256(presented);
   const ApiKey* match = nullptr;
   for (const ApiKey& k : *keys) {  // no early exit: every entry is compared
-    if (ConstantTimeEquals(presented, k.key)) match = &k;
+    if (ConstantTimeEquals(digest, k.sha256)) match = &k;
   }
   if (match == nullptr) return absl::UnauthenticatedError("invalid API key");
   return *match;

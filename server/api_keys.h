@@ -5,6 +5,9 @@
 //       key: "..."             # the secret: 16..256 printable ASCII characters, no spaces
 //       role: client           # client: its own jobs | admin: every job | worker: WorkerLink only
 //       max_active_jobs: 4     # optional (client): queued + running jobs at once; 0 = no limit
+//     - name: bob
+//       key_sha256: "9f86..."  # instead of key: SHA-256 of the key, 64 hex digits, so the
+//       role: client           # file (and its Secret) need not hold the key itself
 //
 // The file is meant to be mounted from a Kubernetes Secret. It is re-read when
 // it changes (checked at most once per reload interval), so keys rotate
@@ -30,17 +33,20 @@ const char* ApiKeyRoleName(ApiKeyRole role);
 
 struct ApiKey {
   std::string name;
-  std::string key;
+  std::string sha256;  // 32 bytes: SHA-256 of the key (computed when the file gives `key`)
   ApiKeyRole role = ApiKeyRole::kClient;
   int max_active_jobs = 0;
 };
+
+// SHA-256 of `text`, 32 raw bytes.
+std::string Sha256(std::string_view text);
 
 // Parses and validates a key file's text; errors name `origin` and the entry.
 absl::StatusOr<std::vector<ApiKey>> ParseApiKeys(const std::string& yaml_text,
                                                  const std::string& origin);
 
 // Compares without an early exit, so the time taken says nothing about how
-// much of a guess was right.
+// much of a guess was right (Lookup compares fixed-size digests).
 bool ConstantTimeEquals(std::string_view a, std::string_view b);
 
 class ApiKeyStore {
@@ -55,8 +61,9 @@ class ApiKeyStore {
       std::string path, absl::Duration reload_interval = absl::Seconds(2),
       Clock clock = [] { return absl::Now(); });
 
-  // The entry whose key equals `presented` (every entry is compared), or
-  // UNAUTHENTICATED. Re-reads the file first if it changed.
+  // The entry whose key hashes to the same SHA-256 as `presented` (every
+  // entry is compared), or UNAUTHENTICATED. Re-reads the file first if it
+  // changed.
   absl::StatusOr<ApiKey> Lookup(std::string_view presented);
 
   int size() const;

@@ -27,18 +27,25 @@ constexpr char kGood[] = R"(keys:
   - name: gpu-worker
     key: "worker-key-0123456789abcdef"
     role: worker
+  - name: bob
+    key_sha256: "cfffcf49d8b485b308f1bbeedaf9a2cea8a07d01d1a6bb29d07e5fafd4c89a71"
+    role: client
 )";
 
 TEST(ApiKeysParseTest, ReadsNamesRolesAndLimits) {
   auto keys = ParseApiKeys(kGood, "keys.yaml");
   ASSERT_TRUE(keys.ok()) << keys.status();
-  ASSERT_EQ(keys->size(), 3u);
+  ASSERT_EQ(keys->size(), 4u);
   EXPECT_EQ((*keys)[0].name, "alice");
   EXPECT_EQ((*keys)[0].role, ApiKeyRole::kClient);
   EXPECT_EQ((*keys)[0].max_active_jobs, 3);
   EXPECT_EQ((*keys)[1].role, ApiKeyRole::kAdmin);
   EXPECT_EQ((*keys)[1].max_active_jobs, 0);
   EXPECT_EQ((*keys)[2].role, ApiKeyRole::kWorker);
+  // Plain keys are kept only as their digest; a key_sha256 entry is that digest.
+  EXPECT_EQ((*keys)[0].sha256, Sha256(kAliceKey));
+  EXPECT_EQ((*keys)[3].sha256, Sha256("bob-key-0123456789abcdef"));
+  EXPECT_EQ((*keys)[3].sha256.size(), 32u);
 }
 
 TEST(ApiKeysParseTest, EveryBadFileIsRejectedNamingTheEntryAndNeverTheSecret) {
@@ -75,7 +82,15 @@ TEST(ApiKeysParseTest, EveryBadFileIsRejectedNamingTheEntryAndNeverTheSecret) {
        "keys[1].name: 'a' appears twice"},
       {"keys:\n  - {name: a, key: \"secret-value-0123456789\", role: client}\n"
        "  - {name: b, key: \"secret-value-0123456789\", role: admin}\n",
-       "keys[1].key: the key of 'b' is also another entry's key"},
+       "keys[1]: the key of 'b' is also another entry's key"},
+      {"keys:\n  - {name: a, role: client}\n", "keys[0]: needs exactly one of key and key_sha256"},
+      {"keys:\n  - {name: a, key: \"secret-value-0123456789\", key_sha256: \"cfffcf49d8b485b308f1bbeedaf9a2cea8a07d01d1a6bb29d07e5fafd4c89a71\", "
+       "role: client}\n",
+       "keys[0]: needs exactly one of key and key_sha256"},
+      {"keys:\n  - {name: a, key_sha256: \"abc\", role: client}\n",
+       "keys[0].key_sha256: must be 64 hex digits"},
+      {"keys:\n  - {name: a, key_sha256: \"gggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggg\", role: client}\n",
+       "keys[0].key_sha256: must be 64 hex digits"},
       {"keys:\n  - {name: a, key: \"secret-value-0123456789\", role: client}\nextra: 1\n",
        "extra: unknown top-level key"},
   };
@@ -138,10 +153,13 @@ TEST_F(ApiKeyStoreTest, LookupFindsTheEntryOrAnswersUnauthenticated) {
   Write(kGood);
   auto store = ApiKeyStore::Open(path_, absl::Seconds(2), clock_.AsClock());
   ASSERT_TRUE(store.ok()) << store.status();
-  EXPECT_EQ((*store)->size(), 3);
+  EXPECT_EQ((*store)->size(), 4);
   auto alice = (*store)->Lookup(kAliceKey);
   ASSERT_TRUE(alice.ok());
   EXPECT_EQ(alice->name, "alice");
+  auto bob = (*store)->Lookup("bob-key-0123456789abcdef");  // listed by its SHA-256
+  ASSERT_TRUE(bob.ok());
+  EXPECT_EQ(bob->name, "bob");
   for (const char* bad : {"", "alice-key-0123456789abcde", "alice-key-0123456789abcdefX",
                           "ALICE-KEY-0123456789ABCDEF"}) {
     auto r = (*store)->Lookup(bad);
@@ -183,7 +201,7 @@ TEST_F(ApiKeyStoreTest, AChangedFileIsReloadedAndABadChangeKeepsTheOldKeys) {
   Write(kGood);
   clock_.Advance(absl::Seconds(3));
   EXPECT_TRUE(store.Lookup(kAliceKey).ok());
-  EXPECT_EQ(store.size(), 3);
+  EXPECT_EQ(store.size(), 4);
   EXPECT_EQ(reloads.back(), true);
 }
 
