@@ -108,6 +108,15 @@ TEST(ApiKeySourceTest, FileThenEnvironmentThenNone) {
   EXPECT_EQ(*ResolveApiKey("", "SV_TEST_KEY", "SV_TEST_KEY_FILE"), "key-0123456789abcdef");
   setenv("SV_TEST_KEY", " from-env-0123456789 ", 1);  // the key itself wins over the file var
   EXPECT_EQ(*ResolveApiKey("", "SV_TEST_KEY", "SV_TEST_KEY_FILE"), "from-env-0123456789");
+  // A key gRPC would refuse as a header value (and abort on, printing it) is
+  // an error naming the variable, never the key.
+  for (const char* bad : {"key\x01-0123456789", "two\nlines-0123456789", "ключ-0123456789"}) {
+    setenv("SV_TEST_KEY", bad, 1);
+    auto k = ResolveApiKey("", "SV_TEST_KEY", "SV_TEST_KEY_FILE");
+    ASSERT_FALSE(k.ok()) << bad;
+    EXPECT_NE(k.status().message().find("SV_TEST_KEY"), absl::string_view::npos);
+    EXPECT_EQ(k.status().message().find("0123456789"), absl::string_view::npos);
+  }
   unsetenv("SV_TEST_KEY");
   unsetenv("SV_TEST_KEY_FILE");
   for (const std::string& bad : {dir + "/missing.key", empty, spaced}) {

@@ -13,6 +13,27 @@ namespace sparsevid {
 
 std::string BearerValue(const std::string& key) { return absl::StrCat("Bearer ", key); }
 
+namespace {
+
+// One token of printable ASCII, as an `authorization` value must be (gRPC
+// aborts the process on anything else). `where` names the source, never the key.
+absl::StatusOr<std::string> CheckKey(absl::string_view raw, const std::string& where) {
+  std::string key(absl::StripAsciiWhitespace(raw));
+  if (key.empty()) return absl::InvalidArgumentError(absl::StrCat(where, ": is empty"));
+  if (key.size() > 4096) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": the key is over 4096 characters"));
+  }
+  for (char c : key) {
+    if (c <= ' ' || c > '~') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": the key must be one token of printable ASCII characters"));
+    }
+  }
+  return key;
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> ReadApiKeyFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) {
@@ -21,26 +42,14 @@ absl::StatusOr<std::string> ReadApiKeyFile(const std::string& path) {
   }
   std::stringstream text;
   text << in.rdbuf();
-  std::string key(absl::StripAsciiWhitespace(text.str()));
-  if (key.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("api key file ", path, ": is empty"));
-  }
-  for (char c : key) {
-    if (c <= ' ' || c > '~') {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "api key file ", path, ": the key must be one token of printable ASCII characters"));
-    }
-  }
-  return key;
+  return CheckKey(text.str(), absl::StrCat("api key file ", path));
 }
 
 absl::StatusOr<std::string> ResolveApiKey(const std::string& file, const char* env_key,
                                           const char* env_file) {
   if (!file.empty()) return ReadApiKeyFile(file);
   if (const char* key = std::getenv(env_key); key != nullptr && *key != '\0') {
-    std::string k(absl::StripAsciiWhitespace(key));
-    if (k.empty()) return absl::InvalidArgumentError(absl::StrCat(env_key, ": is blank"));
-    return k;
+    return CheckKey(key, env_key);
   }
   if (const char* path = std::getenv(env_file); path != nullptr && *path != '\0') {
     return ReadApiKeyFile(path);

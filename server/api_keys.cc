@@ -86,8 +86,23 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
+static absl::StatusOr<std::vector<ApiKey>> ParseApiKeysOrThrow(const std::string& yaml_text,
+                                                               const std::string& origin);
+
 absl::StatusOr<std::vector<ApiKey>> ParseApiKeys(const std::string& yaml_text,
                                                  const std::string& origin) {
+  // yaml-cpp throws on conversions of odd nodes (a list as a mapping key, ...):
+  // whatever the file holds, the answer is an error naming it, never a throw.
+  try {
+    return ParseApiKeysOrThrow(yaml_text, origin);
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("api keys file ", origin, ": unexpected structure (", e.what(), ")"));
+  }
+}
+
+static absl::StatusOr<std::vector<ApiKey>> ParseApiKeysOrThrow(const std::string& yaml_text,
+                                                               const std::string& origin) {
   auto fail = [&](const std::string& where, const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat("api keys file ", origin, ": ", where,
                                                    where.empty() ? "" : ": ", what));
@@ -102,6 +117,7 @@ absl::StatusOr<std::vector<ApiKey>> ParseApiKeys(const std::string& yaml_text,
     return fail("", "expected a mapping with a 'keys' list");
   }
   for (const auto& top : root) {
+    if (!top.first.IsScalar()) return fail("", "top-level keys must be plain names");
     if (top.first.as<std::string>() != "keys") {
       return fail(top.first.as<std::string>(), "unknown top-level key (only 'keys')");
     }

@@ -82,6 +82,9 @@ struct JobEngine::JobRecord {
   absl::Time cancel_requested = absl::InfinitePast();
   bool first_progress_seen = false;
   std::string worker_id;    // set while a worker holds a slot for it
+  // Counted in active_by_owner_ until finished AND off its worker's slot (a
+  // cancelled job still occupies the slot until the worker confirms).
+  bool holds_quota = false;
   int attempts = 0;
   int reported_position = 0;
   JobEventLog log;
@@ -220,11 +223,8 @@ void JobEngine::Finish(JobRecord& rec, JobState state, const absl::Status& statu
                        const std::string& outcome) {
   const absl::Time now = clock_();
   if (rec.job.state() == v1::JOB_STATE_QUEUED) queue_.Remove(rec.job.job_id());
-  if (!IsTerminal(rec.job.state())) {
-    auto active = active_by_owner_.find(rec.job.owner());
-    if (active != active_by_owner_.end() && --active->second <= 0) active_by_owner_.erase(active);
-  }
   SetState(rec, state);
+  MaybeReleaseQuota(rec);
   rec.finished = now;
   rec.job.set_finished_unix_seconds(UnixSeconds(now));
   JobEvent ev;
@@ -267,6 +267,14 @@ void JobEngine::FreeSlot(JobRecord& rec) {
   }
   rec.cancel_requested = absl::InfinitePast();
   rec.worker_id.clear();
+  MaybeReleaseQuota(rec);
+}
+
+void JobEngine::MaybeReleaseQuota(JobRecord& rec) {
+  if (!rec.holds_quota || !IsTerminal(rec.job.state()) || !rec.worker_id.empty()) return;
+  rec.holds_quota = false;
+  auto active = active_by_owner_.find(rec.job.owner());
+  if (active != active_by_owner_.end() && --active->second <= 0) active_by_owner_.erase(active);
 }
 
 int JobEngine::FreeSlots(const WorkerRecord& w) const {
@@ -464,6 +472,7 @@ absl::StatusOr<Job> JobEngine::Submit(const GenerateRequest& request, absl::Time
     job_by_request_id_[IdempotencyKey(caller.name, request.request_id())] = job_id;
   }
   ++active_by_owner_[caller.name];
+  r.holds_quota = true;
   SetState(r, v1::JOB_STATE_QUEUED);
   logging::Info("job queued",
                 {{"priority", request.priority()}, {"request_id", request.request_id()}},

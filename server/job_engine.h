@@ -187,6 +187,9 @@ class JobEngine {
   void StopOnWorker(JobRecord& rec, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FreeSlot(JobRecord& rec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the job's hold on its owner's max_active_jobs once it is finished
+  // and no worker slot is still busy with it.
+  void MaybeReleaseQuota(JobRecord& rec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshQueuePositions() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TryAssign() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int FreeSlots(const WorkerRecord& w) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -154,8 +154,12 @@ bool FrontLink::RunConnection() {
     grpc::Status st = stream->Finish();
     std::lock_guard<std::mutex> lock(mu_);
     live_context_ = nullptr;
-    logging::Warn("front not reachable", {{"front", options_.front_address},
-                                          {"error", st.error_message()}});
+    if (IsKeyRefusal(st)) {
+      LogKeyRefusal(st);
+    } else {
+      logging::Warn("front not reachable", {{"front", options_.front_address},
+                                            {"error", st.error_message()}});
+    }
     return false;
   }
   {
@@ -165,6 +169,10 @@ bool FrontLink::RunConnection() {
     stream_open_ = true;
   }
   std::thread writer([&] { WriterLoop(stream.get(), &context); });
+  // Ready goes out at once (the front reads the Hello first and ends the
+  // stream if it refuses it), so a front that predates Welcome still gets
+  // this worker's slots; only "connected" and health wait for the Welcome.
+  OnSlotFree(runner_->free_slots());
 
   // Linked only once the front says Welcome: a hello or API key it refuses
   // ends the stream before that, and the worker never looks connected.
@@ -182,7 +190,6 @@ bool FrontLink::RunConnection() {
                        {"worker_id", options_.hello.worker_id()},
                        {"front_version", msg.welcome().front_version()}});
         if (on_connection_) on_connection_(true);
-        OnSlotFree(runner_->free_slots());
         break;
       case v1::FrontMessage::kAssign:
         HandleAssign(msg.assign());
@@ -220,19 +227,27 @@ bool FrontLink::RunConnection() {
   // The front treats a broken stream as a lost worker and requeues or fails
   // its jobs, so nothing here may keep running for it.
   runner_->CancelAll("link to the front lost");
-  if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
-      st.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
-    logging::Error("the front refused this worker's API key (front.api_key_file or "
-                   "SPARSEVID_API_KEY must hold a worker-role key of its auth.api_keys_file)",
-                   {{"front", options_.front_address},
-                    {"code", static_cast<int>(st.error_code())},
-                    {"error", st.error_message()}});
+  if (IsKeyRefusal(st)) {
+    LogKeyRefusal(st);
     return false;
   }
   logging::Warn("link to the front closed",
                 {{"front", options_.front_address}, {"code", static_cast<int>(st.error_code())},
                  {"error", st.error_message()}});
   return welcomed;
+}
+
+bool FrontLink::IsKeyRefusal(const grpc::Status& st) {
+  return st.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+         st.error_code() == grpc::StatusCode::PERMISSION_DENIED;
+}
+
+void FrontLink::LogKeyRefusal(const grpc::Status& st) const {
+  logging::Error("the front refused this worker's API key (front.api_key_file or "
+                 "SPARSEVID_API_KEY must hold a worker-role key of its auth.api_keys_file)",
+                 {{"front", options_.front_address},
+                  {"code", static_cast<int>(st.error_code())},
+                  {"error", st.error_message()}});
 }
 
 void FrontLink::WriterLoop(grpc::ClientReaderWriter<v1::WorkerMessage, v1::FrontMessage>* stream,

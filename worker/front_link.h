@@ -68,6 +68,9 @@ class FrontLink {
   void DialLoop();
   // Runs one connection until it breaks; returns true if it was established.
   bool RunConnection();
+  // UNAUTHENTICATED / PERMISSION_DENIED: the front refused this worker's key.
+  static bool IsKeyRefusal(const grpc::Status& st);
+  void LogKeyRefusal(const grpc::Status& st) const;
   void WriterLoop(grpc::ClientReaderWriter<v1::WorkerMessage, v1::FrontMessage>* stream,
                   grpc::ClientContext* context);
   void Enqueue(v1::WorkerMessage msg);

@@ -220,6 +220,7 @@ int Main(int argc, char** argv) {
 
   FrontLinkOptions link_options;
   link_options.front_address = cfg.front_address;
+  link_options.max_backoff = std::chrono::milliseconds(cfg.reconnect_max_backoff_ms);
   {
     absl::StatusOr<std::string> key =
         ResolveApiKey(cfg.front_api_key_file, "SPARSEVID_API_KEY", "SPARSEVID_API_KEY_FILE");

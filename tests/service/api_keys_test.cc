@@ -93,6 +93,13 @@ TEST(ApiKeysParseTest, EveryBadFileIsRejectedNamingTheEntryAndNeverTheSecret) {
        "keys[0].key_sha256: must be 64 hex digits"},
       {"keys:\n  - {name: a, key: \"secret-value-0123456789\", role: client}\nextra: 1\n",
        "extra: unknown top-level key"},
+      // Odd YAML shapes are errors, not exceptions (a throw on reload would
+      // end the front).
+      {"keys:\n  - {name: a, key: \"secret-value-0123456789\", role: client}\n[x, y]: 1\n",
+       "top-level keys must be plain names"},
+      {"keys:\n  - {[n]: a, key: \"secret-value-0123456789\", role: client}\n", "keys[0]"},
+      {"keys:\n  - {name: [a], key: \"secret-value-0123456789\", role: client}\n", "keys[0]"},
+      {"keys:\n  - {name: a, key: {k: v}, role: client}\n", "keys[0]"},
   };
   for (const Case& c : cases) {
     auto keys = ParseApiKeys(c.text, "/etc/keys.yaml");

@@ -491,7 +491,24 @@ TEST_F(JobEngineTest, MaxActiveJobsPerKey) {
   // A finished job frees a place.
   Complete("w1", first);
   EXPECT_EQ(State(first), v1::JOB_STATE_SUCCEEDED);
-  EXPECT_TRUE(engine_->Submit(Request("3 again"), kNoDeadline, alice).ok());
+  const std::string third_id = engine_->Submit(Request("3 again"), kNoDeadline, alice)->job_id();
+  // Job 2 now runs. Cancelling it does not free a place until the worker has
+  // stopped it: submit-then-cancel cannot fill the workers past the limit.
+  ASSERT_TRUE(engine_->WorkerReady("w1", 1).ok());
+  std::string running;
+  for (const auto& id : Assigned(ch->Take())) running = id;
+  ASSERT_FALSE(running.empty());
+  EXPECT_EQ(engine_->Cancel(running, "", alice)->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(engine_->Submit(Request("4"), kNoDeadline, alice).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  v1::WorkerJobEvent stopped;
+  stopped.set_job_id(running);
+  stopped.mutable_event()->mutable_cancelled()->set_reason("stopped");
+  ASSERT_TRUE(engine_->WorkerEvent("w1", stopped).ok());
+  EXPECT_TRUE(engine_->Submit(Request("4"), kNoDeadline, alice).ok());
+  // Cancelling a queued job frees its place at once.
+  EXPECT_EQ(engine_->Cancel(third_id, "", alice)->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_TRUE(engine_->Submit(Request("5"), kNoDeadline, alice).ok());
 }
 
 }  // namespace sparsevid::front
