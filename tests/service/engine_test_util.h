@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
 #include "server/job_engine.h"
 
 namespace sparsevid::front::testing {
@@ -151,6 +152,15 @@ inline std::unique_ptr<grpc::Server> StartLoopbackServer(
   b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), port);
   for (grpc::Service* s : services) b.RegisterService(s);
   return b.BuildAndStart();
+}
+
+// The code a server stream ends with when it must send nothing first.
+template <typename T>
+grpc::StatusCode FinishWithoutMessages(grpc::ClientReader<T>& reader) {
+  T msg;
+  const bool got = reader.Read(&msg);
+  if (got) ADD_FAILURE() << "the stream sent a message before its status";
+  return reader.Finish().error_code();
 }
 
 // A fresh directory under /tmp (the caller removes what it puts there).

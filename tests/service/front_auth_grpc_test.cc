@@ -132,9 +132,7 @@ TEST_F(FrontAuthGrpcTest, BadCredentialsAreRefusedWithAClearStatusAndCounted) {
   grpc::ClientContext ctx;
   Auth(ctx, "");
   auto reader = stub_->Generate(&ctx, testing::Request("refused"));
-  v1::JobEvent ev;
-  EXPECT_FALSE(reader->Read(&ev));
-  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(testing::FinishWithoutMessages(*reader), grpc::StatusCode::UNAUTHENTICATED);
 
   // The scheme is case-insensitive, as HTTP says.
   v1::Job job;
@@ -175,9 +173,7 @@ TEST_F(FrontAuthGrpcTest, ClientKeysSeeOnlyTheirJobsAndAdminsSeeAll) {
     v1::WatchRequest r;
     r.set_job_id(alices.job_id());
     auto reader = stub_->Watch(&ctx, r);
-    v1::JobEvent ev;
-    EXPECT_FALSE(reader->Read(&ev));
-    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_EQ(testing::FinishWithoutMessages(*reader), grpc::StatusCode::NOT_FOUND);
   }
   {
     grpc::ClientContext ctx;
@@ -185,9 +181,7 @@ TEST_F(FrontAuthGrpcTest, ClientKeysSeeOnlyTheirJobsAndAdminsSeeAll) {
     v1::FetchResultRequest r;
     r.set_job_id(alices.job_id());
     auto reader = stub_->FetchResult(&ctx, r);
-    v1::Chunk chunk;
-    EXPECT_FALSE(reader->Read(&chunk));
-    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_EQ(testing::FinishWithoutMessages(*reader), grpc::StatusCode::NOT_FOUND);
   }
   ASSERT_TRUE(GetJob(Bearer(kAlice), alices.job_id(), &seen).ok());
   EXPECT_EQ(seen.state(), v1::JOB_STATE_QUEUED);
