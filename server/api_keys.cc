@@ -302,6 +302,15 @@ absl::StatusOr<ApiKey> ApiKeyStore::Lookup(std::string_view presented) {
   return *match;
 }
 
+bool ApiKeyStore::IsCurrent(const ApiKey& key) {
+  MaybeReload();
+  absl::MutexLock lock(&mu_);
+  for (const ApiKey& k : *keys_) {
+    if (k.name == key.name && k.sha256 == key.sha256 && k.role == key.role) return true;
+  }
+  return false;
+}
+
 int ApiKeyStore::size() const {
   absl::MutexLock lock(&mu_);
   return static_cast<int>(keys_->size());

@@ -66,6 +66,10 @@ class ApiKeyStore {
   // changed.
   absl::StatusOr<ApiKey> Lookup(std::string_view presented);
 
+  // Whether `key` (name and digest) is still in the file (re-read first if it
+  // changed): streams opened with a key that is gone get ended.
+  bool IsCurrent(const ApiKey& key);
+
   int size() const;
   void set_reload_observer(ReloadObserver observer);
 

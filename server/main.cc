@@ -11,6 +11,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -148,6 +149,16 @@ int Run(int argc, char** argv) {
     return 1;
   }
   SetHealth(*server, true);
+  // Revoked worker keys: links opened with a key that has left the keys file
+  // stop getting jobs within auth.reload_seconds.
+  std::thread revoker;
+  if (auth.enabled()) {
+    revoker = std::thread([&] {
+      while (!stop.WaitForNotificationWithTimeout(absl::Seconds(cfg.api_keys_reload_seconds))) {
+        worker_link.DropRevokedWorkers();
+      }
+    });
+  }
   logging::EmitReadyLine({{"component", "front"},
                           {"grpc_port", grpc_port},
                           {"metrics_port", metrics_server.port()},
@@ -155,6 +166,7 @@ int Run(int argc, char** argv) {
                           {"version", Version()}});
 
   stop.WaitForNotification();
+  if (revoker.joinable()) revoker.join();
 
   // Drain: readiness off first so balancers stop sending, then refuse work.
   SetHealth(*server, false);

@@ -53,9 +53,8 @@ absl::StatusOr<Caller> RequestAuth::VideoCaller(const grpc::ServerContextBase& c
   return caller;
 }
 
-absl::StatusOr<std::string> RequestAuth::WorkerKeyName(
-    const grpc::ServerContextBase& context) const {
-  if (keys_ == nullptr) return std::string();
+absl::StatusOr<ApiKey> RequestAuth::WorkerKey(const grpc::ServerContextBase& context) const {
+  if (keys_ == nullptr) return ApiKey{};
   absl::StatusOr<ApiKey> key = Authenticate(context);
   if (!key.ok()) return key.status();
   if (key->role != ApiKeyRole::kWorker) {
@@ -64,7 +63,7 @@ absl::StatusOr<std::string> RequestAuth::WorkerKeyName(
                     "API key '", key->name, "' has role ", ApiKeyRoleName(key->role),
                     "; sparsevid.v1.WorkerLink takes worker keys only")));
   }
-  return key->name;
+  return key;
 }
 
 }  // namespace sparsevid::front

@@ -25,8 +25,10 @@ class RequestAuth {
 
   // sparsevid.v1.VideoService: client and admin keys.
   absl::StatusOr<Caller> VideoCaller(const grpc::ServerContextBase& context) const;
-  // sparsevid.v1.WorkerLink: worker keys; returns the key's name.
-  absl::StatusOr<std::string> WorkerKeyName(const grpc::ServerContextBase& context) const;
+  // sparsevid.v1.WorkerLink: worker keys; returns the key (name and digest).
+  absl::StatusOr<ApiKey> WorkerKey(const grpc::ServerContextBase& context) const;
+  // Whether a key a stream was opened with is still in the keys file.
+  bool StillValid(const ApiKey& key) const { return keys_ == nullptr || keys_->IsCurrent(key); }
 
  private:
   absl::StatusOr<ApiKey> Authenticate(const grpc::ServerContextBase& context) const;

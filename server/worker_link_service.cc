@@ -3,7 +3,10 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <utility>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status.h"
 
@@ -35,11 +38,16 @@ class StreamChannel final : public WorkerChannel {
 
 class WorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMessage> {
  public:
-  WorkerStream(JobEngine& engine, FrontMetrics* metrics, grpc::CallbackServerContext* context)
+  // `links` null: auth off, no revocation bookkeeping.
+  WorkerStream(JobEngine& engine, FrontMetrics* metrics, grpc::CallbackServerContext* context,
+               WorkerLinkServiceImpl* links, const ApiKey& key)
       : engine_(engine),
         metrics_(metrics),
         context_(context),
-        channel_(std::make_shared<StreamChannel>(this)) {
+        channel_(std::make_shared<StreamChannel>(this)),
+        links_(links),
+        key_name_(key.name) {
+    if (links_ != nullptr) link_ = links_->AddLink(key, &revoked_);
     StartRead(&in_);
   }
 
@@ -52,8 +60,10 @@ class WorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMe
     }
     absl::Status s = Handle(in_);
     if (!s.ok()) {
-      logging::Warn("worker protocol violation", {{"worker", WorkerId()},
-                                                  {"error", std::string(s.message())}});
+      logging::Warn(s.code() == absl::StatusCode::kUnauthenticated
+                        ? "worker link ended: its API key was revoked"
+                        : "worker protocol violation",
+                    {{"worker", WorkerId()}, {"error", std::string(s.message())}});
       End(s, std::string(s.message()));
       return;
     }
@@ -78,6 +88,10 @@ class WorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMe
   }
 
   absl::Status Handle(const WorkerMessage& m) {
+    if (revoked_ && revoked_->load()) {
+      return absl::UnauthenticatedError(
+          absl::StrCat("API key '", key_name_, "' was removed from the front's keys"));
+    }
     switch (m.msg_case()) {
       case WorkerMessage::kHello: {
         if (!WorkerId().empty()) {
@@ -85,6 +99,7 @@ class WorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMe
         }
         absl::Status s = engine_.AddWorker(m.hello(), channel_);
         if (!s.ok()) return s;
+        if (links_ != nullptr) links_->SetLinkWorker(link_, m.hello().worker_id());
         bool ended;
         {
           std::lock_guard<std::mutex> lock(mu_);
@@ -117,7 +132,11 @@ class WorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMe
       final_status_ = ToGrpcStatus(status, context_);
       worker_id = worker_id_;
     }
-    if (!worker_id.empty()) engine_.RemoveWorker(worker_id, why);
+    if (links_ != nullptr) links_->RemoveLink(link_);
+    // A revoked worker was already dropped from the engine (and its id may
+    // be in use again by a new stream).
+    const bool revoked = revoked_ && revoked_->load();
+    if (!worker_id.empty() && !revoked) engine_.RemoveWorker(worker_id, why);
     if (metrics_) metrics_->OnRpc("WorkerLink.Connect", final_status_.error_code());
     if (!channel_->Close()) FinishNow();
   }
@@ -134,6 +153,10 @@ class WorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMe
   grpc::CallbackServerContext* context_;
   std::shared_ptr<StreamChannel> channel_;
   WorkerMessage in_;
+  WorkerLinkServiceImpl* const links_;
+  const std::string key_name_;
+  uint64_t link_ = 0;
+  std::shared_ptr<std::atomic<bool>> revoked_;  // set by DropRevokedWorkers
   std::mutex mu_;
   std::string worker_id_;  // set by a successful hello
   bool ended_ = false;
@@ -184,17 +207,58 @@ bool StreamChannel::Close() {
 
 grpc::ServerBidiReactor<WorkerMessage, FrontMessage>* WorkerLinkServiceImpl::Connect(
     grpc::CallbackServerContext* context) {
-  if (auth_ != nullptr) {
-    absl::StatusOr<std::string> key = auth_->WorkerKeyName(*context);
-    if (!key.ok()) {
-      logging::Warn("worker stream refused", {{"peer", context->peer()},
-                                              {"error", std::string(key.status().message())}});
-      grpc::Status g = ToGrpcStatus(key.status(), context);
-      if (metrics_) metrics_->OnRpc("WorkerLink.Connect", g.error_code());
-      return new RejectedStream(g);
+  if (auth_ == nullptr || !auth_->enabled()) {
+    return new WorkerStream(engine_, metrics_, context, nullptr, ApiKey{});
+  }
+  absl::StatusOr<ApiKey> key = auth_->WorkerKey(*context);
+  if (!key.ok()) {
+    logging::Warn("worker stream refused", {{"peer", context->peer()},
+                                            {"error", std::string(key.status().message())}});
+    grpc::Status g = ToGrpcStatus(key.status(), context);
+    if (metrics_) metrics_->OnRpc("WorkerLink.Connect", g.error_code());
+    return new RejectedStream(g);
+  }
+  return new WorkerStream(engine_, metrics_, context, this, *key);
+}
+
+uint64_t WorkerLinkServiceImpl::AddLink(const ApiKey& key,
+                                        std::shared_ptr<std::atomic<bool>>* revoked) {
+  absl::MutexLock lock(&links_mu_);
+  const uint64_t id = next_link_++;
+  Link& l = links_[id];
+  l.key = key;
+  *revoked = l.revoked;
+  return id;
+}
+
+void WorkerLinkServiceImpl::SetLinkWorker(uint64_t link, const std::string& worker_id) {
+  absl::MutexLock lock(&links_mu_);
+  auto it = links_.find(link);
+  if (it != links_.end()) it->second.worker_id = worker_id;
+}
+
+void WorkerLinkServiceImpl::RemoveLink(uint64_t link) {
+  absl::MutexLock lock(&links_mu_);
+  links_.erase(link);
+}
+
+int WorkerLinkServiceImpl::DropRevokedWorkers() {
+  if (auth_ == nullptr || !auth_->enabled()) return 0;
+  std::vector<std::pair<std::string, std::string>> dropped;  // worker id, key name
+  {
+    absl::MutexLock lock(&links_mu_);
+    for (auto& [id, link] : links_) {
+      if (link.revoked->load() || auth_->StillValid(link.key)) continue;
+      link.revoked->store(true);
+      dropped.emplace_back(link.worker_id, link.key.name);
     }
   }
-  return new WorkerStream(engine_, metrics_, context);
+  for (const auto& [worker_id, key_name] : dropped) {
+    logging::Warn("worker API key revoked: no more jobs for this worker",
+                  {{"worker", worker_id}, {"key", key_name}});
+    if (!worker_id.empty()) engine_.RemoveWorker(worker_id, "API key revoked");
+  }
+  return static_cast<int>(dropped.size());
 }
 
 }  // namespace sparsevid::front

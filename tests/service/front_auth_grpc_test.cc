@@ -42,12 +42,9 @@ class FrontAuthGrpcTest : public ::testing::Test {
     dir_ = testing::MakeTempDir("sparsevid_auth");
     ASSERT_FALSE(dir_.empty());
     keys_path_ = dir_ + "/api-keys.yaml";
-    std::ofstream(keys_path_) << "keys:\n"
-                              << "  - {name: alice, key: \"" << kAlice << "\", role: client}\n"
-                              << "  - {name: bob, key: \"" << kBob << "\", role: client}\n"
-                              << "  - {name: ops, key: \"" << kOps << "\", role: admin}\n"
-                              << "  - {name: w, key: \"" << kWorker << "\", role: worker}\n";
-    auto store = ApiKeyStore::Open(keys_path_);
+    WriteKeys(/*with_worker=*/true);
+    // Re-read on every lookup, so a test sees its own edits at once.
+    auto store = ApiKeyStore::Open(keys_path_, absl::ZeroDuration());
     ASSERT_TRUE(store.ok()) << store.status();
     keys_ = std::move(*store);
     auth_ = std::make_unique<RequestAuth>(keys_.get(), &metrics_);
@@ -67,6 +64,19 @@ class FrontAuthGrpcTest : public ::testing::Test {
     rmdir(dir_.c_str());
   }
 
+  // Replaced by a rename, as a Secret update does.
+  void WriteKeys(bool with_worker) {
+    const std::string tmp = keys_path_ + ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << "keys:\n"
+          << "  - {name: alice, key: \"" << kAlice << "\", role: client}\n"
+          << "  - {name: bob, key: \"" << kBob << "\", role: client}\n"
+          << "  - {name: ops, key: \"" << kOps << "\", role: admin}\n";
+      if (with_worker) out << "  - {name: w, key: \"" << kWorker << "\", role: worker}\n";
+    }
+    ASSERT_EQ(std::rename(tmp.c_str(), keys_path_.c_str()), 0);
+  }
   // A context carrying `authorization` (empty = none).
   static void Auth(grpc::ClientContext& ctx, const std::string& value) {
     ctx.set_deadline(In(seconds(10)));
@@ -238,6 +248,67 @@ TEST_F(FrontAuthGrpcTest, WorkerLinkTakesWorkerKeysOnly) {
   EXPECT_EQ(assign.assign().job_id(), job.job_id());
   ctx.TryCancel();
   stream->Finish();
+}
+
+TEST_F(FrontAuthGrpcTest, RemovingAWorkerKeyCutsOffItsOpenLink) {
+  auto stub = v1::WorkerLink::NewStub(channel_);
+  grpc::ClientContext ctx;
+  Auth(ctx, Bearer(kWorker));
+  auto stream = stub->Connect(&ctx);
+  v1::WorkerMessage m;
+  *m.mutable_hello() = testing::Hello("w1");
+  ASSERT_TRUE(stream->Write(m));
+  v1::FrontMessage welcome;
+  ASSERT_TRUE(stream->Read(&welcome));
+  ASSERT_TRUE(welcome.has_welcome());
+  EXPECT_EQ(engine_->connected_workers(), 1);
+  EXPECT_EQ(link_->DropRevokedWorkers(), 0);  // still listed
+
+  WriteKeys(/*with_worker=*/false);
+  EXPECT_EQ(link_->DropRevokedWorkers(), 1);
+  EXPECT_EQ(engine_->connected_workers(), 0);  // no job reaches it any more
+  EXPECT_EQ(link_->DropRevokedWorkers(), 0);   // counted once
+  v1::Job job;
+  ASSERT_TRUE(Submit(Bearer(kAlice), "not for a revoked worker", &job).ok());
+
+  // Its next message ends the stream, saying why.
+  m.Clear();
+  m.mutable_ready()->set_free_slots(1);
+  stream->Write(m);
+  v1::FrontMessage msg;
+  EXPECT_FALSE(stream->Read(&msg)) << msg.DebugString();
+  const grpc::Status s = stream->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  EXPECT_NE(s.error_message().find("'w' was removed"), std::string::npos) << s.error_message();
+  ASSERT_TRUE(GetJob(Bearer(kAlice), job.job_id(), &job).ok());
+  EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);
+
+  // A new stream with the old key is refused; the key restored links again.
+  {
+    grpc::ClientContext again;
+    Auth(again, Bearer(kWorker));
+    auto refused = stub->Connect(&again);
+    v1::FrontMessage none;
+    EXPECT_FALSE(refused->Read(&none));
+    EXPECT_EQ(refused->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  WriteKeys(/*with_worker=*/true);
+  grpc::ClientContext back;
+  Auth(back, Bearer(kWorker));
+  auto relinked = stub->Connect(&back);
+  m.Clear();
+  *m.mutable_hello() = testing::Hello("w1");  // the same id is free again
+  ASSERT_TRUE(relinked->Write(m));
+  ASSERT_TRUE(relinked->Read(&welcome));
+  EXPECT_TRUE(welcome.has_welcome());
+  m.Clear();
+  m.mutable_ready()->set_free_slots(1);
+  ASSERT_TRUE(relinked->Write(m));
+  v1::FrontMessage assign;
+  ASSERT_TRUE(relinked->Read(&assign));
+  EXPECT_EQ(assign.assign().job_id(), job.job_id());
+  back.TryCancel();
+  relinked->Finish();
 }
 
 }  // namespace
