@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -12,6 +13,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/job_engine.h"
+#include "sparsevid/v1/worker_link.grpc.pb.h"
 
 namespace sparsevid::front::testing {
 
@@ -153,6 +155,42 @@ inline std::unique_ptr<grpc::Server> StartLoopbackServer(
   for (grpc::Service* s : services) b.RegisterService(s);
   return b.BuildAndStart();
 }
+
+// A worker on a synchronous client stream, played by a test: Hello (with
+// `authorization` when not empty), the front's Welcome, then Ready(1)
+// unless `ready` is false.
+struct ScriptedWorker {
+  ScriptedWorker(std::shared_ptr<grpc::Channel> channel, const std::string& id,
+                 const std::string& authorization = "", bool ready = true) {
+    stub = v1::WorkerLink::NewStub(channel);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    if (!authorization.empty()) ctx.AddMetadata("authorization", authorization);
+    stream = stub->Connect(&ctx);
+    v1::WorkerMessage m;
+    *m.mutable_hello() = Hello(id);
+    EXPECT_TRUE(stream->Write(m));
+    EXPECT_TRUE(Read().has_welcome());  // the front accepted the hello
+    if (ready) Ready(1);
+  }
+  v1::FrontMessage Read() {
+    v1::FrontMessage m;
+    EXPECT_TRUE(stream->Read(&m));
+    return m;
+  }
+  void Ready(int free_slots) {
+    v1::WorkerMessage m;
+    m.mutable_ready()->set_free_slots(free_slots);
+    stream->Write(m);
+  }
+  void Send(const v1::WorkerJobEvent& e) {
+    v1::WorkerMessage m;
+    *m.mutable_job_event() = e;
+    EXPECT_TRUE(stream->Write(m));
+  }
+  std::unique_ptr<v1::WorkerLink::Stub> stub;
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerMessage, v1::FrontMessage>> stream;
+};
 
 // The code a server stream ends with when it must send nothing first.
 template <typename T>

@@ -229,38 +229,16 @@ TEST_F(FrontAuthGrpcTest, WorkerLinkTakesWorkerKeysOnly) {
   // A worker key links, and gets the queued job.
   v1::Job job;
   ASSERT_TRUE(Submit(Bearer(kAlice), "for the worker", &job).ok());
-  auto stub = v1::WorkerLink::NewStub(channel_);
-  grpc::ClientContext ctx;
-  Auth(ctx, Bearer(kWorker));
-  auto stream = stub->Connect(&ctx);
-  v1::WorkerMessage m;
-  *m.mutable_hello() = testing::Hello("w1");
-  ASSERT_TRUE(stream->Write(m));
-  v1::FrontMessage welcome;
-  ASSERT_TRUE(stream->Read(&welcome));
-  EXPECT_TRUE(welcome.has_welcome());
-  m.Clear();
-  m.mutable_ready()->set_free_slots(1);
-  ASSERT_TRUE(stream->Write(m));
-  v1::FrontMessage assign;
-  ASSERT_TRUE(stream->Read(&assign));
+  testing::ScriptedWorker worker(channel_, "w1", Bearer(kWorker));
+  const v1::FrontMessage assign = worker.Read();
   ASSERT_TRUE(assign.has_assign());
   EXPECT_EQ(assign.assign().job_id(), job.job_id());
-  ctx.TryCancel();
-  stream->Finish();
+  worker.ctx.TryCancel();
 }
 
 TEST_F(FrontAuthGrpcTest, RemovingAWorkerKeyCutsOffItsOpenLink) {
-  auto stub = v1::WorkerLink::NewStub(channel_);
-  grpc::ClientContext ctx;
-  Auth(ctx, Bearer(kWorker));
-  auto stream = stub->Connect(&ctx);
-  v1::WorkerMessage m;
-  *m.mutable_hello() = testing::Hello("w1");
-  ASSERT_TRUE(stream->Write(m));
-  v1::FrontMessage welcome;
-  ASSERT_TRUE(stream->Read(&welcome));
-  ASSERT_TRUE(welcome.has_welcome());
+  auto worker = std::make_unique<testing::ScriptedWorker>(channel_, "w1", Bearer(kWorker),
+                                                          /*ready=*/false);
   EXPECT_EQ(engine_->connected_workers(), 1);
   EXPECT_EQ(link_->DropRevokedWorkers(), 0);  // still listed
 
@@ -272,12 +250,10 @@ TEST_F(FrontAuthGrpcTest, RemovingAWorkerKeyCutsOffItsOpenLink) {
   ASSERT_TRUE(Submit(Bearer(kAlice), "not for a revoked worker", &job).ok());
 
   // Its next message ends the stream, saying why.
-  m.Clear();
-  m.mutable_ready()->set_free_slots(1);
-  stream->Write(m);
+  worker->Ready(1);
   v1::FrontMessage msg;
-  EXPECT_FALSE(stream->Read(&msg)) << msg.DebugString();
-  const grpc::Status s = stream->Finish();
+  EXPECT_FALSE(worker->stream->Read(&msg)) << msg.DebugString();
+  const grpc::Status s = worker->stream->Finish();
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
   EXPECT_NE(s.error_message().find("'w' was removed"), std::string::npos) << s.error_message();
   ASSERT_TRUE(GetJob(Bearer(kAlice), job.job_id(), &job).ok());
@@ -285,6 +261,7 @@ TEST_F(FrontAuthGrpcTest, RemovingAWorkerKeyCutsOffItsOpenLink) {
 
   // A new stream with the old key is refused; the key restored links again.
   {
+    auto stub = v1::WorkerLink::NewStub(channel_);
     grpc::ClientContext again;
     Auth(again, Bearer(kWorker));
     auto refused = stub->Connect(&again);
@@ -293,22 +270,9 @@ TEST_F(FrontAuthGrpcTest, RemovingAWorkerKeyCutsOffItsOpenLink) {
     EXPECT_EQ(refused->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
   }
   WriteKeys(/*with_worker=*/true);
-  grpc::ClientContext back;
-  Auth(back, Bearer(kWorker));
-  auto relinked = stub->Connect(&back);
-  m.Clear();
-  *m.mutable_hello() = testing::Hello("w1");  // the same id is free again
-  ASSERT_TRUE(relinked->Write(m));
-  ASSERT_TRUE(relinked->Read(&welcome));
-  EXPECT_TRUE(welcome.has_welcome());
-  m.Clear();
-  m.mutable_ready()->set_free_slots(1);
-  ASSERT_TRUE(relinked->Write(m));
-  v1::FrontMessage assign;
-  ASSERT_TRUE(relinked->Read(&assign));
-  EXPECT_EQ(assign.assign().job_id(), job.job_id());
-  back.TryCancel();
-  relinked->Finish();
+  testing::ScriptedWorker back(channel_, "w1", Bearer(kWorker));  // the same id is free again
+  EXPECT_EQ(back.Read().assign().job_id(), job.job_id());
+  back.ctx.TryCancel();
 }
 
 }  // namespace

@@ -50,34 +50,7 @@ class FrontGrpcTest : public ::testing::Test {
   std::unique_ptr<v1::VideoService::Stub> stub_;
 };
 
-// A worker on a synchronous client stream: hello, ready, then scripted.
-struct ScriptedWorker {
-  ScriptedWorker(std::shared_ptr<grpc::Channel> channel, const std::string& id) {
-    stub = v1::WorkerLink::NewStub(channel);
-    ctx.set_deadline(In(seconds(30)));
-    stream = stub->Connect(&ctx);
-    v1::WorkerMessage m;
-    *m.mutable_hello() = testing::Hello(id);
-    EXPECT_TRUE(stream->Write(m));
-    EXPECT_TRUE(Read().has_welcome());  // the front accepted the hello
-    m.Clear();
-    m.mutable_ready()->set_free_slots(1);
-    EXPECT_TRUE(stream->Write(m));
-  }
-  v1::FrontMessage Read() {
-    v1::FrontMessage m;
-    EXPECT_TRUE(stream->Read(&m));
-    return m;
-  }
-  void Send(const v1::WorkerJobEvent& e) {
-    v1::WorkerMessage m;
-    *m.mutable_job_event() = e;
-    EXPECT_TRUE(stream->Write(m));
-  }
-  std::unique_ptr<v1::WorkerLink::Stub> stub;
-  grpc::ClientContext ctx;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerMessage, v1::FrontMessage>> stream;
-};
+using testing::ScriptedWorker;
 
 TEST_F(FrontGrpcTest, GenerateStreamsEventsAndChunksThenFetchResult) {
   ScriptedWorker worker(channel_, "w1");
