@@ -23,9 +23,11 @@ const char* HealthStatusName(HealthStatus status) {
 }
 
 absl::StatusOr<HealthStatus> CheckHealth(const std::string& address, const std::string& service,
-                                         std::chrono::milliseconds timeout) {
+                                         std::chrono::milliseconds timeout,
+                                         std::shared_ptr<grpc::ChannelCredentials> credentials) {
   if (service.size() > 127) return absl::InvalidArgumentError("service name too long");
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel(address, credentials ? credentials : grpc::InsecureChannelCredentials());
   grpc::GenericStub stub(channel);
   // HealthCheckRequest{string service = 1}: tag 0x0a, length, bytes.
   std::string request;
@@ -69,11 +71,12 @@ absl::StatusOr<HealthStatus> CheckHealth(const std::string& address, const std::
 }
 
 absl::StatusOr<HealthStatus> WaitForServing(const std::string& address, const std::string& service,
-                                            std::chrono::milliseconds timeout) {
+                                            std::chrono::milliseconds timeout,
+                                            std::shared_ptr<grpc::ChannelCredentials> credentials) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   absl::StatusOr<HealthStatus> last = absl::UnavailableError(absl::StrCat(address, " not checked"));
   while (true) {
-    last = CheckHealth(address, service, std::chrono::milliseconds(1000));
+    last = CheckHealth(address, service, std::chrono::milliseconds(1000), credentials);
     if (last.ok() && *last == HealthStatus::kServing) return last;
     if (std::chrono::steady_clock::now() >= deadline) return last;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

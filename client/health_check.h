@@ -4,9 +4,11 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "grpcpp/security/credentials.h"
 
 namespace sparsevid::client {
 
@@ -14,12 +16,14 @@ enum class HealthStatus { kUnknown = 0, kServing = 1, kNotServing = 2, kServiceU
 const char* HealthStatusName(HealthStatus status);
 
 // One Check call for `service` ("" = the whole server). UNAVAILABLE when
-// nothing answers at `address`.
-absl::StatusOr<HealthStatus> CheckHealth(const std::string& address, const std::string& service,
-                                         std::chrono::milliseconds timeout);
+// nothing answers at `address`. `credentials` null = plaintext.
+absl::StatusOr<HealthStatus> CheckHealth(
+    const std::string& address, const std::string& service, std::chrono::milliseconds timeout,
+    std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
 
 // Polls until SERVING or the timeout passes; returns the last answer or error.
-absl::StatusOr<HealthStatus> WaitForServing(const std::string& address, const std::string& service,
-                                            std::chrono::milliseconds timeout);
+absl::StatusOr<HealthStatus> WaitForServing(
+    const std::string& address, const std::string& service, std::chrono::milliseconds timeout,
+    std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
 
 }  // namespace sparsevid::client

@@ -19,6 +19,7 @@
 #include "client/video_client.h"
 #include "common/api_key_file.h"
 #include "common/signals.h"
+#include "common/tls_credentials.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
 
@@ -33,6 +34,7 @@ constexpr char kExitCodeHelp[] =
 struct GlobalFlags {
   std::string address;
   std::string api_key_file;
+  TlsClientConfig tls;
   bool json = false;
   double timeout_seconds = 0;  // 0 = no deadline
 };
@@ -349,6 +351,12 @@ int Main(int argc, char** argv) {
   app.add_option("--api-key-file", g.api_key_file,
                  "file holding the API key to send (else env SPARSEVID_API_KEY, the key itself, "
                  "or SPARSEVID_API_KEY_FILE)");
+  app.add_flag("--tls", g.tls.enabled, "connect with TLS, verifying the front with the system's CAs");
+  app.add_option("--tls-ca-file", g.tls.ca_file,
+                 "connect with TLS, verifying the front with this PEM CA");
+  app.add_option("--tls-cert-file", g.tls.cert_file,
+                 "client certificate (PEM) for a front that requires one (mTLS)");
+  app.add_option("--tls-key-file", g.tls.key_file, "private key of --tls-cert-file");
   app.add_flag("--json", g.json, "machine-readable output: one JSON object per line on stdout");
   app.add_option("--timeout", g.timeout_seconds,
                  "seconds before the call (and a job it follows) is abandoned; 0 = none")
@@ -402,11 +410,18 @@ int Main(int argc, char** argv) {
     return rc == 0 ? kExitOk : kExitUsage;
   }
 
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeChannelCredentials(g.tls);
+  if (!credentials.ok()) {
+    std::cerr << "sparsevid: " << credentials.status().message() << "\n";
+    return kExitUsage;
+  }
   if (health->parsed()) {
     const auto wait = std::chrono::milliseconds(static_cast<int64_t>(health_wait * 1000));
     absl::StatusOr<HealthStatus> st =
-        wait.count() > 0 ? WaitForServing(g.address, health_service, wait)
-                         : CheckHealth(g.address, health_service, std::chrono::seconds(5));
+        wait.count() > 0
+            ? WaitForServing(g.address, health_service, wait, *credentials)
+            : CheckHealth(g.address, health_service, std::chrono::seconds(5), *credentials);
     if (!st.ok()) return ReportRpcError(st.status(), g);
     if (g.json) {
       std::cout << nlohmann::json({{"address", g.address}, {"status", HealthStatusName(*st)}})
@@ -427,6 +442,7 @@ int Main(int argc, char** argv) {
     return kExitUsage;
   }
   options.api_key = *api_key;
+  options.credentials = *credentials;
   VideoClient client(options);
 
   if (generate->parsed()) return RunGenerate(client, gen_flags, output, g, interrupts);

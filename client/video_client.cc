@@ -40,7 +40,9 @@ VideoClient::VideoClient(ClientOptions options) : options_(std::move(options)) {
   // Multi-minute streams: ping so dead connections are noticed.
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  channel_ = grpc::CreateCustomChannel(options_.address, grpc::InsecureChannelCredentials(), args);
+  channel_ = grpc::CreateCustomChannel(
+      options_.address,
+      options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials(), args);
   stub_ = v1::VideoService::NewStub(channel_);
 }
 

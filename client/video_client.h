@@ -29,6 +29,8 @@ struct ClientOptions {
   // Sent as `authorization: Bearer <api_key>` on every call; empty = none
   // (a front with auth on then answers UNAUTHENTICATED).
   std::string api_key;
+  // Channel credentials (common/tls_credentials.h); null = plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
 };
 
 // Lets another thread (e.g. the Ctrl-C handler) cancel a streaming call.

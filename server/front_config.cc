@@ -10,6 +10,13 @@ void DeclareFrontConfig(config::ConfigSchema& s, FrontConfig* c) {
   s.AddString("server.listen", &c->listen,
               "gRPC address (host:port; port 0 picks a free one)",
               config::ListenAddress(false));
+  s.AddString("server.tls_cert_file", &c->tls_cert_file,
+              "PEM certificate chain for TLS on the gRPC port (with server.tls_key_file); "
+              "empty = plaintext");
+  s.AddString("server.tls_key_file", &c->tls_key_file, "PEM private key of that certificate");
+  s.AddString("server.tls_client_ca_file", &c->tls_client_ca_file,
+              "PEM CA: clients and workers must present a certificate it signed (mTLS); "
+              "empty = no client certificates");
   s.AddString("metrics.listen", &c->metrics_listen,
               "Prometheus /metrics address (host:port, port 0 = free port, empty = off)",
               config::ListenAddress(true));

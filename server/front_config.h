@@ -13,6 +13,11 @@ namespace sparsevid::front {
 
 struct FrontConfig {
   std::string listen = "0.0.0.0:50051";
+  // TLS on the gRPC port (both files, PEM); empty = plaintext. A client CA
+  // makes clients (and workers) present a certificate it signed.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
   std::string metrics_listen = "0.0.0.0:9464";
   std::string log_level = "info";
 

@@ -20,6 +20,7 @@
 #include "common/metrics.h"
 #include "common/request_validation.h"
 #include "common/signals.h"
+#include "common/tls_credentials.h"
 #include "common/version.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
@@ -110,6 +111,18 @@ int Run(int argc, char** argv) {
     logging::Warn("auth off: no auth.api_keys_file, every caller may read and cancel every job");
   }
   const RequestAuth auth(api_keys.get(), &front_metrics);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = MakeServerCredentials(
+      {cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_client_ca_file});
+  if (!credentials.ok()) {
+    logging::Error("TLS settings unusable", {{"error", std::string(credentials.status().message())}});
+    std::fprintf(stderr, "sparsevid-front: %s\n",
+                 std::string(credentials.status().message()).c_str());
+    return 2;
+  }
+  if (cfg.tls_cert_file.empty() && api_keys != nullptr) {
+    logging::Warn("auth on without TLS: API keys cross the network in clear (fine behind a "
+                  "TLS-terminating gateway on a private network)");
+  }
 
   JobEngine engine(engine_options, &front_metrics);
   engine.StartTicker(absl::Milliseconds(100));
@@ -120,7 +133,7 @@ int Run(int argc, char** argv) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int grpc_port = 0;
-  builder.AddListeningPort(cfg.listen, grpc::InsecureServerCredentials(), &grpc_port);
+  builder.AddListeningPort(cfg.listen, *credentials, &grpc_port);
   builder.RegisterService(&video_service);
   builder.RegisterService(&worker_link);
   // Video moves in chunks of at most 1 MiB, so the default-sized limits
@@ -163,6 +176,7 @@ int Run(int argc, char** argv) {
                           {"grpc_port", grpc_port},
                           {"metrics_port", metrics_server.port()},
                           {"auth", auth.enabled()},
+                          {"tls", !cfg.tls_cert_file.empty()},
                           {"version", Version()}});
 
   stop.WaitForNotification();

@@ -32,8 +32,9 @@ FrontLink::FrontLink(FrontLinkOptions options, WorkerMetrics* metrics,
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
               static_cast<int>(options_.initial_backoff.count()));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options_.max_backoff.count()));
-  channel_ = grpc::CreateCustomChannel(options_.front_address, grpc::InsecureChannelCredentials(),
-                                       args);
+  channel_ = grpc::CreateCustomChannel(
+      options_.front_address,
+      options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials(), args);
   stub_ = v1::WorkerLink::NewStub(channel_);
 }
 

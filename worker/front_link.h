@@ -38,6 +38,8 @@ struct FrontLinkOptions {
   // dial, so a rotated Secret is picked up at the next reconnect.
   std::string api_key;
   std::string api_key_file;
+  // TLS to the front (common/tls_credentials.h); null = plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
 };
 
 class FrontLink {

@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "common/api_key_file.h"
 #include "common/config.h"
+#include "common/tls_credentials.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/version.h"
@@ -39,6 +40,7 @@ namespace {
 struct WorkerConfig {
   std::string front_address = "127.0.0.1:50051";
   std::string front_api_key_file;
+  TlsClientConfig front_tls;
   std::string worker_id;  // empty = <hostname>-<pid>
   std::string model_dir = "models/sparsevid-shapes";
   std::string device = "cpu";
@@ -61,6 +63,13 @@ void Declare(config::ConfigSchema& s, WorkerConfig& c) {
               "file holding this worker's API key (role worker) for a front with auth on; "
               "else env SPARSEVID_API_KEY (the key) or SPARSEVID_API_KEY_FILE; re-read on "
               "every reconnect");
+  s.AddBool("front.tls", &c.front_tls.enabled,
+            "dial the front with TLS (verified with the system's CAs unless front.tls_ca_file)");
+  s.AddString("front.tls_ca_file", &c.front_tls.ca_file,
+              "PEM CA that signed the front's certificate (implies front.tls)");
+  s.AddString("front.tls_cert_file", &c.front_tls.cert_file,
+              "client certificate (PEM) for a front that requires one (mTLS)");
+  s.AddString("front.tls_key_file", &c.front_tls.key_file, "private key of front.tls_cert_file");
   s.AddString("worker.id", &c.worker_id, "worker id reported to the front; empty = hostname-pid");
   s.AddInt("worker.capacity", &c.capacity, "jobs accepted at once (one runs, the rest wait)",
            InRange(1, 64));
@@ -221,6 +230,16 @@ int Main(int argc, char** argv) {
   FrontLinkOptions link_options;
   link_options.front_address = cfg.front_address;
   link_options.max_backoff = std::chrono::milliseconds(cfg.reconnect_max_backoff_ms);
+  {
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+        MakeChannelCredentials(cfg.front_tls);
+    if (!creds.ok()) {
+      logging::Error("front TLS settings unusable",
+                     {{"error", std::string(creds.status().message())}});
+      return 2;
+    }
+    link_options.credentials = *creds;
+  }
   {
     absl::StatusOr<std::string> key =
         ResolveApiKey(cfg.front_api_key_file, "SPARSEVID_API_KEY", "SPARSEVID_API_KEY_FILE");

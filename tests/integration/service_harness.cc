@@ -44,7 +44,7 @@ absl::Status ServiceHarness::StartFront(const std::vector<std::string>& extra, i
   if (!ready.ok()) return ready.status();
   front_port_ = ready->value("grpc_port", 0);
   if (front_port_ <= 0) return absl::InternalError("front ready line has no grpc_port");
-  auto health = client::WaitForServing(front_address(), "", 10s);
+  auto health = client::WaitForServing(front_address(), "", 10s, front_credentials_);
   if (!health.ok()) return health.status();
   return absl::OkStatus();
 }
@@ -87,6 +87,7 @@ client::VideoClient ServiceHarness::Client(std::chrono::milliseconds rpc_timeout
   client::ClientOptions opt;
   opt.address = front_address();
   opt.rpc_timeout = rpc_timeout;
+  opt.credentials = front_credentials_;
   return client::VideoClient(opt);
 }
 

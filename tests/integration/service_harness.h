@@ -46,6 +46,11 @@ class ServiceHarness {
   const std::string& dir() const { return dir_; }
 
   client::VideoClient Client(std::chrono::milliseconds rpc_timeout = 10s) const;
+  // Channel credentials for the front (its health check and Client());
+  // null = plaintext.
+  void set_front_credentials(std::shared_ptr<grpc::ChannelCredentials> credentials) {
+    front_credentials_ = std::move(credentials);
+  }
 
   // A small valid request for the tiny model (fast on a shared 2-core box).
   static v1::GenerateRequest SmallRequest(const std::string& prompt = "a red circle moving left");
@@ -55,6 +60,7 @@ class ServiceHarness {
 
  private:
   std::string dir_;
+  std::shared_ptr<grpc::ChannelCredentials> front_credentials_;
   ChildProcess front_;
   int front_port_ = 0;
   int front_starts_ = 0;
