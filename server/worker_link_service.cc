@@ -99,7 +99,16 @@ class WorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMe
         }
         absl::Status s = engine_.AddWorker(m.hello(), channel_);
         if (!s.ok()) return s;
-        if (links_ != nullptr) links_->SetLinkWorker(link_, m.hello().worker_id());
+        if (links_ != nullptr) {
+          links_->SetLinkWorker(link_, m.hello().worker_id());
+          // Revoked while the hello was handled (DropRevokedWorkers saw no
+          // worker id yet): leave the engine here, nobody else will.
+          if (revoked_->load()) {
+            engine_.RemoveWorker(m.hello().worker_id(), "API key revoked");
+            return absl::UnauthenticatedError(
+                absl::StrCat("API key '", key_name_, "' was removed from the front's keys"));
+          }
+        }
         bool ended;
         {
           std::lock_guard<std::mutex> lock(mu_);

@@ -11,6 +11,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -244,6 +245,11 @@ TEST_F(FrontAuthGrpcTest, RemovingAWorkerKeyCutsOffItsOpenLink) {
 
   WriteKeys(/*with_worker=*/false);
   EXPECT_EQ(link_->DropRevokedWorkers(), 1);
+  // Dropped at once, or by its stream as soon as it has finished handling
+  // the hello (the Welcome can reach the worker before that).
+  for (int i = 0; i < 200 && engine_->connected_workers() != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_EQ(engine_->connected_workers(), 0);  // no job reaches it any more
   EXPECT_EQ(link_->DropRevokedWorkers(), 0);   // counted once
   v1::Job job;
