@@ -1,17 +1,21 @@
 #include "common/api_key_file.h"
 
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/text_file.h"
 
 namespace sparsevid {
 
 std::string BearerValue(const std::string& key) { return absl::StrCat("Bearer ", key); }
+
+bool IsPrintableToken(absl::string_view text) {
+  for (char c : text) {
+    if (c <= ' ' || c > '~') return false;
+  }
+  return true;
+}
 
 namespace {
 
@@ -23,11 +27,9 @@ absl::StatusOr<std::string> CheckKey(absl::string_view raw, const std::string& w
   if (key.size() > 4096) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": the key is over 4096 characters"));
   }
-  for (char c : key) {
-    if (c <= ' ' || c > '~') {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": the key must be one token of printable ASCII characters"));
-    }
+  if (!IsPrintableToken(key)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": the key must be one token of printable ASCII characters"));
   }
   return key;
 }
@@ -35,14 +37,9 @@ absl::StatusOr<std::string> CheckKey(absl::string_view raw, const std::string& w
 }  // namespace
 
 absl::StatusOr<std::string> ReadApiKeyFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat("api key file ", path, ": cannot read (", std::strerror(errno), ")"));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  return CheckKey(text.str(), absl::StrCat("api key file ", path));
+  absl::StatusOr<std::string> text = ReadTextFile(path, "api key file");
+  if (!text.ok()) return text.status();
+  return CheckKey(*text, absl::StrCat("api key file ", path));
 }
 
 absl::StatusOr<std::string> ResolveApiKey(const std::string& file, const char* env_key,

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace sparsevid {
 
@@ -13,6 +14,10 @@ inline constexpr char kAuthorizationMetadata[] = "authorization";
 
 // "Bearer <key>".
 std::string BearerValue(const std::string& key);
+
+// One token of printable ASCII (no spaces), what an `authorization` value
+// may hold; the front's key file requires the same of its keys.
+bool IsPrintableToken(absl::string_view text);
 
 // The key in `path` (e.g. a mounted Secret): the file's text without
 // surrounding whitespace. Errors name the file, never the key.

@@ -5,12 +5,12 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/api_key_file.h"
 #include "common/logging.h"
+#include "common/text_file.h"
 #include "yaml-cpp/yaml.h"
 
 namespace sparsevid::front {
@@ -26,14 +26,6 @@ bool ValidName(const std::string& name) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '.' || c == '_' || c == '-';
     if (!ok) return false;
-  }
-  return true;
-}
-
-// Printable ASCII without spaces: what fits an `authorization: Bearer` value.
-bool ValidKey(const std::string& key) {
-  for (char c : key) {
-    if (c <= ' ' || c > '~') return false;
   }
   return true;
 }
@@ -183,7 +175,7 @@ static absl::StatusOr<std::vector<ApiKey>> ParseApiKeysOrThrow(const std::string
         return fail(where + ".key_sha256", "must be 64 hex digits (sha256sum of the key)");
       }
     } else if (static_cast<int>(key.size()) < kMinKeyLength ||
-               static_cast<int>(key.size()) > kMaxKeyLength || !ValidKey(key)) {
+               static_cast<int>(key.size()) > kMaxKeyLength || !IsPrintableToken(key)) {
       // Never echo the secret.
       return fail(where + ".key",
                   absl::StrCat("must be ", kMinKeyLength, "..", kMaxKeyLength,
@@ -223,14 +215,9 @@ absl::StatusOr<ApiKeyStore::FileStamp> ApiKeyStore::Stamp(const std::string& pat
 }
 
 absl::Status ApiKeyStore::Load(const FileStamp& stamp) {
-  std::ifstream in(path_);
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat("api keys file ", path_, ": cannot read (", std::strerror(errno), ")"));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  absl::StatusOr<std::vector<ApiKey>> keys = ParseApiKeys(text.str(), path_);
+  absl::StatusOr<std::string> text = ReadTextFile(path_, "api keys file");
+  if (!text.ok()) return text.status();
+  absl::StatusOr<std::vector<ApiKey>> keys = ParseApiKeys(*text, path_);
   if (!keys.ok()) return keys.status();
   keys_ = std::make_shared<const std::vector<ApiKey>>(std::move(*keys));
   loaded_ = stamp;
