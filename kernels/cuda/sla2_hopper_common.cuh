@@ -217,6 +217,9 @@ __device__ __forceinline__ void OutStageDrain(int wtid) {
 // problem's element strides), boxes of 64 channels x box_rows tokens,
 // 128-byte swizzle, zeros past the end on loads, clipped on stores.
 bool MakeQkvMap(CUtensorMap* map, const void* base, const Sla2Dims& d, int box_rows);
+// The same over the linear stage's phi(K~) rows (dense [B, H, T_n * 64, D],
+// boxes of 64 rows; padded rows exist, so every box is in range).
+bool MakePhiKMap(CUtensorMap* map, const void* base, const Sla2Dims& d);
 
 // Number of SMs when the current device is the sm_90 these kernels are built
 // for, else 0.

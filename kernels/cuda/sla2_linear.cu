@@ -10,9 +10,9 @@
 // into out; kSparse adds alpha * O_s.
 // Fused (FusedLinearApplies: the Hopper sparse kernel subtracts the kept
 // blocks itself, from tiles it loads anyway) this stage only prepares its
-// inputs, each in a kernel that streams memory at full occupancy: PhiKKernel
-// (phi(K~) rows, z_j, z_tot), HtotKernel (H_tot = phi(K~)^T V, split over key
-// ranges) and KeptZKernel (z_i per query tile). Low-bit on Hopper
+// inputs: one pass over K and V on Hopper (sla2_linear_states_hopper.cu:
+// phi(K~) rows, z_j, H_tot = phi(K~)^T V, z_tot) and KeptZKernel (z_i per
+// query tile). Low-bit on Hopper
 // (LinearTilesHopperApplies) prepares the same inputs and then runs the bf16
 // Hopper kernel's linear part alone (LaunchLinearTilesHopper), which writes
 // (1 - alpha) * O_l into out like LinearKernel.
@@ -20,6 +20,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/sla2_internal.cuh"
+#include "kernels/cuda/sla2_linear_states_hopper.cuh"
 #include "kernels/cuda/sla2_sparse_hopper.cuh"
 #include "kernels/cuda/sla2_warp_tiles.cuh"
 
@@ -82,8 +83,8 @@ __device__ __forceinline__ void AtomicAddWarpRows(float* h, int m0, const float 
 // cores and z_j = colsum phi(K~_j), summed into H_tot / z_tot (fp32
 // atomics) and stored per block (h_j as bf16) for the kept-block subtraction.
 // The next block's K/V tiles load (cp.async, two buffers) while this one is
-// transformed and multiplied. (The fused path's PhiKKernel + HtotKernel do
-// the same work faster split in two: 168 vs 203 us at the 1.3B shape, H100.)
+// transformed and multiplied. (Used where the Hopper kernels are not: the
+// phi(K~) forms have their own one-pass kernel, sla2_linear_states_hopper.cu.)
 template <int D>
 __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __restrict__ k,
                                                       const __nv_bfloat16* __restrict__ v,
@@ -221,146 +222,6 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
   AtomicAddWarpRows<D>(htot + bh * D * D, warp * 16, acc);
 #pragma unroll
   for (int e = 0; e < kPerLane; ++e) atomicAdd(ztot + bh * D + c0 + e, z[e]);
-}
-
-// Fused, per (key block, batch*head): phi(K~) of the block's 64 rows as bf16
-// into phik (rows past L are zeros) and z_j = colsum phi(K~_j) (HtotKernel
-// sums them into z_tot). Eight warps, eight rows each, all loads issued
-// before the math.
-template <int D>
-__global__ void __launch_bounds__(256) PhiKKernel(const __nv_bfloat16* __restrict__ k, Sla2Dims d,
-                                                  const float* __restrict__ kmean,
-                                                  __nv_bfloat16* __restrict__ phik,
-                                                  float* __restrict__ zblk) {
-  constexpr int kPerLane = D / 32;
-  constexpr int kRows = kBlockK / 8;  // per warp
-  __shared__ float zpart[8][D];
-  const int j = blockIdx.x;
-  const int64_t bh = blockIdx.y;
-  const int b = static_cast<int>(bh / d.heads), h = static_cast<int>(bh % d.heads);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
-  const int c0 = lane * kPerLane;
-  float mu[kPerLane], zsum[kPerLane];
-#pragma unroll
-  for (int e = 0; e < kPerLane; ++e) {
-    mu[e] = kmean[bh * D + c0 + e];
-    zsum[e] = 0.f;
-  }
-  using Raw = std::conditional_t<kPerLane == 4, uint2, uint32_t>;
-  Raw raw[kRows];
-#pragma unroll
-  for (int e = 0; e < kRows; ++e) {
-    const int64_t key = static_cast<int64_t>(j) * kBlockK + warp * kRows + e;
-    raw[e] = key < d.seq_len
-                 ? *reinterpret_cast<const Raw*>(k + d.TokenOffset(b, key, h) + c0)
-                 : Raw{};
-  }
-  __nv_bfloat16* dst = phik + (bh * d.k_blocks + j) * kBlockK * D;
-#pragma unroll
-  for (int e = 0; e < kRows; ++e) {
-    const int row = warp * kRows + e;
-    const bool valid = static_cast<int64_t>(j) * kBlockK + row < d.seq_len;
-    const uint32_t* w = reinterpret_cast<const uint32_t*>(&raw[e]);
-    float x[kPerLane];
-#pragma unroll
-    for (int q = 0; q < kPerLane / 2; ++q) {
-      const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w[q]));
-      x[2 * q] = f.x - mu[2 * q];
-      x[2 * q + 1] = f.y - mu[2 * q + 1];
-    }
-    PhiRowInPlace(x);  // warp-uniform: every lane of the warp has the same row
-    Raw packed;
-    uint32_t* pw = reinterpret_cast<uint32_t*>(&packed);
-#pragma unroll
-    for (int q = 0; q < kPerLane / 2; ++q) {
-      if (!valid) x[2 * q] = x[2 * q + 1] = 0.f;  // padded rows contribute nothing
-      pw[q] = detail::PackBf16(x[2 * q], x[2 * q + 1]);
-      zsum[2 * q] += x[2 * q];
-      zsum[2 * q + 1] += x[2 * q + 1];
-    }
-    *reinterpret_cast<Raw*>(dst + row * D + c0) = packed;
-  }
-#pragma unroll
-  for (int e = 0; e < kPerLane; ++e) zpart[warp][c0 + e] = zsum[e];
-  __syncthreads();
-  for (int c = threadIdx.x; c < D; c += blockDim.x) {
-    float z = 0.f;
-#pragma unroll
-    for (int w = 0; w < 8; ++w) z += zpart[w][c];
-    zblk[(bh * d.k_blocks + j) * D + c] = z;
-  }
-}
-
-// Fused: H_tot[bh] += sum over this CTA's key blocks of phi(K~_j)^T V_j
-// (tensor cores, A = phi^T by transposed ldmatrix), the next block's tiles
-// loading (cp.async, two buffers) while this one multiplies; and z_tot[bh] +=
-// the same blocks' z_j. (PhiKKernel adding each z_j itself put every key
-// block's atomics on the same D addresses.)
-template <int D>
-__global__ void __launch_bounds__(D * 2) HtotKernel(const __nv_bfloat16* __restrict__ phik,
-                                                    const __nv_bfloat16* __restrict__ v,
-                                                    Sla2Dims d, int blocks_per_cta,
-                                                    const float* __restrict__ zblk,
-                                                    float* __restrict__ htot,
-                                                    float* __restrict__ ztot) {
-  constexpr int kWarps = D / 16;
-  constexpr int kThreads = kWarps * 32;
-  constexpr int kRowBytes = 2 * D;
-  constexpr int kTile = kBlockK * kRowBytes;
-  extern __shared__ __align__(128) uint8_t smem[];
-  const int64_t bh = blockIdx.y;
-  const int b = static_cast<int>(bh / d.heads), h = static_cast<int>(bh % d.heads);
-  const int j_begin = blockIdx.x * blocks_per_cta;
-  const int j_end = min(d.k_blocks, j_begin + blocks_per_cta);
-  if (j_begin >= j_end) return;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
-  const uint32_t base = detail::SmemAddr(smem);
-  auto load = [&](int j, int buf) {
-    const uint32_t dst = base + buf * 2 * kTile;
-    const int64_t key0 = static_cast<int64_t>(j) * kBlockK;
-    detail::LoadTileAsync<kBlockK, kRowBytes, kThreads>(
-        dst, reinterpret_cast<const char*>(phik + (bh * d.k_blocks + j) * kBlockK * D),
-        kRowBytes, kBlockK);
-    detail::LoadTileAsync<kBlockK, kRowBytes, kThreads>(
-        dst + kTile, reinterpret_cast<const char*>(v + d.TokenOffset(b, key0, h)),
-        d.stride_l * 2, static_cast<int>(MinI64(kBlockK, d.seq_len - key0)));
-    detail::CpAsyncCommit();
-  };
-  float acc[D / 8][4];
-#pragma unroll
-  for (int nt = 0; nt < D / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
-  const int m0 = warp * 16;
-  load(j_begin, 0);
-  if (threadIdx.x < D) {  // z_tot: this CTA's blocks' column sums, while the first tiles load
-    float z = 0.f;
-    for (int j = j_begin; j < j_end; ++j) z += zblk[(bh * d.k_blocks + j) * D + threadIdx.x];
-    atomicAdd(ztot + bh * D + threadIdx.x, z);
-  }
-  for (int j = j_begin; j < j_end; ++j) {
-    const int buf = (j - j_begin) & 1;
-    if (j + 1 < j_end) {
-      load(j + 1, buf ^ 1);
-      detail::CpAsyncWait<1>();
-    } else {
-      detail::CpAsyncWait<0>();
-    }
-    __syncthreads();
-    const uint32_t kt_s = base + buf * 2 * kTile;
-    WarpAccumulatePhiTV<D>(kt_s, kt_s + kTile, m0, acc);
-    __syncthreads();  // buffer `buf` is reloaded next iteration
-  }
-  // Written out rather than AtomicAddWarpRows: with the helper here ptxas
-  // takes 140 registers instead of 128, one CTA per SM instead of two.
-  const int g = lane >> 2, t = lane & 3;
-  float* hb = htot + bh * D * D;
-#pragma unroll
-  for (int nt = 0; nt < D / 8; ++nt) {
-    const int col = nt * 8 + 2 * t;
-    atomicAdd(hb + (m0 + g) * D + col, acc[nt][0]);
-    atomicAdd(hb + (m0 + g) * D + col + 1, acc[nt][1]);
-    atomicAdd(hb + (m0 + g + 8) * D + col, acc[nt][2]);
-    atomicAdd(hb + (m0 + g + 8) * D + col + 1, acc[nt][3]);
-  }
 }
 
 // Fused: z_i = z_tot - sum of the kept z_j per query tile, one thread per
@@ -527,7 +388,8 @@ __global__ void __launch_bounds__(kTileThreads, 2) LinearKernel(LinearArgs args)
   }
 }
 
-// Part 1 (needs the prepare stage only): the per-key-block states.
+// Part 1 (needs the prepare stage only): the per-key-block states (the
+// phi(K~) forms use LaunchLinearStatesHopper instead).
 template <int D>
 cudaError_t LaunchStatesD(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
                           cudaStream_t s) {
@@ -538,22 +400,7 @@ cudaError_t LaunchStatesD(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace
   int device = 0, sms = 132;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  const auto* kp = static_cast<const __nv_bfloat16*>(p.k);
-  const auto* vp = static_cast<const __nv_bfloat16*>(p.v);
   constexpr int kStatesSmem = 2 * 2 * kBlockK * 2 * D;  // two buffers of K and V tiles
-  if (w.linear_phik()) {
-    PhiKKernel<D><<<dim3(d.k_blocks, static_cast<unsigned>(bh)), 256, 0, s>>>(
-        kp, d, w.kmean, w.phik, w.zblk);
-    // Two CTAs per SM (registers; 64 KB of tiles each at D = 128): few H_tot atomics.
-    const int64_t ctas = 2LL * sms;
-    const int per = static_cast<int>(std::max<int64_t>(1, (bh * d.k_blocks + ctas - 1) / ctas));
-    e = cudaFuncSetAttribute(HtotKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             kStatesSmem);
-    if (e != cudaSuccess) return e;
-    HtotKernel<D><<<dim3((d.k_blocks + per - 1) / per, static_cast<unsigned>(bh)), D * 2,
-                    kStatesSmem, s>>>(w.phik, vp, d, per, w.zblk, w.htot, w.ztot);
-    return cudaGetLastError();
-  }
   // About four CTAs per SM; fewer CTAs mean fewer H_tot atomics.
   const int64_t target = 4LL * sms;
   const int per_cta = static_cast<int>(
@@ -562,8 +409,9 @@ cudaError_t LaunchStatesD(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace
   e = cudaFuncSetAttribute(StatesKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                            kStatesSmem);
   if (e != cudaSuccess) return e;
-  StatesKernel<D><<<sgrid, D * 2, kStatesSmem, s>>>(kp, vp, d, w.kmean, per_cta, w.hblk, w.zblk,
-                                                    w.htot, w.ztot);
+  StatesKernel<D><<<sgrid, D * 2, kStatesSmem, s>>>(
+      static_cast<const __nv_bfloat16*>(p.k), static_cast<const __nv_bfloat16*>(p.v), d, w.kmean,
+      per_cta, w.hblk, w.zblk, w.htot, w.ztot);
   return cudaGetLastError();
 }
 
@@ -601,6 +449,7 @@ cudaError_t LaunchLinearStates(const Sla2Problem& p, const Sla2Dims& d,
   w.linear_form = phik && FusedLinearApplies(p)         ? F::kFused
                   : phik && LinearTilesHopperApplies(p) ? F::kHopperTiles
                                                         : F::kOwn;
+  if (w.linear_phik()) return LaunchLinearStatesHopper(p, d, w, s);
   return d.head_dim == 64 ? LaunchStatesD<64>(p, d, w, s) : LaunchStatesD<128>(p, d, w, s);
 }
 

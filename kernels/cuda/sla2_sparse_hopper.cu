@@ -108,9 +108,9 @@ __device__ __forceinline__ void IssueG(float (&g)[D / 8][4], uint64_t v_desc, ui
     const uint64_t a = DescAdvance(a_base, kk * 16 * 128);
     const uint64_t b = DescAdvance(v_desc, kk * 16 * 128);
     if constexpr (D == 128) {
-      WgmmaSSNegTT_N128(g, a, b);
+      WgmmaSSTT_N128<-1>(g, a, b);
     } else {
-      WgmmaSSNegTT_N64(g, a, b);
+      WgmmaSSTT_N64<-1>(g, a, b);
     }
   }
 }
@@ -455,14 +455,6 @@ bool MakeTensorMap(CUtensorMap* map, const void* base, uint64_t rows, const cuui
                          CU_TENSOR_MAP_SWIZZLE_128B);
 }
 
-// phi(K~) written by the linear stage: dense [B, H, T_n * 64, D].
-bool MakePhiKMap(CUtensorMap* map, const void* base, const Sla2Dims& d) {
-  const uint64_t rows = static_cast<uint64_t>(d.k_blocks) * kBlockK;
-  const cuuint64_t row_bytes = static_cast<cuuint64_t>(d.head_dim) * 2;
-  const cuuint64_t strides[3] = {row_bytes, rows * row_bytes, rows * row_bytes * d.heads};
-  return MakeTensorMap(map, base, rows, strides, d, kBlockK);
-}
-
 template <int D, bool kFused, bool kLinearOnly = false>
 cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                    Sla2Workspace::Buffers& w, cudaStream_t s, int sms) {
@@ -527,6 +519,14 @@ bool MakeQkvMap(CUtensorMap* map, const void* base, const Sla2Dims& d, int box_r
       static_cast<cuuint64_t>(d.stride_l) * 2, static_cast<cuuint64_t>(d.stride_h) * 2,
       static_cast<cuuint64_t>(d.batch > 1 ? d.stride_b : d.stride_l) * 2};
   return MakeTensorMap(map, base, static_cast<uint64_t>(d.seq_len), strides, d, box_rows);
+}
+
+// phi(K~) written by the linear stage: dense [B, H, T_n * 64, D].
+bool MakePhiKMap(CUtensorMap* map, const void* base, const Sla2Dims& d) {
+  const uint64_t rows = static_cast<uint64_t>(d.k_blocks) * kBlockK;
+  const cuuint64_t row_bytes = static_cast<cuuint64_t>(d.head_dim) * 2;
+  const cuuint64_t strides[3] = {row_bytes, rows * row_bytes, rows * row_bytes * d.heads};
+  return MakeTensorMap(map, base, rows, strides, d, kBlockK);
 }
 
 bool EncodeTensorMap(CUtensorMap* map, CUtensorMapDataType type, int rank, const void* base,

@@ -33,7 +33,7 @@ bool HopperPairsSelected();
 // stage computes O_l too.
 bool FusedLinearApplies(const Sla2Problem& p);
 
-// The linear stage's phi(K~) form (PhiKKernel, HtotKernel, KeptZKernel)
+// The linear stage's phi(K~) form (LaunchLinearStatesHopper, KeptZKernel)
 // applies: alpha given, the Hopper kernels selected and runnable,
 // SLA2_FUSED_LINEAR not 0. FusedLinearApplies is this for bf16;
 // LinearTilesHopperApplies for low-bit, where the linear stage finishes

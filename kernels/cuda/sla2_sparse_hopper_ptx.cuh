@@ -134,6 +134,20 @@ __device__ __forceinline__ void BulkWaitRead() {
 __device__ __forceinline__ void BulkWait() {
   asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
 }
+// All but the newest kPending committed groups have read their shared memory.
+template <int kPending>
+__device__ __forceinline__ void BulkWaitReadAllBut() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(kPending) : "memory");
+}
+// Adds `bytes` (a multiple of 16, both addresses 16-byte aligned) of fp32
+// from shared memory to global memory element-wise (a reduction done by the
+// TMA unit, in the issuing thread's bulk group).
+__device__ __forceinline__ void BulkReduceAddF32(float* dst, uint32_t src, uint32_t bytes) {
+  asm volatile(
+      "cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
+      "r"(src), "r"(bytes)
+      : "memory");
+}
 
 // ------------------------------------------------------------- wgmma
 
@@ -271,33 +285,37 @@ __device__ __forceinline__ void WgmmaRS_N128(float (&d)[16][4], const uint32_t (
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(kTransB));
 }
 
-// d[64 x 128] -= A[64 x 16] * B[16 x 128], both operands MN-major in shared
-// memory (A stored as rows of K, i.e. A^T row-major: phi(K_j) for the
-// linear branch's kept-block states; B like a V tile).
-__device__ __forceinline__ void WgmmaSSNegTT_N128(float (&d)[16][4], uint64_t a, uint64_t b) {
+// d[64 x 128] += kScaleA * A[64 x 16] * B[16 x 128] (kScaleA = +1 or -1),
+// both operands MN-major in shared memory (A stored as rows of K, i.e. A^T
+// row-major: phi(K_j) for the linear branch's states; B like a V tile).
+template <int kScaleA>
+__device__ __forceinline__ void WgmmaSSTT_N128(float (&d)[16][4], uint64_t a, uint64_t b) {
+  static_assert(kScaleA == 1 || kScaleA == -1, "wgmma scales A by +1 or -1");
   asm volatile(
       "{\n"
       ".reg .pred acc;\n"
       "setp.ne.b32 acc, %66, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " SV_ACC128
-      "%64, %65, acc, -1, 1, 1, 1;\n"
+      "%64, %65, acc, %67, 1, 1, 1;\n"
       "}\n"
       : SV_F32(d), SV_F32_HI(d)
-      : "l"(a), "l"(b), "r"(1));
+      : "l"(a), "l"(b), "r"(1), "n"(kScaleA));
 }
 
 // The same with N = 64.
-__device__ __forceinline__ void WgmmaSSNegTT_N64(float (&d)[8][4], uint64_t a, uint64_t b) {
+template <int kScaleA>
+__device__ __forceinline__ void WgmmaSSTT_N64(float (&d)[8][4], uint64_t a, uint64_t b) {
+  static_assert(kScaleA == 1 || kScaleA == -1, "wgmma scales A by +1 or -1");
   asm volatile(
       "{\n"
       ".reg .pred acc;\n"
       "setp.ne.b32 acc, %34, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
       SV_ACC64
-      "%32, %33, acc, -1, 1, 1, 1;\n"
+      "%32, %33, acc, %35, 1, 1, 1;\n"
       "}\n"
       : SV_F32(d)
-      : "l"(a), "l"(b), "r"(1));
+      : "l"(a), "l"(b), "r"(1), "n"(kScaleA));
 }
 
 // ---- 8-bit operands (the low-bit kernel): k-steps of 32, both operands

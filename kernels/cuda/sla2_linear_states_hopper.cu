@@ -1,0 +1,300 @@
+// Stage kLinear's per-key-block part on Hopper (sm_90a), for the phi(K~)
+// forms of the linear branch (the fused bf16 kernel and the low-bit linear
+// tiles): one pass over K and V that writes
+//   phi(K~_j) rows (bf16, padded rows 0), z_j = colsum phi(K~_j),
+//   H_tot += phi(K~_j)^T V_j and z_tot += z_j.
+// Each CTA streams a range of one head's key blocks through a TMA ring of
+// (K, V) stages. All 256 threads turn the stage's K tile into phi(K~) rows in
+// place (eight threads per row; each thread rewrites the 16-byte units it
+// read, so the tile keeps TMA's swizzled layout and is at once the A operand
+// of wgmma and the source of a TMA store of phi(K~)). Then each warpgroup
+// adds phi^T V for its 64 channels (D = 128) or its 32 keys (D = 64) to an
+// fp32 accumulator by wgmma, which runs on under the next block's phi. At
+// the end the CTA's H partial goes through shared memory to H_tot by one
+// TMA reduce-add.
+// It replaced two streaming kernels (phi(K~) and H_tot apart), which read K,
+// wrote phi(K~), then read phi(K~) and V again: 400 MB at the 1.3B shape
+// instead of 300 MB here (h200-v31-ab-states-one-pass.log).
+#include <cuda.h>
+
+#include <algorithm>
+
+#include "kernels/cuda/sla2_hopper_common.cuh"
+#include "kernels/cuda/sla2_linear_states_hopper.cuh"
+#include "kernels/cuda/sla2_warp_tiles.cuh"
+
+namespace sparsevid::kernels::cuda {
+namespace {
+
+using namespace hopper;
+
+constexpr int kStatesThreads = 256;
+constexpr int kThreadsPerRow = 8;                          // one row's channels
+constexpr int kRowsPerPass = kStatesThreads / kThreadsPerRow;  // 32
+constexpr int kChunkBytes = kBlockK * 128;  // one 64-channel chunk of a 64-row tile
+
+template <int D, int kStatesStages>
+struct StatesSmem {
+  static constexpr int kChunks = D / 64;
+  static constexpr int kTileBytes = kChunks * kChunkBytes;
+  static constexpr int kStageBytes = 2 * kTileBytes;  // K (then phi(K~) in place), V
+  static constexpr int kZOff = kStatesStages * kStageBytes;
+  static constexpr int kMuOff = kZOff + (kStatesThreads / 32) * D * 4;
+  static constexpr int kBarOff = kMuOff + D * 4;
+  static constexpr int kBytes = kBarOff + kStatesStages * 8 + 1024;  // + 1 KB alignment slack
+  // The H partials at the end reuse the ring (D = 64: one per warpgroup).
+  static constexpr int kHBytes = (D == 128 ? 1 : 2) * 64 * D * 4;
+  static_assert(kHBytes <= kZOff, "H partials must fit in the ring");
+};
+
+// Byte offset of 16-byte unit u (8 channels) of row r inside a 64-channel
+// chunk stored by TMA with the 128-byte swizzle.
+__device__ __forceinline__ uint32_t SwizzledUnit(int r, int u) {
+  return static_cast<uint32_t>(r * 128 + ((u ^ (r & 7)) << 4));
+}
+
+template <int D, int kStatesStages, int kCtasPerSm>
+__global__ void __launch_bounds__(kStatesThreads, kCtasPerSm)
+    StatesHopperKernel(const __grid_constant__ CUtensorMap tmap_k,
+                       const __grid_constant__ CUtensorMap tmap_v,
+                       const __grid_constant__ CUtensorMap tmap_phik, Sla2Dims d,
+                       const float* __restrict__ kmean, int blocks_per_cta,
+                       float* __restrict__ zblk, float* __restrict__ htot,
+                       float* __restrict__ ztot) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using S = StatesSmem<D, kStatesStages>;
+  constexpr int kUnits = D / 64;  // 16-byte units of a row per thread
+  constexpr int kCh = 8 * kUnits;  // channels per thread
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t raw = detail::SmemAddr(smem_raw);
+  const uint32_t base = (raw + 1023u) & ~1023u;  // 128-byte swizzle atoms are 1 KB
+  uint8_t* const smem = smem_raw + (base - raw);
+  float* const zpart = reinterpret_cast<float*>(smem + S::kZOff);  // [warp][D]
+  float* const mu = reinterpret_cast<float*>(smem + S::kMuOff);     // mean(K) per channel
+  auto k_tile = [&](int st) { return base + st * S::kStageBytes; };
+  auto v_tile = [&](int st) { return k_tile(st) + S::kTileBytes; };
+  auto full = [&](int st) { return base + S::kBarOff + st * 8; };
+
+  const int64_t bh = blockIdx.y;
+  const int b = static_cast<int>(bh / d.heads), h = static_cast<int>(bh % d.heads);
+  const int j_begin = blockIdx.x * blocks_per_cta;
+  const int nblk = min(d.k_blocks - j_begin, blocks_per_cta);
+  if (nblk <= 0) return;  // uniform over the CTA
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid & 31;
+  const int wg = warp / 4;
+
+  auto load = [&](int n) {
+    const int st = n % kStatesStages, key0 = (j_begin + n) * kBlockK;
+    MbarArriveExpectTx(full(st), 2 * S::kTileBytes);
+#pragma unroll
+    for (int c = 0; c < S::kChunks; ++c) {
+      TmaLoad4d(k_tile(st) + c * kChunkBytes, &tmap_k, full(st), c * 64, key0, h, b);
+      TmaLoad4d(v_tile(st) + c * kChunkBytes, &tmap_v, full(st), c * 64, key0, h, b);
+    }
+  };
+  if (tid == 0) {
+    for (int st = 0; st < kStatesStages; ++st) MbarInit(full(st), 1);
+    FenceBarrierInit();
+    for (int n = 0; n < min(nblk, kStatesStages); ++n) load(n);
+  }
+  if (tid < D) mu[tid] = kmean[bh * D + tid];  // in shared memory: registers are short
+  __syncthreads();
+
+  // This thread's channels: kUnits 16-byte units of one chunk. At D = 128
+  // the first unit of the row's eight threads covers all eight bank groups
+  // (chunk 0 even units, chunk 1 odd ones), so the loads do not conflict.
+  const int q = tid % kThreadsPerRow, r0 = tid / kThreadsPerRow;
+  const int chunk = D == 128 ? q / 4 : 0;
+  int unit[kUnits];
+  if constexpr (D == 128) {
+    unit[0] = (q % 4) * 2 + chunk;
+    unit[1] = (q % 4) * 2 + 1 - chunk;
+  } else {
+    unit[0] = q;
+  }
+
+  float acc[D / 8][4];
+#pragma unroll
+  for (int nt = 0; nt < D / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+  float zt = 0.f;  // z_tot share of channel tid (tid < D)
+  // wgmma operands: phi(K~) as MN-major A (this warpgroup's chunk at D =
+  // 128), V as MN-major B; at D = 64 warpgroup w takes keys 32w.. .
+  const uint64_t phi_desc0 = SmemDesc(k_tile(0), kChunkBytes, 1024);
+  const uint64_t v_desc0 = SmemDesc(v_tile(0), kChunkBytes, 1024);
+
+  for (int n = 0; n < nblk; ++n) {
+    const int st = n % kStatesStages, j = j_begin + n;
+    MbarWait(full(st), (n / kStatesStages) & 1);
+    // phi(K~) rows r0 and r0 + 32 (softmax over D channels of K - mu).
+    float z[kCh];
+#pragma unroll
+    for (int e = 0; e < kCh; ++e) z[e] = 0.f;
+#pragma unroll
+    for (int pass = 0; pass < kBlockK / kRowsPerPass; ++pass) {
+      const int r = r0 + pass * kRowsPerPass;
+      float x[kCh];
+#pragma unroll
+      for (int u = 0; u < kUnits; ++u) {
+        const uint4 raw4 = *reinterpret_cast<const uint4*>(
+            smem + (k_tile(st) - base) + chunk * kChunkBytes + SwizzledUnit(r, unit[u]));
+        const uint32_t w4[4] = {raw4.x, raw4.y, raw4.z, raw4.w};
+#pragma unroll
+        for (int p = 0; p < 4; ++p) {
+          const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w4[p]));
+          const float2 m2 = *reinterpret_cast<const float2*>(mu + chunk * 64 + unit[u] * 8 + 2 * p);
+          x[u * 8 + 2 * p] = f.x - m2.x;
+          x[u * 8 + 2 * p + 1] = f.y - m2.y;
+        }
+      }
+      float m = x[0];
+#pragma unroll
+      for (int e = 1; e < kCh; ++e) m = fmaxf(m, x[e]);
+#pragma unroll
+      for (int o = 1; o < kThreadsPerRow; o <<= 1) m = fmaxf(m, __shfl_xor_sync(~0u, m, o));
+      float sum = 0.f;
+#pragma unroll
+      for (int e = 0; e < kCh; ++e) {
+        x[e] = __expf(x[e] - m);
+        sum += x[e];
+      }
+#pragma unroll
+      for (int o = 1; o < kThreadsPerRow; o <<= 1) sum += __shfl_xor_sync(~0u, sum, o);
+      // Rows past L arrive as zeros; their phi must be 0, not uniform.
+      const float inv = static_cast<int64_t>(j) * kBlockK + r < d.seq_len ? 1.f / sum : 0.f;
+#pragma unroll
+      for (int u = 0; u < kUnits; ++u) {
+        uint32_t w4[4];
+#pragma unroll
+        for (int p = 0; p < 4; ++p) {
+          const float a = x[u * 8 + 2 * p] * inv, c = x[u * 8 + 2 * p + 1] * inv;
+          z[u * 8 + 2 * p] += a;
+          z[u * 8 + 2 * p + 1] += c;
+          w4[p] = detail::PackBf16(a, c);
+        }
+        *reinterpret_cast<uint4*>(smem + (k_tile(st) - base) + chunk * kChunkBytes +
+                                  SwizzledUnit(r, unit[u])) = make_uint4(w4[0], w4[1], w4[2], w4[3]);
+      }
+    }
+    // Column sums over the warp's four row groups, then per warp to shared.
+#pragma unroll
+    for (int e = 0; e < kCh; ++e) {
+      z[e] += __shfl_xor_sync(~0u, z[e], 8);
+      z[e] += __shfl_xor_sync(~0u, z[e], 16);
+    }
+    if (lane < kThreadsPerRow) {
+#pragma unroll
+      for (int e = 0; e < kCh; ++e) zpart[warp * D + chunk * 64 + unit[e / 8] * 8 + e % 8] = z[e];
+    }
+    FenceProxyAsyncShared();  // phi tile: generic writes, then wgmma and TMA reads
+    __syncthreads();          // A: phi(K~_j) and the z partials are complete
+
+    if (tid == 0) {
+#pragma unroll
+      for (int c = 0; c < S::kChunks; ++c)
+        TmaStore4d<false>(&tmap_phik, k_tile(st) + c * kChunkBytes, c * 64, j * kBlockK, h, b);
+      BulkCommit();
+    }
+    WgmmaFence();
+    const uint64_t phi_desc = DescStep<S::kStageBytes>(phi_desc0, st);
+    const uint64_t v_desc = DescStep<S::kStageBytes>(v_desc0, st);
+    if constexpr (D == 128) {
+      const uint64_t a0 = DescAdvance(phi_desc, wg * kChunkBytes);
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+        WgmmaSSTT_N128<1>(acc, DescAdvance(a0, kk * 16 * 128), DescAdvance(v_desc, kk * 16 * 128));
+    } else {
+#pragma unroll
+      for (int kk = 2 * wg; kk < 2 * wg + 2; ++kk)
+        WgmmaSSTT_N64<1>(acc, DescAdvance(phi_desc, kk * 16 * 128), DescAdvance(v_desc, kk * 16 * 128));
+    }
+    WgmmaCommit();
+    if (tid < D) {  // under the wgmma
+      float zj = 0.f;
+#pragma unroll
+      for (int w = 0; w < kStatesThreads / 32; ++w) zj += zpart[w * D + tid];
+      zblk[(bh * d.k_blocks + j) * D + tid] = zj;
+      zt += zj;
+    }
+    // The previous block's wgmma (and, for thread 0, its phi(K~) store) has
+    // read its stage; this block's runs on under the next block's phi.
+    WgmmaWait<1>();
+    if (tid == 0) BulkWaitReadAllBut<1>();
+    __syncthreads();  // B: the previous stage is free; zpart may be rewritten
+    if (tid == 0 && n >= 1 && n - 1 + kStatesStages < nblk) load(n - 1 + kStatesStages);
+  }
+  WgmmaWait<0>();
+  RegFence(acc);
+  if (tid == 0) BulkWaitRead();
+  __syncthreads();  // the wgmmas and phi(K~) stores have read the ring: the H partials reuse it
+
+  // H partial (accumulator layout) -> shared memory, row-major fp32, then one
+  // TMA reduce-add into H_tot (D = 64: both warpgroups' partials).
+  {
+    const int g = lane >> 2, t = lane & 3;
+    const int row = (warp % 4) * 16 + g;
+    float* const hs = reinterpret_cast<float*>(smem) + (D == 128 ? wg * 64 * D : wg * 64 * 64);
+#pragma unroll
+    for (int nt = 0; nt < D / 8; ++nt) {
+      const int col = nt * 8 + 2 * t;
+      *reinterpret_cast<float2*>(hs + row * D + col) = make_float2(acc[nt][0], acc[nt][1]);
+      *reinterpret_cast<float2*>(hs + (row + 8) * D + col) = make_float2(acc[nt][2], acc[nt][3]);
+    }
+  }
+  FenceProxyAsyncShared();
+  __syncthreads();
+  if (tid == 0) {
+    float* const dst = htot + bh * D * D;
+    if constexpr (D == 128) {
+      BulkReduceAddF32(dst, base, D * D * 4);
+    } else {
+      BulkReduceAddF32(dst, base, D * D * 4);
+      BulkReduceAddF32(dst, base + D * D * 4, D * D * 4);
+    }
+    BulkCommit();
+    BulkWait();  // the phi(K~) stores and the reduction are complete
+  }
+  if (tid < D) atomicAdd(ztot + bh * D + tid, zt);
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+}
+
+template <int D, int kStatesStages, int kCtasPerSm>
+cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
+                   cudaStream_t s, int sms) {
+  CUtensorMap tk, tv, tphik;
+  if (!MakeQkvMap(&tk, p.k, d, kBlockK) || !MakeQkvMap(&tv, p.v, d, kBlockK) ||
+      !MakePhiKMap(&tphik, w.phik, d))
+    return cudaErrorNotSupported;
+  const int64_t bh = static_cast<int64_t>(d.batch) * d.heads;
+  cudaError_t e = cudaMemsetAsync(w.htot, 0, bh * D * D * sizeof(float), s);
+  if (e == cudaSuccess) e = cudaMemsetAsync(w.ztot, 0, bh * D * sizeof(float), s);
+  if (e != cudaSuccess) return e;
+  // Two CTAs per SM, all in one wave: each head's key blocks split evenly
+  // over as many CTAs as fit (fewer, longer ranges also mean fewer H_tot
+  // reductions).
+  const int64_t splits = std::max<int64_t>(1, int64_t{kCtasPerSm} * sms / bh);
+  const int per = static_cast<int>((d.k_blocks + splits - 1) / splits);
+  const dim3 grid((d.k_blocks + per - 1) / per, static_cast<unsigned>(bh));
+  using S = StatesSmem<D, kStatesStages>;
+  constexpr auto kernel = StatesHopperKernel<D, kStatesStages, kCtasPerSm>;
+  e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kBytes);
+  if (e != cudaSuccess) return e;
+  kernel<<<grid, kStatesThreads, S::kBytes, s>>>(tk, tv, tphik, d, w.kmean, per,
+                                                                 w.zblk, w.htot, w.ztot);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t LaunchLinearStatesHopper(const Sla2Problem& p, const Sla2Dims& d,
+                                     Sla2Workspace::Buffers& w, cudaStream_t s) {
+  const int sms = HopperSms();
+  if (sms == 0 || w.phik == nullptr) return cudaErrorNotSupported;
+  // Three stages, one CTA per SM: 100 KB of shared memory and 140 registers
+  // a thread leave room for the route's kernels, which run beside it on the
+  // caller's stream. Two CTAs per SM stream faster alone (0.104 vs 0.123 ms
+  // at the 1.3B shape, H200) but fill the SM's registers, and the route then
+  // waits for them: module 0.774 vs 0.764 ms (h200-v31-ab-states-*.log).
+  return d.head_dim == 64 ? Launch<64, 3, 1>(p, d, w, s, sms) : Launch<128, 3, 1>(p, d, w, s, sms);
+}
+
+}  // namespace sparsevid::kernels::cuda
