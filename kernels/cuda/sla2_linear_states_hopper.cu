@@ -21,6 +21,7 @@
 
 #include "kernels/cuda/sla2_hopper_common.cuh"
 #include "kernels/cuda/sla2_linear_states_hopper.cuh"
+#include "kernels/cuda/mma_sm80.cuh"
 #include "kernels/cuda/sla2_warp_tiles.cuh"
 
 namespace sparsevid::kernels::cuda {
@@ -38,13 +39,13 @@ struct StatesSmem {
   static constexpr int kChunks = D / 64;
   static constexpr int kTileBytes = kChunks * kChunkBytes;
   static constexpr int kStageBytes = 2 * kTileBytes;  // K (then phi(K~) in place), V
-  static constexpr int kZOff = kStatesStages * kStageBytes;
-  static constexpr int kMuOff = kZOff + (kStatesThreads / 32) * D * 4;
+  static constexpr int kOnesOff = kStatesStages * kStageBytes;  // 1 KB of bf16 ones (z_j)
+  static constexpr int kMuOff = kOnesOff + 1024;
   static constexpr int kBarOff = kMuOff + D * 4;
   static constexpr int kBytes = kBarOff + kStatesStages * 8 + 1024;  // + 1 KB alignment slack
   // The H partials at the end reuse the ring (D = 64: one per warpgroup).
   static constexpr int kHBytes = (D == 128 ? 1 : 2) * 64 * D * 4;
-  static_assert(kHBytes <= kZOff, "H partials must fit in the ring");
+  static_assert(kHBytes <= kOnesOff, "H partials must fit in the ring");
 };
 
 // Byte offset of 16-byte unit u (8 channels) of row r inside a 64-channel
@@ -69,8 +70,7 @@ __global__ void __launch_bounds__(kStatesThreads, kCtasPerSm)
   const uint32_t raw = detail::SmemAddr(smem_raw);
   const uint32_t base = (raw + 1023u) & ~1023u;  // 128-byte swizzle atoms are 1 KB
   uint8_t* const smem = smem_raw + (base - raw);
-  float* const zpart = reinterpret_cast<float*>(smem + S::kZOff);  // [warp][D]
-  float* const mu = reinterpret_cast<float*>(smem + S::kMuOff);     // mean(K) per channel
+  float* const mu = reinterpret_cast<float*>(smem + S::kMuOff);  // mean(K) * log2(e) per channel
   auto k_tile = [&](int st) { return base + st * S::kStageBytes; };
   auto v_tile = [&](int st) { return k_tile(st) + S::kTileBytes; };
   auto full = [&](int st) { return base + S::kBarOff + st * 8; };
@@ -97,7 +97,10 @@ __global__ void __launch_bounds__(kStatesThreads, kCtasPerSm)
     FenceBarrierInit();
     for (int n = 0; n < min(nblk, kStatesStages); ++n) load(n);
   }
-  if (tid < D) mu[tid] = kmean[bh * D + tid];  // in shared memory: registers are short
+  constexpr float kLog2e = 1.4426950408889634f;  // softmax in exp2
+  if (tid < D) mu[tid] = kmean[bh * D + tid] * kLog2e;  // in shared memory: registers are short
+  reinterpret_cast<uint32_t*>(smem + S::kOnesOff)[tid] = 0x3F803F80u;  // two bf16 1.0
+  FenceProxyAsyncShared();  // the ones are a wgmma operand
   __syncthreads();
 
   // This thread's channels: kUnits 16-byte units of one chunk. At D = 128
@@ -116,19 +119,23 @@ __global__ void __launch_bounds__(kStatesThreads, kCtasPerSm)
   float acc[D / 8][4];
 #pragma unroll
   for (int nt = 0; nt < D / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
-  float zt = 0.f;  // z_tot share of channel tid (tid < D)
   // wgmma operands: phi(K~) as MN-major A (this warpgroup's chunk at D =
-  // 128), V as MN-major B; at D = 64 warpgroup w takes keys 32w.. .
+  // 128), V as MN-major B; at D = 64 warpgroup w takes keys 32w.. . z_j is
+  // phi(K~_j)^T 1 by a small wgmma on the same A (D = 64: warpgroup 0's), so
+  // its thread t = 0 of each quad holds z_j of channels zc and zc + 8.
   const uint64_t phi_desc0 = SmemDesc(k_tile(0), kChunkBytes, 1024);
   const uint64_t v_desc0 = SmemDesc(v_tile(0), kChunkBytes, 1024);
+  const uint64_t ones_desc = SmemDesc(base + S::kOnesOff, 16, 1024);
+  const bool z_owner = D == 128 || wg == 0;  // warpgroup-uniform
+  const int zc = (D == 128 ? 64 * wg : 0) + 16 * (warp % 4) + (lane >> 2);
+  float zacc[1][4];
+  float zt[2] = {0.f, 0.f};  // z_tot shares of channels zc, zc + 8
 
   for (int n = 0; n < nblk; ++n) {
     const int st = n % kStatesStages, j = j_begin + n;
     MbarWait(full(st), (n / kStatesStages) & 1);
-    // phi(K~) rows r0 and r0 + 32 (softmax over D channels of K - mu).
-    float z[kCh];
-#pragma unroll
-    for (int e = 0; e < kCh; ++e) z[e] = 0.f;
+    // phi(K~) rows r0 and r0 + 32 (softmax over D channels of K - mu, in
+    // the log2 domain).
 #pragma unroll
     for (int pass = 0; pass < kBlockK / kRowsPerPass; ++pass) {
       const int r = r0 + pass * kRowsPerPass;
@@ -142,8 +149,8 @@ __global__ void __launch_bounds__(kStatesThreads, kCtasPerSm)
         for (int p = 0; p < 4; ++p) {
           const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w4[p]));
           const float2 m2 = *reinterpret_cast<const float2*>(mu + chunk * 64 + unit[u] * 8 + 2 * p);
-          x[u * 8 + 2 * p] = f.x - m2.x;
-          x[u * 8 + 2 * p + 1] = f.y - m2.y;
+          x[u * 8 + 2 * p] = fmaf(f.x, kLog2e, -m2.x);
+          x[u * 8 + 2 * p + 1] = fmaf(f.y, kLog2e, -m2.y);
         }
       }
       float m = x[0];
@@ -154,7 +161,7 @@ __global__ void __launch_bounds__(kStatesThreads, kCtasPerSm)
       float sum = 0.f;
 #pragma unroll
       for (int e = 0; e < kCh; ++e) {
-        x[e] = __expf(x[e] - m);
+        x[e] = detail::Exp2Ftz(x[e] - m);
         sum += x[e];
       }
 #pragma unroll
@@ -166,27 +173,14 @@ __global__ void __launch_bounds__(kStatesThreads, kCtasPerSm)
         uint32_t w4[4];
 #pragma unroll
         for (int p = 0; p < 4; ++p) {
-          const float a = x[u * 8 + 2 * p] * inv, c = x[u * 8 + 2 * p + 1] * inv;
-          z[u * 8 + 2 * p] += a;
-          z[u * 8 + 2 * p + 1] += c;
-          w4[p] = detail::PackBf16(a, c);
+          w4[p] = detail::PackBf16(x[u * 8 + 2 * p] * inv, x[u * 8 + 2 * p + 1] * inv);
         }
         *reinterpret_cast<uint4*>(smem + (k_tile(st) - base) + chunk * kChunkBytes +
                                   SwizzledUnit(r, unit[u])) = make_uint4(w4[0], w4[1], w4[2], w4[3]);
       }
     }
-    // Column sums over the warp's four row groups, then per warp to shared.
-#pragma unroll
-    for (int e = 0; e < kCh; ++e) {
-      z[e] += __shfl_xor_sync(~0u, z[e], 8);
-      z[e] += __shfl_xor_sync(~0u, z[e], 16);
-    }
-    if (lane < kThreadsPerRow) {
-#pragma unroll
-      for (int e = 0; e < kCh; ++e) zpart[warp * D + chunk * 64 + unit[e / 8] * 8 + e % 8] = z[e];
-    }
     FenceProxyAsyncShared();  // phi tile: generic writes, then wgmma and TMA reads
-    __syncthreads();          // A: phi(K~_j) and the z partials are complete
+    __syncthreads();          // A: phi(K~_j) is complete
 
     if (tid == 0) {
 #pragma unroll
@@ -197,6 +191,13 @@ __global__ void __launch_bounds__(kStatesThreads, kCtasPerSm)
     WgmmaFence();
     const uint64_t phi_desc = DescStep<S::kStageBytes>(phi_desc0, st);
     const uint64_t v_desc = DescStep<S::kStageBytes>(v_desc0, st);
+    if (z_owner) {  // z_j in its own commit group, read back below
+      const uint64_t a0 = DescAdvance(phi_desc, (D == 128 ? wg : 0) * kChunkBytes);
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+        WgmmaSSTN_N8(zacc, DescAdvance(a0, kk * 16 * 128), DescAdvance(ones_desc, kk * 32), kk);
+    }
+    WgmmaCommit();
     if constexpr (D == 128) {
       const uint64_t a0 = DescAdvance(phi_desc, wg * kChunkBytes);
 #pragma unroll
@@ -208,18 +209,20 @@ __global__ void __launch_bounds__(kStatesThreads, kCtasPerSm)
         WgmmaSSTT_N64<1>(acc, DescAdvance(phi_desc, kk * 16 * 128), DescAdvance(v_desc, kk * 16 * 128));
     }
     WgmmaCommit();
-    if (tid < D) {  // under the wgmma
-      float zj = 0.f;
-#pragma unroll
-      for (int w = 0; w < kStatesThreads / 32; ++w) zj += zpart[w * D + tid];
-      zblk[(bh * d.k_blocks + j) * D + tid] = zj;
-      zt += zj;
-    }
-    // The previous block's wgmma (and, for thread 0, its phi(K~) store) has
-    // read its stage; this block's runs on under the next block's phi.
+    // z_j of this block and the previous block's H wgmma are complete (this
+    // block's H wgmma runs on under the next block's phi); thread 0's
+    // previous phi(K~) store has read its stage.
     WgmmaWait<1>();
+    RegFence(zacc);
+    if (z_owner && (lane & 3) == 0) {
+      float* const zrow = zblk + (bh * d.k_blocks + j) * D;
+      zrow[zc] = zacc[0][0];
+      zrow[zc + 8] = zacc[0][2];
+      zt[0] += zacc[0][0];
+      zt[1] += zacc[0][2];
+    }
     if (tid == 0) BulkWaitReadAllBut<1>();
-    __syncthreads();  // B: the previous stage is free; zpart may be rewritten
+    __syncthreads();  // B: the previous stage is free
     if (tid == 0 && n >= 1 && n - 1 + kStatesStages < nblk) load(n - 1 + kStatesStages);
   }
   WgmmaWait<0>();
@@ -253,7 +256,10 @@ __global__ void __launch_bounds__(kStatesThreads, kCtasPerSm)
     BulkCommit();
     BulkWait();  // the phi(K~) stores and the reduction are complete
   }
-  if (tid < D) atomicAdd(ztot + bh * D + tid, zt);
+  if (z_owner && (lane & 3) == 0) {
+    atomicAdd(ztot + bh * D + zc, zt[0]);
+    atomicAdd(ztot + bh * D + zc + 8, zt[1]);
+  }
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
 

@@ -318,6 +318,22 @@ __device__ __forceinline__ void WgmmaSSTT_N64(float (&d)[8][4], uint64_t a, uint
       : "l"(a), "l"(b), "r"(1), "n"(kScaleA));
 }
 
+// d[64 x 8] (+)= A[64 x 16] * B[16 x 8], A MN-major in shared memory (rows
+// of K, as for WgmmaSSTT_N128), B K-major (8 rows of 16 K elements).
+// accumulate = 0 overwrites d. With B all ones, d holds A's row sums (the
+// column sums of phi(K_j)).
+__device__ __forceinline__ void WgmmaSSTN_N8(float (&d)[1][4], uint64_t a, uint64_t b,
+                                             int accumulate) {
+  asm volatile(
+      "{\n"
+      ".reg .pred acc;\n"
+      "setp.ne.b32 acc, %6, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0, %1, %2, %3}, %4, %5, acc, 1, 1, 1, 0;\n"
+      "}\n"
+      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3])
+      : "l"(a), "l"(b), "r"(accumulate));
+}
+
 // ---- 8-bit operands (the low-bit kernel): k-steps of 32, both operands
 // K-major; no transpose or negation exists for these types.
 #define SV_I4(x, i) "+r"(x[i][0]), "+r"(x[i][1]), "+r"(x[i][2]), "+r"(x[i][3])
