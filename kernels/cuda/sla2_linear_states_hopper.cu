@@ -121,8 +121,8 @@ __global__ void __launch_bounds__(kStatesThreads, kCtasPerSm)
   for (int nt = 0; nt < D / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
   // wgmma operands: phi(K~) as MN-major A (this warpgroup's chunk at D =
   // 128), V as MN-major B; at D = 64 warpgroup w takes keys 32w.. . z_j is
-  // phi(K~_j)^T 1 by a small wgmma on the same A (D = 64: warpgroup 0's), so
-  // its thread t = 0 of each quad holds z_j of channels zc and zc + 8.
+  // phi(K~_j)^T 1 by a small wgmma on the same A, so thread t = 0 of each
+  // quad holds z_j of channels zc and zc + 8 (D = 64: warpgroup 0 stores it).
   const uint64_t phi_desc0 = SmemDesc(k_tile(0), kChunkBytes, 1024);
   const uint64_t v_desc0 = SmemDesc(v_tile(0), kChunkBytes, 1024);
   const uint64_t ones_desc = SmemDesc(base + S::kOnesOff, 16, 1024);
@@ -191,7 +191,8 @@ __global__ void __launch_bounds__(kStatesThreads, kCtasPerSm)
     WgmmaFence();
     const uint64_t phi_desc = DescStep<S::kStageBytes>(phi_desc0, st);
     const uint64_t v_desc = DescStep<S::kStageBytes>(v_desc0, st);
-    if (z_owner) {  // z_j in its own commit group, read back below
+    {  // z_j in its own commit group, read back below (at D = 64 both
+       // warpgroups compute it: a wgmma on one path only would serialise all)
       const uint64_t a0 = DescAdvance(phi_desc, (D == 128 ? wg : 0) * kChunkBytes);
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)
