@@ -4,7 +4,6 @@
 #include <cmath>
 #include <random>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/logging.h"
@@ -520,8 +519,10 @@ absl::StatusOr<v1::ListJobsResponse> JobEngine::ListJobs(const v1::ListJobsReque
     return absl::InvalidArgumentError(absl::StrCat("state: unknown state ", request.state()));
   }
   uint64_t start = 0;
-  if (!request.page_token().empty() && !absl::SimpleAtoi(request.page_token(), &start)) {
-    return absl::InvalidArgumentError("page_token: not a token returned by ListJobs");
+  if (!request.page_token().empty()) {
+    absl::StatusOr<uint64_t> position = page_tokens_.Decode(request.page_token(), caller.name);
+    if (!position.ok()) return position.status();
+    start = *position;
   }
   absl::MutexLock lock(&mu_);
   v1::ListJobsResponse response;
@@ -532,7 +533,7 @@ absl::StatusOr<v1::ListJobsResponse> JobEngine::ListJobs(const v1::ListJobsReque
       continue;
     }
     if (response.jobs_size() == page_size) {
-      response.set_next_page_token(std::to_string(it->first));
+      response.set_next_page_token(page_tokens_.Encode(it->first, caller.name));
       break;
     }
     *response.add_jobs() = Snapshot(*rec);

@@ -33,6 +33,7 @@
 #include "server/engine_observer.h"
 #include "server/job_event_log.h"
 #include "server/job_queue.h"
+#include "server/page_token.h"
 #include "server/result_store.h"
 #include "server/subscription.h"
 #include "sparsevid/v1/video_service.pb.h"
@@ -114,7 +115,8 @@ class JobEngine {
   // to stop and its slot is free once it confirms. Finished: unchanged.
   absl::StatusOr<sparsevid::v1::Job> Cancel(const std::string& job_id, const std::string& reason,
                                             const Caller& caller = {});
-  // The caller's jobs (all jobs for one that sees all).
+  // The caller's jobs (all jobs for one that sees all), oldest first. Page
+  // tokens are opaque and valid only for the caller's name (page_token.h).
   absl::StatusOr<sparsevid::v1::ListJobsResponse> ListJobs(
       const sparsevid::v1::ListJobsRequest& request, const Caller& caller = {}) const;
   // Bytes [offset, offset+max_bytes) of a succeeded job's MP4 and its total
@@ -204,6 +206,8 @@ class JobEngine {
   const EngineOptions options_;
   EngineObserver* const observer_;
   const Clock clock_;
+  // ListJobs tokens: opaque, so they do not reveal admission numbers.
+  const PageTokens page_tokens_;
 
   mutable absl::Mutex mu_;
   std::unordered_map<std::string, std::unique_ptr<JobRecord>> jobs_ ABSL_GUARDED_BY(mu_);

@@ -162,13 +162,15 @@ int Run(int argc, char** argv) {
     return 1;
   }
   SetHealth(*server, true);
-  // Revoked worker keys: links opened with a key that has left the keys file
-  // stop getting jobs within auth.reload_seconds.
+  // Revoked keys: worker links opened with a key that has left the keys file
+  // stop getting jobs, and client streams (Watch, Generate, FetchResult)
+  // end, within auth.reload_seconds.
   std::thread revoker;
   if (auth.enabled()) {
     revoker = std::thread([&] {
       while (!stop.WaitForNotificationWithTimeout(absl::Seconds(cfg.api_keys_reload_seconds))) {
         worker_link.DropRevokedWorkers();
+        video_service.EndRevokedStreams();
       }
     });
   }

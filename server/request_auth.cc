@@ -36,7 +36,8 @@ absl::StatusOr<ApiKey> RequestAuth::Authenticate(const grpc::ServerContextBase& 
   return key;
 }
 
-absl::StatusOr<Caller> RequestAuth::VideoCaller(const grpc::ServerContextBase& context) const {
+absl::StatusOr<Caller> RequestAuth::VideoCaller(const grpc::ServerContextBase& context,
+                                                ApiKey* used) const {
   if (keys_ == nullptr) return Caller{};
   absl::StatusOr<ApiKey> key = Authenticate(context);
   if (!key.ok()) return key.status();
@@ -50,6 +51,7 @@ absl::StatusOr<Caller> RequestAuth::VideoCaller(const grpc::ServerContextBase& c
   caller.name = key->name;
   caller.sees_all = key->role == ApiKeyRole::kAdmin;
   caller.max_active_jobs = key->role == ApiKeyRole::kAdmin ? 0 : key->max_active_jobs;
+  if (used != nullptr) *used = *std::move(key);
   return caller;
 }
 

@@ -23,8 +23,11 @@ class RequestAuth {
 
   bool enabled() const { return keys_ != nullptr; }
 
-  // sparsevid.v1.VideoService: client and admin keys.
-  absl::StatusOr<Caller> VideoCaller(const grpc::ServerContextBase& context) const;
+  // sparsevid.v1.VideoService: client and admin keys. `key` (if not null)
+  // gets the key the call was made with, for streams that must end when it
+  // is revoked (server/revocable_streams.h).
+  absl::StatusOr<Caller> VideoCaller(const grpc::ServerContextBase& context,
+                                     ApiKey* key = nullptr) const;
   // sparsevid.v1.WorkerLink: worker keys; returns the key (name and digest).
   absl::StatusOr<ApiKey> WorkerKey(const grpc::ServerContextBase& context) const;
   // Whether a key a stream was opened with is still in the keys file.

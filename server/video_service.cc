@@ -1,5 +1,6 @@
 #include "server/video_service.h"
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -28,12 +29,14 @@ absl::Time ClientDeadline(const grpc::CallbackServerContext* context) {
 }
 
 // Streams a job's events: replay after `after_seq`, then live, ending with
-// the job's outcome as the RPC status (OK for a succeeded job).
+// the job's outcome as the RPC status (OK for a succeeded job), or with
+// UNAUTHENTICATED once its API key is revoked (`revocable` null: auth off).
 class EventStream final : public grpc::ServerWriteReactor<JobEvent> {
  public:
   EventStream(JobEngine& engine, FrontMetrics* metrics, const char* method,
               grpc::CallbackServerContext* context, Caller caller, std::string job_id,
-              int64_t after_seq, bool include_chunks, bool cancel_on_disconnect)
+              int64_t after_seq, bool include_chunks, bool cancel_on_disconnect,
+              RevocableStreams* revocable, const ApiKey& key)
       : engine_(engine),
         metrics_(metrics),
         method_(method),
@@ -43,7 +46,10 @@ class EventStream final : public grpc::ServerWriteReactor<JobEvent> {
         last_seq_(after_seq),
         include_chunks_(include_chunks),
         cancel_on_disconnect_(cancel_on_disconnect),
-        deadline_(ClientDeadline(context)) {}
+        deadline_(ClientDeadline(context)),
+        revocable_(revocable) {
+    if (revocable_ != nullptr) revocation_ = revocable_->Add(key, [this] { OnKeyRevoked(); });
+  }
 
   void Start() {
     auto sub = engine_.Subscribe(job_id_, [this] { Pump(); }, caller_);
@@ -86,6 +92,7 @@ class EventStream final : public grpc::ServerWriteReactor<JobEvent> {
   }
 
   void OnDone() override {
+    if (revocable_ != nullptr) revocable_->Remove(revocation_);
     std::shared_ptr<Subscription> sub;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -96,6 +103,16 @@ class EventStream final : public grpc::ServerWriteReactor<JobEvent> {
   }
 
  private:
+  // The key left the keys file: end now (after a write in flight). The job
+  // is not cancelled, even for Generate: its owner may follow it with a
+  // current key.
+  void OnKeyRevoked() {
+    logging::Warn("stream ended: its API key was revoked",
+                  {{"method", method_}, {"job", job_id_}, {"key", caller_.name}});
+    std::lock_guard<std::mutex> lock(mu_);
+    FinishLocked(KeyRevokedError(caller_.name));
+  }
+
   void Pump() {
     std::lock_guard<std::mutex> lock(mu_);
     if (write_in_flight_ || finished_ || pending_finish_) return;
@@ -143,20 +160,28 @@ class EventStream final : public grpc::ServerWriteReactor<JobEvent> {
   std::optional<absl::Status> pending_finish_;
   JobEvent current_;
   std::shared_ptr<Subscription> subscription_;
+  RevocableStreams* const revocable_;
+  uint64_t revocation_ = 0;
 };
 
-// Streams a finished job's MP4 in chunks, one write in flight.
+// Streams a finished job's MP4 in chunks, one write in flight. A revoked
+// API key ends it with UNAUTHENTICATED when the write in flight completes.
 class ResultStream final : public grpc::ServerWriteReactor<Chunk> {
  public:
   ResultStream(JobEngine& engine, FrontMetrics* metrics, grpc::CallbackServerContext* context,
-               Caller caller, const sparsevid::v1::FetchResultRequest& request)
+               Caller caller, const sparsevid::v1::FetchResultRequest& request,
+               RevocableStreams* revocable, const ApiKey& key)
       : engine_(engine),
         metrics_(metrics),
         context_(context),
         caller_(std::move(caller)),
         job_id_(request.job_id()),
         offset_(request.offset()),
-        chunk_bytes_(request.chunk_bytes() == 0 ? kMaxChunkBytes : request.chunk_bytes()) {
+        chunk_bytes_(request.chunk_bytes() == 0 ? kMaxChunkBytes : request.chunk_bytes()),
+        revocable_(revocable) {
+    if (revocable_ != nullptr) {
+      revocation_ = revocable_->Add(key, [this] { revoked_.store(true); });
+    }
     if (request.chunk_bytes() < 0 || request.chunk_bytes() > kMaxChunkBytes) {
       Done(absl::InvalidArgumentError(absl::StrCat(
           "chunk_bytes: must be in [0, ", kMaxChunkBytes, "], got ", request.chunk_bytes())));
@@ -179,10 +204,19 @@ class ResultStream final : public grpc::ServerWriteReactor<Chunk> {
       Done(absl::OkStatus());
       return;
     }
+    if (revoked_.load()) {
+      logging::Warn("stream ended: its API key was revoked",
+                    {{"method", "FetchResult"}, {"job", job_id_}, {"key", caller_.name}});
+      Done(KeyRevokedError(caller_.name));
+      return;
+    }
     Next();
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    if (revocable_ != nullptr) revocable_->Remove(revocation_);
+    delete this;
+  }
 
  private:
   void Next() {
@@ -220,6 +254,9 @@ class ResultStream final : public grpc::ServerWriteReactor<Chunk> {
   const int64_t chunk_bytes_;
   bool last_sent_ = false;
   Chunk chunk_;
+  RevocableStreams* const revocable_;
+  uint64_t revocation_ = 0;
+  std::atomic<bool> revoked_{false};  // set on EndRevoked's thread
 };
 
 // A stream that fails before it starts.
@@ -242,15 +279,16 @@ grpc::ServerUnaryReactor* VideoServiceImpl::FinishUnary(grpc::CallbackServerCont
   return reactor;
 }
 
-absl::StatusOr<Caller> VideoServiceImpl::Authorize(
-    const grpc::CallbackServerContext* context) const {
+absl::StatusOr<Caller> VideoServiceImpl::Authorize(const grpc::CallbackServerContext* context,
+                                                   ApiKey* key) const {
   if (auth_ == nullptr) return Caller{};
-  return auth_->VideoCaller(*context);
+  return auth_->VideoCaller(*context, key);
 }
 
 grpc::ServerWriteReactor<JobEvent>* VideoServiceImpl::Generate(
     grpc::CallbackServerContext* context, const sparsevid::v1::GenerateRequest* request) {
-  absl::StatusOr<Caller> caller = Authorize(context);
+  ApiKey key;
+  absl::StatusOr<Caller> caller = Authorize(context, &key);
   absl::StatusOr<sparsevid::v1::Job> job =
       caller.ok() ? engine_.Submit(*request, ClientDeadline(context), *caller)
                   : absl::StatusOr<sparsevid::v1::Job>(caller.status());
@@ -261,7 +299,7 @@ grpc::ServerWriteReactor<JobEvent>* VideoServiceImpl::Generate(
   }
   auto* stream = new EventStream(engine_, metrics_, "Generate", context, *caller, job->job_id(),
                                  0, /*include_chunks=*/true,
-                                 /*cancel_on_disconnect=*/!request->detach());
+                                 /*cancel_on_disconnect=*/!request->detach(), Revocable(), key);
   stream->Start();
   return stream;
 }
@@ -281,7 +319,8 @@ grpc::ServerUnaryReactor* VideoServiceImpl::Submit(grpc::CallbackServerContext* 
 
 grpc::ServerWriteReactor<JobEvent>* VideoServiceImpl::Watch(
     grpc::CallbackServerContext* context, const sparsevid::v1::WatchRequest* request) {
-  absl::StatusOr<Caller> caller = Authorize(context);
+  ApiKey key;
+  absl::StatusOr<Caller> caller = Authorize(context, &key);
   absl::Status bad = caller.status();
   if (bad.ok() && request->after_seq() < 0) {
     bad = absl::InvalidArgumentError("after_seq: must be >= 0");
@@ -293,7 +332,7 @@ grpc::ServerWriteReactor<JobEvent>* VideoServiceImpl::Watch(
   }
   auto* stream = new EventStream(engine_, metrics_, "Watch", context, *caller, request->job_id(),
                                  request->after_seq(), request->include_chunks(),
-                                 /*cancel_on_disconnect=*/false);
+                                 /*cancel_on_disconnect=*/false, Revocable(), key);
   stream->Start();
   return stream;
 }
@@ -331,13 +370,14 @@ grpc::ServerUnaryReactor* VideoServiceImpl::ListJobs(
 
 grpc::ServerWriteReactor<Chunk>* VideoServiceImpl::FetchResult(
     grpc::CallbackServerContext* context, const sparsevid::v1::FetchResultRequest* request) {
-  absl::StatusOr<Caller> caller = Authorize(context);
+  ApiKey key;
+  absl::StatusOr<Caller> caller = Authorize(context, &key);
   if (!caller.ok()) {
     grpc::Status g = ToGrpcStatus(caller.status(), context);
     if (metrics_) metrics_->OnRpc("FetchResult", g.error_code());
     return new FailedStream<Chunk>(g);
   }
-  return new ResultStream(engine_, metrics_, context, *caller, *request);
+  return new ResultStream(engine_, metrics_, context, *caller, *request, Revocable(), key);
 }
 
 }  // namespace sparsevid::front

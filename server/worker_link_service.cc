@@ -1,5 +1,6 @@
 #include "server/worker_link_service.h"
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -40,14 +41,14 @@ class WorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMe
  public:
   // `links` null: auth off, no revocation bookkeeping.
   WorkerStream(JobEngine& engine, FrontMetrics* metrics, grpc::CallbackServerContext* context,
-               WorkerLinkServiceImpl* links, const ApiKey& key)
+               RevocableStreams* links, const ApiKey& key)
       : engine_(engine),
         metrics_(metrics),
         context_(context),
         channel_(std::make_shared<StreamChannel>(this)),
         links_(links),
         key_name_(key.name) {
-    if (links_ != nullptr) link_ = links_->AddLink(key, &revoked_);
+    if (links_ != nullptr) link_ = links_->Add(key, [this] { OnKeyRevoked(); });
     StartRead(&in_);
   }
 
@@ -87,11 +88,31 @@ class WorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMe
     return worker_id_;
   }
 
-  absl::Status Handle(const WorkerMessage& m) {
-    if (revoked_ && revoked_->load()) {
-      return absl::UnauthenticatedError(
-          absl::StrCat("API key '", key_name_, "' was removed from the front's keys"));
+  // The key left the keys file (on DropRevokedWorkers' thread, never after
+  // End): no more jobs from now on; the stream ends at the next message.
+  void OnKeyRevoked() {
+    revoked_.store(true);
+    std::string leave;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      leave = TakeEngineExitLocked();
     }
+    logging::Warn("worker API key revoked: no more jobs for this worker",
+                  {{"worker", WorkerId()}, {"key", key_name_}});
+    if (!leave.empty()) engine_.RemoveWorker(leave, "API key revoked");
+  }
+
+  // The worker id to remove from the engine, once: the hello, End and a
+  // revocation race for it, and whoever comes first under mu_ takes it
+  // ("" = not in the engine, or already taken).
+  std::string TakeEngineExitLocked() {
+    if (worker_id_.empty() || left_engine_) return "";
+    left_engine_ = true;
+    return worker_id_;
+  }
+
+  absl::Status Handle(const WorkerMessage& m) {
+    if (revoked_.load()) return KeyRevokedError(key_name_);
     switch (m.msg_case()) {
       case WorkerMessage::kHello: {
         if (!WorkerId().empty()) {
@@ -99,24 +120,20 @@ class WorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMe
         }
         absl::Status s = engine_.AddWorker(m.hello(), channel_);
         if (!s.ok()) return s;
-        if (links_ != nullptr) {
-          links_->SetLinkWorker(link_, m.hello().worker_id());
-          // Revoked while the hello was handled (DropRevokedWorkers saw no
-          // worker id yet): leave the engine here, nobody else will.
-          if (revoked_->load()) {
-            engine_.RemoveWorker(m.hello().worker_id(), "API key revoked");
-            return absl::UnauthenticatedError(
-                absl::StrCat("API key '", key_name_, "' was removed from the front's keys"));
-          }
-        }
-        bool ended;
+        std::string leave;
+        bool revoked;
         {
           std::lock_guard<std::mutex> lock(mu_);
           worker_id_ = m.hello().worker_id();
-          ended = ended_;
+          // Ended or revoked while the hello was handled (End and
+          // OnKeyRevoked saw no worker id yet): leave here, nobody else will.
+          revoked = revoked_.load();
+          if (ended_ || revoked) leave = TakeEngineExitLocked();
         }
-        // The stream ended while the hello was handled: undo it.
-        if (ended) engine_.RemoveWorker(m.hello().worker_id(), "stream ended");
+        if (!leave.empty()) {
+          engine_.RemoveWorker(leave, revoked ? "API key revoked" : "stream ended");
+        }
+        if (revoked) return KeyRevokedError(key_name_);
         return absl::OkStatus();
       }
       case WorkerMessage::kReady:
@@ -133,19 +150,18 @@ class WorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMe
   // Ends the stream once: the worker leaves the engine first (which may
   // still Send through the channel), then the channel closes.
   void End(const absl::Status& status, const std::string& why) {
-    std::string worker_id;
+    std::string leave;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (ended_) return;
       ended_ = true;
       final_status_ = ToGrpcStatus(status, context_);
-      worker_id = worker_id_;
+      // Not when a revocation already dropped the worker: its id may be in
+      // use again by a new stream.
+      leave = TakeEngineExitLocked();
     }
-    if (links_ != nullptr) links_->RemoveLink(link_);
-    // A revoked worker was already dropped from the engine (and its id may
-    // be in use again by a new stream).
-    const bool revoked = revoked_ && revoked_->load();
-    if (!worker_id.empty() && !revoked) engine_.RemoveWorker(worker_id, why);
+    if (links_ != nullptr) links_->Remove(link_);  // OnKeyRevoked is over
+    if (!leave.empty()) engine_.RemoveWorker(leave, why);
     if (metrics_) metrics_->OnRpc("WorkerLink.Connect", final_status_.error_code());
     if (!channel_->Close()) FinishNow();
   }
@@ -162,12 +178,13 @@ class WorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMe
   grpc::CallbackServerContext* context_;
   std::shared_ptr<StreamChannel> channel_;
   WorkerMessage in_;
-  WorkerLinkServiceImpl* const links_;
+  RevocableStreams* const links_;
   const std::string key_name_;
   uint64_t link_ = 0;
-  std::shared_ptr<std::atomic<bool>> revoked_;  // set by DropRevokedWorkers
+  std::atomic<bool> revoked_{false};  // set by OnKeyRevoked
   std::mutex mu_;
   std::string worker_id_;  // set by a successful hello
+  bool left_engine_ = false;  // see TakeEngineExitLocked
   bool ended_ = false;
   bool finished_ = false;
   grpc::Status final_status_;
@@ -227,47 +244,7 @@ grpc::ServerBidiReactor<WorkerMessage, FrontMessage>* WorkerLinkServiceImpl::Con
     if (metrics_) metrics_->OnRpc("WorkerLink.Connect", g.error_code());
     return new RejectedStream(g);
   }
-  return new WorkerStream(engine_, metrics_, context, this, *key);
-}
-
-uint64_t WorkerLinkServiceImpl::AddLink(const ApiKey& key,
-                                        std::shared_ptr<std::atomic<bool>>* revoked) {
-  absl::MutexLock lock(&links_mu_);
-  const uint64_t id = next_link_++;
-  Link& l = links_[id];
-  l.key = key;
-  *revoked = l.revoked;
-  return id;
-}
-
-void WorkerLinkServiceImpl::SetLinkWorker(uint64_t link, const std::string& worker_id) {
-  absl::MutexLock lock(&links_mu_);
-  auto it = links_.find(link);
-  if (it != links_.end()) it->second.worker_id = worker_id;
-}
-
-void WorkerLinkServiceImpl::RemoveLink(uint64_t link) {
-  absl::MutexLock lock(&links_mu_);
-  links_.erase(link);
-}
-
-int WorkerLinkServiceImpl::DropRevokedWorkers() {
-  if (auth_ == nullptr || !auth_->enabled()) return 0;
-  std::vector<std::pair<std::string, std::string>> dropped;  // worker id, key name
-  {
-    absl::MutexLock lock(&links_mu_);
-    for (auto& [id, link] : links_) {
-      if (link.revoked->load() || auth_->StillValid(link.key)) continue;
-      link.revoked->store(true);
-      dropped.emplace_back(link.worker_id, link.key.name);
-    }
-  }
-  for (const auto& [worker_id, key_name] : dropped) {
-    logging::Warn("worker API key revoked: no more jobs for this worker",
-                  {{"worker", worker_id}, {"key", key_name}});
-    if (!worker_id.empty()) engine_.RemoveWorker(worker_id, "API key revoked");
-  }
-  return static_cast<int>(dropped.size());
+  return new WorkerStream(engine_, metrics_, context, &links_, *key);
 }
 
 }  // namespace sparsevid::front

@@ -7,16 +7,10 @@
 // DropRevokedWorkers ends the links whose key has left the keys file.
 #pragma once
 
-#include <atomic>
-#include <cstdint>
-#include <map>
-#include <memory>
-#include <string>
-
-#include "absl/synchronization/mutex.h"
 #include "server/front_metrics.h"
 #include "server/job_engine.h"
 #include "server/request_auth.h"
+#include "server/revocable_streams.h"
 #include "sparsevid/v1/worker_link.grpc.pb.h"
 
 namespace sparsevid::front {
@@ -26,7 +20,7 @@ class WorkerLinkServiceImpl final : public sparsevid::v1::WorkerLink::CallbackSe
   // `auth` null = auth off.
   WorkerLinkServiceImpl(JobEngine& engine, FrontMetrics* metrics,
                         const RequestAuth* auth = nullptr)
-      : engine_(engine), metrics_(metrics), auth_(auth) {}
+      : engine_(engine), metrics_(metrics), auth_(auth), links_(auth) {}
 
   grpc::ServerBidiReactor<sparsevid::v1::WorkerMessage, sparsevid::v1::FrontMessage>*
   Connect(grpc::CallbackServerContext* context) override;
@@ -35,26 +29,13 @@ class WorkerLinkServiceImpl final : public sparsevid::v1::WorkerLink::CallbackSe
   // once (the engine drops them; their running jobs are requeued) and their
   // stream ends with UNAUTHENTICATED at its next message. Returns how many.
   // main calls it every auth.reload_seconds.
-  int DropRevokedWorkers();
-
-  // Stream bookkeeping for DropRevokedWorkers (used by the streams).
-  struct Link {
-    ApiKey key;
-    std::string worker_id;  // once its hello is accepted
-    std::shared_ptr<std::atomic<bool>> revoked = std::make_shared<std::atomic<bool>>(false);
-  };
-  uint64_t AddLink(const ApiKey& key, std::shared_ptr<std::atomic<bool>>* revoked);
-  void SetLinkWorker(uint64_t link, const std::string& worker_id);
-  void RemoveLink(uint64_t link);
+  int DropRevokedWorkers() { return links_.EndRevoked(); }
 
  private:
   JobEngine& engine_;
   FrontMetrics* metrics_;
   const RequestAuth* auth_;
-
-  absl::Mutex links_mu_;
-  uint64_t next_link_ ABSL_GUARDED_BY(links_mu_) = 1;
-  std::map<uint64_t, Link> links_ ABSL_GUARDED_BY(links_mu_);
+  RevocableStreams links_;  // the open links and their keys
 };
 
 }  // namespace sparsevid::front

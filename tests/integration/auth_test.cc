@@ -1,7 +1,9 @@
 // API-key auth with the real processes: a front with auth.api_keys_file, a
 // worker holding a worker key, and the CLI. A client key generates a video
 // end to end; no key or another client's key are refused with their own exit
-// codes; a worker with a client key is kept off the front.
+// codes; a worker with a client key is kept off the front; a client's open
+// watch ends (exit 11) once its key is removed from the keys file.
+#include <cstdio>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -28,7 +30,10 @@ class AuthTest : public ::testing::Test {
     WriteFile(h_.dir() + "/alice.key", "alice-key-0123456789abcdef\n");
     WriteFile(h_.dir() + "/bob.key", "bob-key-0123456789abcdef\n");
     WriteFile(h_.dir() + "/worker.key", "worker-key-0123456789abcdef\n");
-    ASSERT_TRUE(h_.StartFront({"--auth.api_keys_file", keys_file_}).ok()) << h_.front().Stderr();
+    // Keys re-read every 0.2 s, so a revocation test need not wait long.
+    ASSERT_TRUE(
+        h_.StartFront({"--auth.api_keys_file", keys_file_, "--auth.reload_seconds", "0.2"}).ok())
+        << h_.front().Stderr();
   }
   CommandResult Cli(std::vector<std::string> args, const std::string& log) {
     std::vector<std::string> argv = {Paths::Cli(), "-a", h_.front_address()};
@@ -107,6 +112,51 @@ TEST_F(AuthTest, WorkerWithAClientKeyIsKeptOff) {
   health = client::WaitForServing(absl::StrCat("127.0.0.1:", h_.worker_health_port(*anon)), "",
                                   2s);
   EXPECT_TRUE(!health.ok() || *health != client::HealthStatus::kServing);
+}
+
+TEST_F(AuthTest, RemovingAClientKeyEndsItsOpenWatch) {
+  // Jobs that stay queued (no worker), and a CLI watch on each.
+  auto submit = [&](const char* who) {
+    CommandResult r = Cli({"--api-key-file", h_.dir() + "/" + who + ".key", "submit", "waits",
+                           "--width", "32", "--height", "32", "--frames", "5"},
+                          std::string("submit-") + who);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out.substr(0, r.out.find('\n'));
+  };
+  auto watch = [&](const char* who, const std::string& id) {
+    auto p = ChildProcess::Start({Paths::Cli(), "-a", h_.front_address(), "--api-key-file",
+                                  h_.dir() + "/" + who + ".key", "--json", "watch", id},
+                                 h_.dir() + "/watch-" + who);
+    EXPECT_TRUE(p.ok()) << p.status();
+    return p.ok() ? std::move(*p) : ChildProcess();
+  };
+  const std::string alices = submit("alice"), bobs = submit("bob");
+  ASSERT_FALSE(alices.empty());
+  ASSERT_FALSE(bobs.empty());
+  ChildProcess alice = watch("alice", alices), bob = watch("bob", bobs);
+  // Both streams are open once they have printed the queued event.
+  for (int i = 0; i < 100 && (alice.Stdout().empty() || bob.Stdout().empty()); ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_NE(alice.Stdout().find(alices), std::string::npos) << alice.Stderr();
+  ASSERT_NE(bob.Stdout().find(bobs), std::string::npos) << bob.Stderr();
+
+  // Alice's key leaves the file (replaced by a rename, as a Secret is).
+  WriteFile(keys_file_ + ".tmp",
+            "keys:\n"
+            "  - {name: bob, key: \"bob-key-0123456789abcdef\", role: client}\n"
+            "  - {name: it-worker, key: \"worker-key-0123456789abcdef\", role: worker}\n");
+  ASSERT_EQ(std::rename((keys_file_ + ".tmp").c_str(), keys_file_.c_str()), 0);
+  // Within about one reload period (0.2 s) after the reload; 10 s for a busy box.
+  const std::optional<int> status = alice.WaitExit(10s);
+  ASSERT_TRUE(status.has_value()) << "watch still running after its key was removed";
+  EXPECT_EQ(*status >> 8, 11) << alice.Stderr();
+  EXPECT_NE(alice.Stderr().find("API key 'alice' was revoked"), std::string::npos)
+      << alice.Stderr();
+  EXPECT_EQ(alice.Stderr().find("alice-key-0123456789abcdef"), std::string::npos);
+  EXPECT_NE(h_.front().Stderr().find("stream ended: its API key was revoked"), std::string::npos);
+  // Bob's watch runs on.
+  EXPECT_TRUE(bob.running()) << bob.Stderr();
 }
 
 TEST_F(AuthTest, FrontRefusesToStartWithABadKeysFile) {

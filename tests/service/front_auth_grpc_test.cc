@@ -1,8 +1,9 @@
 // API-key auth through the real gRPC adapters in one process: a server on a
 // free loopback port with an API keys file, real client stubs and a worker
 // stream. Missing, malformed and unknown keys are UNAUTHENTICATED, keys of the
-// wrong role PERMISSION_DENIED, client keys see only their own jobs, and each
-// refusal is counted in sparsevid_auth_failures_total.
+// wrong role PERMISSION_DENIED, client keys see only their own jobs, each
+// refusal is counted in sparsevid_auth_failures_total, and open streams end
+// when their key leaves the keys file.
 #include <unistd.h>
 
 #include <chrono>
@@ -12,6 +13,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -34,6 +36,7 @@ constexpr char kAlice[] = "alice-key-0123456789abcdef";
 constexpr char kBob[] = "bob-key-0123456789abcdef";
 constexpr char kOps[] = "ops-key-0123456789abcdef";
 constexpr char kWorker[] = "worker-key-0123456789abcdef";
+constexpr char kAliceRotated[] = "alice-rotated-0123456789";
 
 std::chrono::system_clock::time_point In(seconds s) { return std::chrono::system_clock::now() + s; }
 
@@ -65,14 +68,17 @@ class FrontAuthGrpcTest : public ::testing::Test {
     rmdir(dir_.c_str());
   }
 
-  // Replaced by a rename, as a Secret update does.
-  void WriteKeys(bool with_worker) {
+  // Replaced by a rename, as a Secret update does. Alice's entry holds
+  // `alice_key`, or is left out when it is empty.
+  void WriteKeys(bool with_worker, const std::string& alice_key = kAlice) {
     const std::string tmp = keys_path_ + ".tmp";
     {
       std::ofstream out(tmp);
-      out << "keys:\n"
-          << "  - {name: alice, key: \"" << kAlice << "\", role: client}\n"
-          << "  - {name: bob, key: \"" << kBob << "\", role: client}\n"
+      out << "keys:\n";
+      if (!alice_key.empty()) {
+        out << "  - {name: alice, key: \"" << alice_key << "\", role: client}\n";
+      }
+      out << "  - {name: bob, key: \"" << kBob << "\", role: client}\n"
           << "  - {name: ops, key: \"" << kOps << "\", role: admin}\n";
       if (with_worker) out << "  - {name: w, key: \"" << kWorker << "\", role: worker}\n";
     }
@@ -261,7 +267,7 @@ TEST_F(FrontAuthGrpcTest, RemovingAWorkerKeyCutsOffItsOpenLink) {
   EXPECT_FALSE(worker->stream->Read(&msg)) << msg.DebugString();
   const grpc::Status s = worker->stream->Finish();
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
-  EXPECT_NE(s.error_message().find("'w' was removed"), std::string::npos) << s.error_message();
+  EXPECT_NE(s.error_message().find("'w' was revoked"), std::string::npos) << s.error_message();
   ASSERT_TRUE(GetJob(Bearer(kAlice), job.job_id(), &job).ok());
   EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);
 
@@ -279,6 +285,158 @@ TEST_F(FrontAuthGrpcTest, RemovingAWorkerKeyCutsOffItsOpenLink) {
   testing::ScriptedWorker back(channel_, "w1", Bearer(kWorker));  // the same id is free again
   EXPECT_EQ(back.Read().assign().job_id(), job.job_id());
   back.ctx.TryCancel();
+}
+
+// An open server stream of a test client.
+template <typename T>
+struct OpenStream {
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReader<T>> reader;
+  // Reads to the end; the status the stream ended with.
+  grpc::Status Drain() {
+    T msg;
+    while (reader->Read(&msg)) {
+    }
+    return reader->Finish();
+  }
+};
+
+void ExpectRevoked(const grpc::Status& s) {
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  EXPECT_NE(s.error_message().find("API key 'alice' was revoked"), std::string::npos)
+      << s.error_message();
+  EXPECT_EQ(s.error_message().find("0123456789"), std::string::npos) << "key echoed";
+}
+
+TEST_F(FrontAuthGrpcTest, RemovingAClientKeyEndsItsOpenStreams) {
+  v1::Job alices, bobs;
+  ASSERT_TRUE(Submit(Bearer(kAlice), "watched", &alices).ok());
+  ASSERT_TRUE(Submit(Bearer(kBob), "bob's", &bobs).ok());
+  using Events = OpenStream<v1::JobEvent>;
+  // Opens a Watch and reads its first (queued) event, so it is surely open.
+  auto watch = [&](const char* key, const std::string& id) {
+    auto o = std::make_unique<Events>();
+    Auth(o->ctx, Bearer(key));
+    v1::WatchRequest r;
+    r.set_job_id(id);
+    o->reader = stub_->Watch(&o->ctx, r);
+    v1::JobEvent first;
+    EXPECT_TRUE(o->reader->Read(&first));
+    return o;
+  };
+  auto alice_watch = watch(kAlice, alices.job_id());
+  auto alice_generate = std::make_unique<Events>();
+  Auth(alice_generate->ctx, Bearer(kAlice));
+  alice_generate->reader = stub_->Generate(&alice_generate->ctx, testing::Request("generated"));
+  v1::JobEvent first;
+  ASSERT_TRUE(alice_generate->reader->Read(&first));
+  const std::string generated = first.job_id();
+  auto bob_watch = watch(kBob, bobs.job_id());
+  auto ops_watch = watch(kOps, alices.job_id());
+  EXPECT_EQ(video_->EndRevokedStreams(), 0);  // every key still listed
+
+  WriteKeys(/*with_worker=*/true, /*alice_key=*/"");
+  EXPECT_EQ(video_->EndRevokedStreams(), 2);
+  ExpectRevoked(alice_watch->Drain());
+  ExpectRevoked(alice_generate->Drain());
+  EXPECT_EQ(video_->EndRevokedStreams(), 0);  // counted once
+
+  // The jobs are left as they were, Generate's too (not a disconnect).
+  v1::Job job;
+  ASSERT_TRUE(GetJob(Bearer(kOps), generated, &job).ok());
+  EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);
+  ASSERT_TRUE(GetJob(Bearer(kOps), alices.job_id(), &job).ok());
+  EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);
+
+  // Other keys' streams run on: they still get their job's next event.
+  for (auto [stream, key, id] : {std::make_tuple(bob_watch.get(), kBob, bobs.job_id()),
+                                 std::make_tuple(ops_watch.get(), kOps, alices.job_id())}) {
+    grpc::ClientContext ctx;
+    Auth(ctx, Bearer(key));
+    v1::CancelJobRequest r;
+    r.set_job_id(id);
+    ASSERT_TRUE(stub_->CancelJob(&ctx, r, &job).ok());
+    v1::JobEvent e;
+    ASSERT_TRUE(stream->reader->Read(&e)) << key;
+    EXPECT_TRUE(e.has_cancelled()) << e.DebugString();
+    EXPECT_EQ(stream->Drain().error_code(), grpc::StatusCode::CANCELLED);
+  }
+
+  // A new stream with the removed key is refused as before.
+  Events refused;
+  Auth(refused.ctx, Bearer(kAlice));
+  v1::WatchRequest r;
+  r.set_job_id(generated);
+  refused.reader = stub_->Watch(&refused.ctx, r);
+  EXPECT_EQ(testing::FinishWithoutMessages(*refused.reader), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(FrontAuthGrpcTest, ARotatedClientKeyEndsTheOldKeysStreamsOnly) {
+  v1::Job job;
+  ASSERT_TRUE(Submit(Bearer(kAlice), "rotated", &job).ok());
+  auto open = [&](const char* key) {
+    auto o = std::make_unique<OpenStream<v1::JobEvent>>();
+    Auth(o->ctx, Bearer(key));
+    v1::WatchRequest r;
+    r.set_job_id(job.job_id());
+    o->reader = stub_->Watch(&o->ctx, r);
+    v1::JobEvent first;
+    EXPECT_TRUE(o->reader->Read(&first)) << key;
+    return o;
+  };
+  auto old_key = open(kAlice);
+  // Same name, new key: the name's jobs stay Alice's, the old key's stream ends.
+  WriteKeys(/*with_worker=*/true, kAliceRotated);
+  auto new_key = open(kAliceRotated);
+  EXPECT_EQ(video_->EndRevokedStreams(), 1);
+  ExpectRevoked(old_key->Drain());
+  grpc::ClientContext ctx;
+  Auth(ctx, Bearer(kAliceRotated));
+  v1::CancelJobRequest r;
+  r.set_job_id(job.job_id());
+  ASSERT_TRUE(stub_->CancelJob(&ctx, r, &job).ok());
+  EXPECT_EQ(new_key->Drain().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+TEST_F(FrontAuthGrpcTest, RemovingAClientKeyEndsItsResultDownload) {
+  v1::Job job;
+  ASSERT_TRUE(Submit(Bearer(kAlice), "a long video", &job).ok());
+  // An 8 MiB result, played in by a worker on the engine directly.
+  auto channel = std::make_shared<testing::RecordingChannel>();
+  ASSERT_TRUE(engine_->AddWorker(testing::Hello("w-local"), channel).ok());
+  ASSERT_TRUE(engine_->WorkerReady("w-local", 1).ok());
+  constexpr int kChunks = 16;
+  const std::string chunk(512 << 10, 'v');
+  for (int i = 0; i < kChunks; ++i) {
+    ASSERT_TRUE(engine_
+                    ->WorkerEvent("w-local", testing::ChunkEvent(job.job_id(), i * chunk.size(),
+                                                                 chunk, i == kChunks - 1))
+                    .ok());
+  }
+  ASSERT_TRUE(engine_->WorkerEvent("w-local", testing::CompletedEvent(job.job_id())).ok());
+  const int64_t total = int64_t{kChunks} * static_cast<int64_t>(chunk.size());
+
+  // A client that reads one 16 KiB chunk and then waits: HTTP/2 flow control
+  // (a fixed 64 KiB window without BDP probing) holds the front back.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  auto stub = v1::VideoService::NewStub(grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials(), args));
+  OpenStream<v1::Chunk> fetch;
+  Auth(fetch.ctx, Bearer(kAlice));
+  v1::FetchResultRequest r;
+  r.set_job_id(job.job_id());
+  r.set_chunk_bytes(16 << 10);
+  fetch.reader = stub->FetchResult(&fetch.ctx, r);
+  v1::Chunk c;
+  ASSERT_TRUE(fetch.reader->Read(&c));
+  int64_t received = static_cast<int64_t>(c.data().size());
+
+  WriteKeys(/*with_worker=*/true, /*alice_key=*/"");
+  EXPECT_EQ(video_->EndRevokedStreams(), 1);
+  while (fetch.reader->Read(&c)) received += static_cast<int64_t>(c.data().size());
+  ExpectRevoked(fetch.reader->Finish());
+  EXPECT_LT(received, total / 2);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <atomic>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "gtest/gtest.h"
 #include "tests/service/engine_test_util.h"
@@ -372,8 +374,14 @@ TEST_F(JobEngineTest, ListJobsPagesAndFilters) {
   req.set_page_size(5000);
   EXPECT_EQ(engine_->ListJobs(req).status().code(), absl::StatusCode::kInvalidArgument);
   req.set_page_size(1);
-  req.set_page_token("garbage");
-  EXPECT_EQ(engine_->ListJobs(req).status().code(), absl::StatusCode::kInvalidArgument);
+  // Malformed tokens, and admission numbers as tokens (the old format), are
+  // refused naming the field.
+  for (const char* bad : {"garbage", "1", "2", "3", "AAAAAAAAAAAAAAAAAAAAAA"}) {
+    req.set_page_token(bad);
+    const absl::Status s = engine_->ListJobs(req).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(s.message().rfind("page_token: ", 0), 0u) << s;
+  }
 }
 
 TEST_F(JobEngineTest, SubscribersAreNotifiedAndCanUnsubscribe) {
@@ -509,6 +517,75 @@ TEST_F(JobEngineTest, MaxActiveJobsPerKey) {
   // Cancelling a queued job frees its place at once.
   EXPECT_EQ(engine_->Cancel(third_id, "", alice)->state(), v1::JOB_STATE_CANCELLED);
   EXPECT_TRUE(engine_->Submit(Request("5"), kNoDeadline, alice).ok());
+}
+
+TEST_F(JobEngineTest, ListJobsPageTokensAreOpaqueAndTheCallersOwn) {
+  EngineOptions roomy = Options();
+  roomy.queue_capacity = 64;
+  engine_ = std::make_unique<JobEngine>(roomy, nullptr, clock_.AsClock());
+  const Caller alice = ClientCaller("alice"), bob = ClientCaller("bob");
+  std::vector<std::string> alices;
+  // Alice's jobs with Bob's in between: her pages must not tell how many.
+  for (int i = 0; i < 4; ++i) {
+    alices.push_back(engine_->Submit(Request(absl::StrCat("a", i)), kNoDeadline, alice)->job_id());
+    for (int j = 0; j < i; ++j) {
+      ASSERT_TRUE(engine_->Submit(Request(absl::StrCat("b", i, j)), kNoDeadline, bob).ok());
+    }
+  }
+  v1::ListJobsRequest req;
+  req.set_page_size(1);
+  std::vector<std::string> seen, tokens;
+  while (true) {
+    auto page = engine_->ListJobs(req, alice);
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const auto& j : page->jobs()) seen.push_back(j.job_id());
+    if (page->next_page_token().empty()) break;
+    tokens.push_back(page->next_page_token());
+    req.set_page_token(page->next_page_token());
+  }
+  EXPECT_EQ(seen, alices);  // order and page size as before
+  ASSERT_EQ(tokens.size(), 3u);
+  // Not the jobs' admission numbers (2, 4, 7 here): fixed-size opaque
+  // strings (page_token_test.cc checks the encryption itself).
+  for (const std::string& t : tokens) {
+    uint64_t n = 0;
+    EXPECT_FALSE(absl::SimpleAtoi(t, &n)) << t;
+    EXPECT_EQ(t.size(), 22u) << t;
+  }
+
+  // Bob cannot use Alice's token, nor can an admin; a token from before a
+  // restart (another engine, another key) is stale; Alice's own still works.
+  req.set_page_token(tokens[0]);
+  Caller admin;
+  admin.name = "ops";
+  for (const Caller& other : {bob, admin}) {
+    const absl::Status s = engine_->ListJobs(req, other).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << other.name;
+    EXPECT_EQ(s.message().rfind("page_token: ", 0), 0u) << s;
+  }
+  JobEngine restarted(Options(), nullptr, clock_.AsClock());
+  ASSERT_TRUE(restarted.Submit(Request("x"), kNoDeadline, alice).ok());
+  EXPECT_EQ(restarted.ListJobs(req, alice).status().code(), absl::StatusCode::kInvalidArgument);
+  auto again = engine_->ListJobs(req, alice);
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_EQ(again->jobs_size(), 1);
+  EXPECT_EQ(again->jobs(0).job_id(), alices[1]);
+
+  // A token outlives the job it points at: that job expired, the next page
+  // starts at the one after it. Filters still apply to later pages.
+  ASSERT_TRUE(engine_->Cancel(alices[1], "", alice).ok());
+  clock_.Advance(absl::Seconds(100));
+  ASSERT_TRUE(engine_->Cancel(alices[2], "", alice).ok());
+  ASSERT_TRUE(engine_->Cancel(alices[3], "", alice).ok());
+  clock_.Advance(absl::Seconds(30));  // retention 120 s: only alices[1] expires
+  engine_->Tick();
+  ASSERT_EQ(engine_->GetJob(alices[1], alice).status().code(), absl::StatusCode::kNotFound);
+  req.set_state(v1::JOB_STATE_CANCELLED);
+  auto after = engine_->ListJobs(req, alice);
+  ASSERT_TRUE(after.ok()) << after.status();
+  ASSERT_EQ(after->jobs_size(), 1);
+  EXPECT_EQ(after->jobs(0).job_id(), alices[2]);
+  EXPECT_FALSE(after->next_page_token().empty());
 }
 
 }  // namespace sparsevid::front
