@@ -60,11 +60,15 @@ std::string IdempotencyKey(const std::string& owner, const std::string& request_
   return absl::StrCat(owner, std::string(1, '\0'), request_id);
 }
 
+// Job ids and default seeds straight from the OS entropy source: a seeded
+// mt19937_64 is predictable from ~312 of its outputs, so a client could
+// rebuild it from its own ids and seeds and count the draws (other clients'
+// jobs) between them.
 uint64_t RandomU64() {
   static std::mutex mu;
-  static std::mt19937_64 gen{std::random_device{}()};
+  static std::random_device dev;  // getrandom(2) in libstdc++ on Linux
   std::lock_guard<std::mutex> lock(mu);
-  return gen();
+  return (static_cast<uint64_t>(dev()) << 32) ^ dev();
 }
 
 }  // namespace
