@@ -79,6 +79,9 @@ class WorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMe
 
   void OnDone() override {
     End(absl::CancelledError("stream done"), "stream done");
+    // A revocation ended the stream without leaving the registry (it ran
+    // inside the registry's callback); Remove is a no-op otherwise.
+    if (links_ != nullptr) links_->Remove(link_);
     delete this;
   }
 
@@ -89,7 +92,9 @@ class WorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMe
   }
 
   // The key left the keys file (on DropRevokedWorkers' thread, never after
-  // End): no more jobs from now on; the stream ends at the next message.
+  // End has left the registry): no more jobs, and the stream ends now. An
+  // idle worker sends nothing, so waiting for its next message would leave
+  // it linked to nothing, healthy-looking, never dialling again.
   void OnKeyRevoked() {
     revoked_.store(true);
     std::string leave;
@@ -100,6 +105,7 @@ class WorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMe
     logging::Warn("worker API key revoked: no more jobs for this worker",
                   {{"worker", WorkerId()}, {"key", key_name_}});
     if (!leave.empty()) engine_.RemoveWorker(leave, "API key revoked");
+    End(KeyRevokedError(key_name_), "API key revoked", /*unregister=*/false);
   }
 
   // The worker id to remove from the engine, once: the hello, End and a
@@ -148,8 +154,10 @@ class WorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMe
   }
 
   // Ends the stream once: the worker leaves the engine first (which may
-  // still Send through the channel), then the channel closes.
-  void End(const absl::Status& status, const std::string& why) {
+  // still Send through the channel), then the channel closes. `unregister`
+  // false: called from the registry's own callback, where Remove would wait
+  // for itself; OnDone removes the entry then.
+  void End(const absl::Status& status, const std::string& why, bool unregister = true) {
     std::string leave;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -160,7 +168,7 @@ class WorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, FrontMe
       // use again by a new stream.
       leave = TakeEngineExitLocked();
     }
-    if (links_ != nullptr) links_->Remove(link_);  // OnKeyRevoked is over
+    if (unregister && links_ != nullptr) links_->Remove(link_);  // OnKeyRevoked is over
     if (!leave.empty()) engine_.RemoveWorker(leave, why);
     if (metrics_) metrics_->OnRpc("WorkerLink.Connect", final_status_.error_code());
     if (!channel_->Close()) FinishNow();

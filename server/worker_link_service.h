@@ -27,7 +27,8 @@ class WorkerLinkServiceImpl final : public sparsevid::v1::WorkerLink::CallbackSe
 
   // Workers whose API key is no longer in the keys file stop getting jobs at
   // once (the engine drops them; their running jobs are requeued) and their
-  // stream ends with UNAUTHENTICATED at its next message. Returns how many.
+  // stream ends with UNAUTHENTICATED at once (an idle worker sends nothing,
+  // so waiting for its next message would strand it). Returns how many.
   // main calls it every auth.reload_seconds.
   int DropRevokedWorkers() { return links_.EndRevoked(); }
 
