@@ -17,7 +17,6 @@
 // Hopper kernel's linear part alone (LaunchLinearTilesHopper), which writes
 // (1 - alpha) * O_l into out like LinearKernel.
 #include <algorithm>
-#include <type_traits>
 
 #include "kernels/cuda/sla2_internal.cuh"
 #include "kernels/cuda/sla2_linear_states_hopper.cuh"
