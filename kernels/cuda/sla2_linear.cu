@@ -387,15 +387,13 @@ __global__ void __launch_bounds__(kTileThreads, 2) LinearKernel(LinearArgs args)
   }
 }
 
-// Part 1 (needs the prepare stage only): the per-key-block states (the
-// phi(K~) forms use LaunchLinearStatesHopper instead).
+// Part 1 (needs the prepare stage only): the per-key-block states, added
+// into the zeroed H_tot / z_tot (the phi(K~) forms use
+// LaunchLinearStatesHopper instead).
 template <int D>
 cudaError_t LaunchStatesD(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
                           cudaStream_t s) {
   const int64_t bh = static_cast<int64_t>(d.batch) * d.heads;
-  cudaError_t e = cudaMemsetAsync(w.htot, 0, bh * D * D * sizeof(float), s);
-  if (e == cudaSuccess) e = cudaMemsetAsync(w.ztot, 0, bh * D * sizeof(float), s);
-  if (e != cudaSuccess) return e;
   int device = 0, sms = 132;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
@@ -405,8 +403,8 @@ cudaError_t LaunchStatesD(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace
   const int per_cta = static_cast<int>(
       std::max<int64_t>(1, (bh * d.k_blocks + target - 1) / target));
   const dim3 sgrid((d.k_blocks + per_cta - 1) / per_cta, static_cast<unsigned>(bh));
-  e = cudaFuncSetAttribute(StatesKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           kStatesSmem);
+  const cudaError_t e = cudaFuncSetAttribute(
+      StatesKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, kStatesSmem);
   if (e != cudaSuccess) return e;
   StatesKernel<D><<<sgrid, D * 2, kStatesSmem, s>>>(
       static_cast<const __nv_bfloat16*>(p.k), static_cast<const __nv_bfloat16*>(p.v), d, w.kmean,
@@ -448,6 +446,11 @@ cudaError_t LaunchLinearStates(const Sla2Problem& p, const Sla2Dims& d,
   w.linear_form = phik && FusedLinearApplies(p)         ? F::kFused
                   : phik && LinearTilesHopperApplies(p) ? F::kHopperTiles
                                                         : F::kOwn;
+  // Both forms add into H_tot and z_tot.
+  const int64_t bh = static_cast<int64_t>(d.batch) * d.heads, dim = d.head_dim;
+  cudaError_t e = cudaMemsetAsync(w.htot, 0, bh * dim * dim * sizeof(float), s);
+  if (e == cudaSuccess) e = cudaMemsetAsync(w.ztot, 0, bh * dim * sizeof(float), s);
+  if (e != cudaSuccess) return e;
   if (w.linear_phik()) return LaunchLinearStatesHopper(p, d, w, s);
   return d.head_dim == 64 ? LaunchStatesD<64>(p, d, w, s) : LaunchStatesD<128>(p, d, w, s);
 }

@@ -33,8 +33,15 @@ constexpr int kStatesThreads = 256;
 constexpr int kThreadsPerRow = 8;                          // one row's channels
 constexpr int kRowsPerPass = kStatesThreads / kThreadsPerRow;  // 32
 constexpr int kChunkBytes = kBlockK * 128;  // one 64-channel chunk of a 64-row tile
+// Three stages, one CTA per SM: 100 KB of shared memory and 122 registers a
+// thread leave room for the route's kernels, which run beside it on the
+// caller's stream. Two CTAs per SM stream faster alone (0.104 vs 0.123 ms
+// at the 1.3B shape, H200) but fill the SM's registers, and the route then
+// waits for them: module 0.774 vs 0.764 ms (h200-v31-ab-states-*.log).
+constexpr int kStatesStages = 3;
+constexpr int kStatesCtasPerSm = 1;
 
-template <int D, int kStatesStages>
+template <int D>
 struct StatesSmem {
   static constexpr int kChunks = D / 64;
   static constexpr int kTileBytes = kChunks * kChunkBytes;
@@ -54,8 +61,8 @@ __device__ __forceinline__ uint32_t SwizzledUnit(int r, int u) {
   return static_cast<uint32_t>(r * 128 + ((u ^ (r & 7)) << 4));
 }
 
-template <int D, int kStatesStages, int kCtasPerSm>
-__global__ void __launch_bounds__(kStatesThreads, kCtasPerSm)
+template <int D>
+__global__ void __launch_bounds__(kStatesThreads, kStatesCtasPerSm)
     StatesHopperKernel(const __grid_constant__ CUtensorMap tmap_k,
                        const __grid_constant__ CUtensorMap tmap_v,
                        const __grid_constant__ CUtensorMap tmap_phik, Sla2Dims d,
@@ -63,7 +70,7 @@ __global__ void __launch_bounds__(kStatesThreads, kCtasPerSm)
                        float* __restrict__ zblk, float* __restrict__ htot,
                        float* __restrict__ ztot) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using S = StatesSmem<D, kStatesStages>;
+  using S = StatesSmem<D>;
   constexpr int kUnits = D / 64;  // 16-byte units of a row per thread
   constexpr int kCh = 8 * kUnits;  // channels per thread
   extern __shared__ uint8_t smem_raw[];
@@ -222,7 +229,7 @@ __global__ void __launch_bounds__(kStatesThreads, kCtasPerSm)
       zt[0] += zacc[0][0];
       zt[1] += zacc[0][2];
     }
-    if (tid == 0) BulkWaitReadAllBut<1>();
+    if (tid == 0) BulkWaitRead<1>();
     __syncthreads();  // B: the previous stage is free
     if (tid == 0 && n >= 1 && n - 1 + kStatesStages < nblk) load(n - 1 + kStatesStages);
   }
@@ -264,7 +271,7 @@ __global__ void __launch_bounds__(kStatesThreads, kCtasPerSm)
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
 
-template <int D, int kStatesStages, int kCtasPerSm>
+template <int D>
 cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
                    cudaStream_t s, int sms) {
   CUtensorMap tk, tv, tphik;
@@ -272,21 +279,19 @@ cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffe
       !MakePhiKMap(&tphik, w.phik, d))
     return cudaErrorNotSupported;
   const int64_t bh = static_cast<int64_t>(d.batch) * d.heads;
-  cudaError_t e = cudaMemsetAsync(w.htot, 0, bh * D * D * sizeof(float), s);
-  if (e == cudaSuccess) e = cudaMemsetAsync(w.ztot, 0, bh * D * sizeof(float), s);
-  if (e != cudaSuccess) return e;
-  // Two CTAs per SM, all in one wave: each head's key blocks split evenly
-  // over as many CTAs as fit (fewer, longer ranges also mean fewer H_tot
-  // reductions).
-  const int64_t splits = std::max<int64_t>(1, int64_t{kCtasPerSm} * sms / bh);
+  // kStatesCtasPerSm per SM, all in one wave: each head's key blocks split
+  // evenly over as many CTAs as fit (fewer, longer ranges also mean fewer
+  // H_tot reductions).
+  const int64_t splits = std::max<int64_t>(1, int64_t{kStatesCtasPerSm} * sms / bh);
   const int per = static_cast<int>((d.k_blocks + splits - 1) / splits);
   const dim3 grid((d.k_blocks + per - 1) / per, static_cast<unsigned>(bh));
-  using S = StatesSmem<D, kStatesStages>;
-  constexpr auto kernel = StatesHopperKernel<D, kStatesStages, kCtasPerSm>;
-  e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kBytes);
+  using S = StatesSmem<D>;
+  constexpr auto kernel = StatesHopperKernel<D>;
+  const cudaError_t e =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kBytes);
   if (e != cudaSuccess) return e;
-  kernel<<<grid, kStatesThreads, S::kBytes, s>>>(tk, tv, tphik, d, w.kmean, per,
-                                                                 w.zblk, w.htot, w.ztot);
+  kernel<<<grid, kStatesThreads, S::kBytes, s>>>(tk, tv, tphik, d, w.kmean, per, w.zblk, w.htot,
+                                                 w.ztot);
   return cudaGetLastError();
 }
 
@@ -296,12 +301,7 @@ cudaError_t LaunchLinearStatesHopper(const Sla2Problem& p, const Sla2Dims& d,
                                      Sla2Workspace::Buffers& w, cudaStream_t s) {
   const int sms = HopperSms();
   if (sms == 0 || w.phik == nullptr) return cudaErrorNotSupported;
-  // Three stages, one CTA per SM: 100 KB of shared memory and 140 registers
-  // a thread leave room for the route's kernels, which run beside it on the
-  // caller's stream. Two CTAs per SM stream faster alone (0.104 vs 0.123 ms
-  // at the 1.3B shape, H200) but fill the SM's registers, and the route then
-  // waits for them: module 0.774 vs 0.764 ms (h200-v31-ab-states-*.log).
-  return d.head_dim == 64 ? Launch<64, 3, 1>(p, d, w, s, sms) : Launch<128, 3, 1>(p, d, w, s, sms);
+  return d.head_dim == 64 ? Launch<64>(p, d, w, s, sms) : Launch<128>(p, d, w, s, sms);
 }
 
 }  // namespace sparsevid::kernels::cuda

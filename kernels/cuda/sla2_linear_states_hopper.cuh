@@ -9,9 +9,9 @@
 
 namespace sparsevid::kernels::cuda {
 
-// Writes w.phik (phi(K~) rows, padded rows 0), w.zblk (z_j) and sets
-// w.htot / w.ztot to H_tot = sum_j phi(K~_j)^T V_j and z_tot = sum_j z_j
-// (needs the prepare stage's w.kmean). cudaErrorNotSupported, nothing
+// Writes w.phik (phi(K~) rows, padded rows 0), w.zblk (z_j) and adds
+// H_tot = sum_j phi(K~_j)^T V_j and z_tot = sum_j z_j to w.htot / w.ztot,
+// which the caller has zeroed (needs the prepare stage's w.kmean). cudaErrorNotSupported, nothing
 // launched, where the Hopper kernels cannot run (not sm_90, tensor maps
 // rejected for these strides, no phi(K~) buffer).
 cudaError_t LaunchLinearStatesHopper(const Sla2Problem& p, const Sla2Dims& d,

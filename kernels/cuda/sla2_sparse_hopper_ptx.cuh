@@ -126,18 +126,15 @@ __device__ __forceinline__ void TmaStore4d(const void* tmap, uint32_t src, int c
 __device__ __forceinline__ void BulkCommit() {
   asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
 }
-// The committed stores have read their shared memory (it may be rewritten).
+// The committed stores, all but the newest kPending groups, have read their
+// shared memory (it may be rewritten).
+template <int kPending = 0>
 __device__ __forceinline__ void BulkWaitRead() {
-  asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(kPending) : "memory");
 }
 // The committed stores are complete.
 __device__ __forceinline__ void BulkWait() {
   asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
-}
-// All but the newest kPending committed groups have read their shared memory.
-template <int kPending>
-__device__ __forceinline__ void BulkWaitReadAllBut() {
-  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(kPending) : "memory");
 }
 // Adds `bytes` (a multiple of 16, both addresses 16-byte aligned) of fp32
 // from shared memory to global memory element-wise (a reduction done by the
