@@ -227,6 +227,9 @@ int HopperSms();
 // CTAs of a persistent grid: one per SM, or SLA2_HOPPER_MAX_CTAS (tests use
 // it to give each CTA many tiles), at most one per tile.
 int64_t PersistentCtas(int sms, int64_t tiles);
+// The same for the bf16 kernels on HeadAlignedGrid's grid
+// (sla2_persistent_grid.h).
+int64_t HeadAlignedCtas(int sms, int64_t tiles, int q_blocks);
 // SLA2_SPARSE_KERNEL unset, empty or "hopper" (the default is the Hopper kernels).
 bool HopperKernelSelected();
 // The environment variable is set to "0".

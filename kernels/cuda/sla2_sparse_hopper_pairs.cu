@@ -340,7 +340,7 @@ cudaError_t LaunchPairs(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
               int64_t{d.q_blocks} * d.heads * d.batch,
               !EnvIsZero("SLA2_HOPPER_PINGPONG"),
               !EnvIsZero("SLA2_HOPPER_L2_HINTS")};
-  const int64_t ctas = PersistentCtas(sms, a.num_tiles);
+  const int64_t ctas = HeadAlignedCtas(sms, a.num_tiles, d.q_blocks);
   SparseBf16HopperPairsKernel<D>
       <<<static_cast<unsigned>(ctas), kThreads, S::kBytes, s>>>(tq, tk, tv, tout, a);
   return cudaGetLastError();

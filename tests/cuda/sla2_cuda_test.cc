@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernels/cuda/sla2_cuda.h"
+#include "kernels/cuda/sla2_persistent_grid.h"
 #include "tests/cuda/sla2_reference.h"
 
 namespace sv = sparsevid::kernels::cuda;
@@ -545,8 +546,21 @@ void GpuCases() {
 
 }  // namespace
 
+// The persistent grid's size (host arithmetic, checked without a GPU too).
+void GridTests() {
+  using sparsevid::kernels::cuda::HeadAlignedGrid;
+  Check(HeadAlignedGrid(132, 256) == 128, "grid: 256 query blocks on 132 SMs -> 128 CTAs (2 waves a head)");
+  Check(HeadAlignedGrid(132, 264) == 132, "grid: 264 query blocks on 132 SMs -> 132 CTAs");
+  Check(HeadAlignedGrid(132, 130) == 130, "grid: 130 query blocks on 132 SMs -> 130 CTAs (a head a wave)");
+  Check(HeadAlignedGrid(132, 591) == 132, "grid: 591 query blocks (14B shape) -> one CTA per SM");
+  Check(HeadAlignedGrid(132, 64) == 132, "grid: 64 query blocks -> one CTA per SM (2 heads a wave)");
+  Check(HeadAlignedGrid(114, 256) == 114, "grid: 256 query blocks on 114 SMs -> 114 (85 would idle 25 %)");
+  Check(HeadAlignedGrid(132, 0) == 132, "grid: no query blocks -> unchanged");
+}
+
 int main() {
   ValidationTests();
+  GridTests();
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     cudaGetLastError();
