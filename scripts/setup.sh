@@ -9,7 +9,7 @@ PKGS=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libx264-dev ffmpeg
-  libyaml-cpp-dev libopenblas-dev libsentencepiece-dev
+  libyaml-cpp-dev libopenblas-dev libsentencepiece-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libspdlog-dev nlohmann-json3-dev libcli11-dev
   python3 python3-numpy python3-yaml python3-pip yamllint prometheus

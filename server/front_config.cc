@@ -46,6 +46,10 @@ void DeclareFrontConfig(config::ConfigSchema& s, FrontConfig* c) {
               "on SIGTERM, how long running jobs may finish before they fail",
               InRange(0.0, 86400.0));
 
+  s.AddString("state.dir", &c->state_dir,
+              "directory of the job journal: accepted jobs survive a restart or a drain and are "
+              "re-queued by the next front; empty = jobs live in memory only");
+
   s.AddString("auth.api_keys_file", &c->api_keys_file,
               "YAML file of API keys (name, key, role, max_active_jobs); empty = no auth: "
               "every caller may read and cancel every job");

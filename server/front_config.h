@@ -33,6 +33,10 @@ struct FrontConfig {
 
   double drain_grace_seconds = 600;
 
+  // Directory of the job journal (server/job_journal.h); empty = accepted
+  // jobs live in memory only and a restart loses them.
+  std::string state_dir;
+
   // API keys (server/api_keys.h); empty = auth off, every caller sees every job.
   std::string api_keys_file;
   double api_keys_reload_seconds = 2;

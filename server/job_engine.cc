@@ -246,6 +246,11 @@ void JobEngine::Finish(JobRecord& rec, JobState state, const absl::Status& statu
   Emit(rec, std::move(ev));
   if (state != v1::JOB_STATE_SUCCEEDED) results_.Erase(rec.job.job_id());
   if (observer_) observer_->OnJobFinished(outcome, now - rec.created);
+  if (options_.journal != nullptr) {
+    // A lost mark only means the next front runs the job again.
+    if (absl::Status s = options_.journal->Finished(rec.job.job_id()); !s.ok())
+      logging::Error("job journal write failed", {{"error", s.ToString()}}, rec.job.job_id());
+  }
   logging::Info("job finished",
                 {{"state", StateLabel(state)},
                  {"code", absl::StatusCodeToString(status.code())},
@@ -466,6 +471,13 @@ absl::StatusOr<Job> JobEngine::Submit(const GenerateRequest& request, absl::Time
   *rec->job.mutable_request() = std::move(resolved);
   rec->job.set_created_unix_seconds(UnixSeconds(now));
   JobRecord& r = *rec;
+  if (options_.journal != nullptr) {  // on disk before the client hears of the job
+    if (absl::Status s = options_.journal->Accepted({r.job, fingerprint, deadline}); !s.ok()) {
+      logging::Error("job journal write failed", {{"error", s.ToString()}}, job_id);
+      return reject("journal", absl::UnavailableError(absl::StrCat(
+                                   "front cannot record the job durably: ", s.message())));
+    }
+  }
   if (absl::Status s = queue_.Push(job_id, request.priority(), r.admit_seq); !s.ok()) {
     return reject("queue_full", s);  // unreachable: fullness checked above
   }
@@ -916,6 +928,54 @@ void JobEngine::FailRunning(const absl::Status& status) {
     StopOnWorker(*rec, std::string(status.message()));
     Finish(*rec, v1::JOB_STATE_FAILED, status, "failed");
   }
+}
+
+int JobEngine::Restore(std::vector<JournaledJob> jobs) {
+  Notifier lock(this);
+  const absl::Time now = clock_();
+  int queued = 0;
+  for (JournaledJob& j : jobs) {
+    const std::string job_id = j.job.job_id();
+    if (jobs_.count(job_id) != 0) continue;
+    auto rec = std::make_unique<JobRecord>(options_.event_log_capacity);
+    rec->fingerprint = std::move(j.fingerprint);
+    rec->admit_seq = next_admit_seq_++;
+    rec->created = absl::FromUnixSeconds(static_cast<int64_t>(j.job.created_unix_seconds()));
+    rec->deadline = j.deadline;
+    rec->job.set_job_id(job_id);
+    rec->job.set_request_id(j.job.request_id());
+    rec->job.set_owner(j.job.owner());
+    *rec->job.mutable_request() = j.job.request();
+    rec->job.set_created_unix_seconds(j.job.created_unix_seconds());
+    JobRecord& r = *rec;
+    jobs_.emplace(job_id, std::move(rec));
+    jobs_by_admit_.emplace(r.admit_seq, job_id);
+    if (!r.job.request_id().empty())
+      job_by_request_id_[IdempotencyKey(r.job.owner(), r.job.request_id())] = job_id;
+    ++active_by_owner_[r.job.owner()];
+    r.holds_quota = true;
+    absl::Status pushed = queue_.Push(job_id, r.job.request().priority(), r.admit_seq);
+    SetState(r, v1::JOB_STATE_QUEUED);
+    if (!pushed.ok()) {
+      Finish(r, v1::JOB_STATE_FAILED,
+             absl::ResourceExhaustedError(absl::StrCat(
+                 "front restarted with a smaller queue (", queue_.capacity(),
+                 " jobs); this job no longer fit; resubmit")),
+             "failed");
+    } else if (r.deadline <= now) {
+      Finish(r, v1::JOB_STATE_FAILED,
+             absl::DeadlineExceededError("the client deadline passed while the front restarted"),
+             "expired");
+    } else {
+      ++queued;
+      logging::Info("job restored from the journal", {{"request_id", r.job.request_id()}},
+                    job_id);
+    }
+  }
+  RefreshQueuePositions();
+  TryAssign();
+  ReportGauges();
+  return queued;
 }
 
 int JobEngine::queue_depth() const {

@@ -32,6 +32,7 @@
 #include "absl/time/time.h"
 #include "server/engine_observer.h"
 #include "server/job_event_log.h"
+#include "server/job_journal.h"
 #include "server/job_queue.h"
 #include "server/page_token.h"
 #include "server/result_store.h"
@@ -56,6 +57,10 @@ struct EngineOptions {
   // Used to validate requests while no worker is connected.
   sparsevid::v1::ModelLimits default_limits;
   std::string default_model;
+  // Accepted jobs recorded on disk (server/job_journal.h), not owned; null =
+  // jobs live in memory only. It covers a front that dies (crash, OOM kill,
+  // SIGKILL): a drain still ends every job before the front exits.
+  JobJournal* journal = nullptr;
 };
 
 // Who makes a call (from the API key, server/api_keys.h). Jobs record their
@@ -149,11 +154,18 @@ class JobEngine {
   // Stream gone: its running jobs are requeued (attempts left) or failed.
   void RemoveWorker(const std::string& worker_id, const std::string& why);
 
+  // Queues jobs a previous front accepted and never finished (from
+  // JobJournal::Open), before any request is served: same job id, request_id,
+  // owner and request. One that no longer fits the queue, or whose deadline
+  // has passed, fails with a status saying so. Returns how many were queued.
+  int Restore(std::vector<JournaledJob> jobs);
+
   // ---- lifecycle ----
   // Enforces deadlines and expires results and old job records.
   void Tick();
   // New work gets UNAVAILABLE; queued jobs fail with UNAVAILABLE; running
-  // jobs continue.
+  // jobs continue. (Also with a journal: the next front may not share its
+  // directory, and a client told UNAVAILABLE knows to resubmit.)
   void StartDrain();
   bool draining() const;
   int running_jobs() const;

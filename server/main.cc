@@ -124,7 +124,32 @@ int Run(int argc, char** argv) {
                   "TLS-terminating gateway on a private network)");
   }
 
-  JobEngine engine(engine_options, &front_metrics);
+  // Accepted jobs on disk: what a previous front left unfinished is queued
+  // again before any request is served.
+  std::unique_ptr<JobJournal> journal;
+  std::vector<JournaledJob> pending;
+  if (!cfg.state_dir.empty()) {
+    absl::StatusOr<std::unique_ptr<JobJournal>> opened = JobJournal::Open(cfg.state_dir, &pending);
+    if (!opened.ok()) {
+      logging::Error("state.dir unusable", {{"error", std::string(opened.status().message())}});
+      std::fprintf(stderr, "sparsevid-front: %s\n",
+                   std::string(opened.status().message()).c_str());
+      return 2;
+    }
+    journal = std::move(*opened);
+  } else {
+    logging::Warn("no state.dir: accepted jobs live in memory only; a restart loses them");
+  }
+  EngineOptions options = engine_options;
+  options.journal = journal.get();
+  JobEngine engine(options, &front_metrics);
+  if (journal != nullptr) {
+    const size_t found = pending.size();
+    const int queued = engine.Restore(std::move(pending));
+    logging::Info("job journal", {{"path", journal->path()},
+                                  {"unfinished", static_cast<int64_t>(found)},
+                                  {"queued_again", queued}});
+  }
   engine.StartTicker(absl::Milliseconds(100));
   VideoServiceImpl video_service(engine, &front_metrics, &auth);
   WorkerLinkServiceImpl worker_link(engine, &front_metrics, &auth);

@@ -1,9 +1,11 @@
 // Failures through real processes: a worker killed mid-job, SIGTERM drain of
-// the front, the front restarting under a connected worker, and garbage on
-// the worker link.
+// the front, the front restarting under a connected worker, a killed front
+// whose journal keeps its accepted job, and garbage on the worker link.
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -145,6 +147,45 @@ TEST(WorkerLinkTest, WorkerCancelsItsJobWhenTheFrontDiesAndReconnects) {
   ASSERT_NE(job.final_event(), nullptr) << job.rpc;
   EXPECT_TRUE(job.final_event()->has_completed()) << job.final_event()->DebugString();
   EXPECT_TRUE(h.worker(0).running());
+}
+
+// With state.dir, a job the front accepted survives the front being killed:
+// the next front on the same directory queues it again (same id, request_id
+// and seed) and a worker finishes it.
+TEST(FrontRestartTest, JournaledJobSurvivesAKilledFront) {
+  ServiceHarness h;
+  std::string tmpl = "/tmp/sparsevid_state_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+  const std::string dir = tmpl;
+  ASSERT_TRUE(h.StartFront({"--state.dir", dir}).ok()) << h.front().Stderr();
+  const int port = h.front_port();
+  v1::GenerateRequest req = ServiceHarness::SmallRequest();
+  req.set_request_id("survives-restart");
+  std::string id;
+  uint64_t seed = 0;
+  {
+    client::VideoClient c = h.Client();
+    absl::StatusOr<v1::Job> job = c.Submit(req);
+    ASSERT_TRUE(job.ok()) << job.status();
+    id = job->job_id();
+    seed = job->request().seed();
+  }
+  h.front().Signal(SIGKILL);
+  ASSERT_TRUE(h.front().WaitExit(10s).has_value());
+  ASSERT_TRUE(h.StartFront({"--state.dir", dir}, port).ok()) << h.front().Stderr();
+  client::VideoClient c = h.Client();
+  absl::StatusOr<v1::Job> again = c.GetJob(id);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(again->request().seed(), seed);
+  absl::StatusOr<v1::Job> dup = c.Submit(req);  // the same request_id names the same job
+  ASSERT_TRUE(dup.ok()) << dup.status();
+  EXPECT_EQ(dup->job_id(), id);
+  ASSERT_TRUE(h.StartWorker().ok());
+  auto done = WaitForState(c, id, v1::JOB_STATE_SUCCEEDED, 120s);
+  EXPECT_TRUE(done.ok()) << done.status();
+  std::remove((dir + "/jobs.journal").c_str());
+  rmdir(dir.c_str());
 }
 
 TEST(WorkerDrainTest, SigtermLetsTheRunningJobFinishThenTheWorkerExits) {
