@@ -481,13 +481,7 @@ absl::StatusOr<Job> JobEngine::Submit(const GenerateRequest& request, absl::Time
   if (absl::Status s = queue_.Push(job_id, request.priority(), r.admit_seq); !s.ok()) {
     return reject("queue_full", s);  // unreachable: fullness checked above
   }
-  jobs_.emplace(job_id, std::move(rec));
-  jobs_by_admit_.emplace(r.admit_seq, job_id);
-  if (!request.request_id().empty()) {
-    job_by_request_id_[IdempotencyKey(caller.name, request.request_id())] = job_id;
-  }
-  ++active_by_owner_[caller.name];
-  r.holds_quota = true;
+  AddRecord(std::move(rec));
   SetState(r, v1::JOB_STATE_QUEUED);
   logging::Info("job queued",
                 {{"priority", request.priority()}, {"request_id", request.request_id()}},
@@ -930,6 +924,17 @@ void JobEngine::FailRunning(const absl::Status& status) {
   }
 }
 
+void JobEngine::AddRecord(std::unique_ptr<JobRecord> rec) {
+  JobRecord& r = *rec;
+  const std::string job_id = r.job.job_id();
+  jobs_.emplace(job_id, std::move(rec));
+  jobs_by_admit_.emplace(r.admit_seq, job_id);
+  if (!r.job.request_id().empty())
+    job_by_request_id_[IdempotencyKey(r.job.owner(), r.job.request_id())] = job_id;
+  ++active_by_owner_[r.job.owner()];
+  r.holds_quota = true;
+}
+
 int JobEngine::Restore(std::vector<JournaledJob> jobs) {
   Notifier lock(this);
   const absl::Time now = clock_();
@@ -948,12 +953,7 @@ int JobEngine::Restore(std::vector<JournaledJob> jobs) {
     *rec->job.mutable_request() = j.job.request();
     rec->job.set_created_unix_seconds(j.job.created_unix_seconds());
     JobRecord& r = *rec;
-    jobs_.emplace(job_id, std::move(rec));
-    jobs_by_admit_.emplace(r.admit_seq, job_id);
-    if (!r.job.request_id().empty())
-      job_by_request_id_[IdempotencyKey(r.job.owner(), r.job.request_id())] = job_id;
-    ++active_by_owner_[r.job.owner()];
-    r.holds_quota = true;
+    AddRecord(std::move(rec));
     absl::Status pushed = queue_.Push(job_id, r.job.request().priority(), r.admit_seq);
     SetState(r, v1::JOB_STATE_QUEUED);
     if (!pushed.ok()) {

@@ -210,6 +210,9 @@ class JobEngine {
   double EstimateWaitSeconds(int position) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReportGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EraseJob(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A new job's record into the table and its indexes (admission order,
+  // request_id, its owner's active count).
+  void AddRecord(std::unique_ptr<JobRecord> rec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status HandleWorkerEvent(WorkerRecord& w, JobRecord& rec,
                                  const sparsevid::v1::JobEvent& event)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
