@@ -47,8 +47,9 @@ void DeclareFrontConfig(config::ConfigSchema& s, FrontConfig* c) {
               InRange(0.0, 86400.0));
 
   s.AddString("state.dir", &c->state_dir,
-              "directory of the job journal: accepted jobs survive a restart or a drain and are "
-              "re-queued by the next front; empty = jobs live in memory only");
+              "directory of the job journal: jobs accepted by a front that dies (crash, OOM kill) "
+              "are queued again by the next front on it; a drain still ends them; empty = jobs "
+              "live in memory only");
 
   s.AddString("auth.api_keys_file", &c->api_keys_file,
               "YAML file of API keys (name, key, role, max_active_jobs); empty = no auth: "

@@ -947,11 +947,8 @@ int JobEngine::Restore(std::vector<JournaledJob> jobs) {
     rec->admit_seq = next_admit_seq_++;
     rec->created = absl::FromUnixSeconds(static_cast<int64_t>(j.job.created_unix_seconds()));
     rec->deadline = j.deadline;
-    rec->job.set_job_id(job_id);
-    rec->job.set_request_id(j.job.request_id());
-    rec->job.set_owner(j.job.owner());
-    *rec->job.mutable_request() = j.job.request();
-    rec->job.set_created_unix_seconds(j.job.created_unix_seconds());
+    rec->job = std::move(j.job);  // as Submit recorded it: ids, owner, request, created
+    rec->job.set_state(v1::JOB_STATE_UNSPECIFIED);  // SetState counts it as new
     JobRecord& r = *rec;
     AddRecord(std::move(rec));
     absl::Status pushed = queue_.Push(job_id, r.job.request().priority(), r.admit_seq);

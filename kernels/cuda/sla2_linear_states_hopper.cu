@@ -255,12 +255,9 @@ __global__ void __launch_bounds__(kStatesThreads, kStatesCtasPerSm)
   __syncthreads();
   if (tid == 0) {
     float* const dst = htot + bh * D * D;
-    if constexpr (D == 128) {
-      BulkReduceAddF32(dst, base, D * D * 4);
-    } else {
-      BulkReduceAddF32(dst, base, D * D * 4);
-      BulkReduceAddF32(dst, base + D * D * 4, D * D * 4);
-    }
+#pragma unroll
+    for (int part = 0; part < (D == 128 ? 1 : 2); ++part)
+      BulkReduceAddF32(dst, base + part * D * D * 4, D * D * 4);
     BulkCommit();
     BulkWait();  // the phi(K~) stores and the reduction are complete
   }
