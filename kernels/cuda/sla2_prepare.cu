@@ -1,6 +1,6 @@
 // Stage kPrepare: one pass over Q and K (and V for low-bit) that produces the
 // pooled router inputs, the K mean used for smoothing, and the per-channel
-// amax of V; then a small pass that finishes the means.
+// amax of V; then a small pass that finishes the key means.
 #include "kernels/cuda/sla2_internal.cuh"
 
 namespace sparsevid::kernels::cuda {
@@ -8,111 +8,140 @@ namespace {
 
 constexpr int kPoolThreads = 256;
 
-
-// One CTA per (64-token key block, batch), all heads; a thread handles 8
-// channels with 16-byte loads, so every row read is coalesced and many rows
-// are in flight per thread. Key-block sums are written directly; query-block
-// sums, the K total (for the mean) and the V amax are accumulated with
-// atomics (two key blocks per query block; the K total and V amax into copy
-// j % kTotalCopies).
+// One CTA per (query block i, head, batch): its 128 rows of Q and K, which
+// are also key blocks 2i and 2i + 1 (and of V for low-bit). A thread owns
+// one 16-byte octet of channels and every kPhases-th row, and issues all of
+// its rows' loads before it adds any (8 rows of Q and K at D = 128: 16
+// loads, 256 bytes in flight per thread); the partial sums meet in shared
+// memory. Outputs: the pooled Q row (mean), the two key blocks' sums, and
+// the K total and V amax by one atomic per channel into copy i %
+// kTotalCopies. The CTA is short and reads 64 KB, so the grid of B*H*T_m
+// CTAs streams at the rate of the loads in flight, not of a CTA's loop.
+// The previous kernel (a CTA per key block and all heads, 8 rows in flight
+// per thread in a loop of 64 rows, a quarter of the threads idle at 12
+// heads, query sums by atomics into a zeroed buffer): the prepare stage took
+// 0.084 ms at the 1.3B shape on an H200, 0.072 now (low-bit 0.120 -> 0.113;
+// h200-v33-ab-prepare-per-query-block.log).
+template <int D, bool kV>
 __global__ void __launch_bounds__(kPoolThreads) PoolKernel(
     const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
-    const __nv_bfloat16* __restrict__ v, Sla2Dims d, float* __restrict__ qsum,
+    const __nv_bfloat16* __restrict__ v, Sla2Dims d, float* __restrict__ qbar,
     float* __restrict__ kbar_sums, float* __restrict__ ktotal, uint32_t* __restrict__ vamax) {
-  const int j = blockIdx.x;
-  const int b = blockIdx.y;
-  const int64_t row0 = static_cast<int64_t>(j) * kBlockK;
-  const int n = static_cast<int>(MinI64(kBlockK, d.seq_len - row0));
-  const int octs = d.heads * d.head_dim / 8;
-  for (int co = threadIdx.x; co < octs; co += kPoolThreads) {
-    const int h = (8 * co) / d.head_dim;
-    const int c = (8 * co) % d.head_dim;
-    float qs[8] = {}, ks[8] = {}, vm[8] = {};
-    const int64_t base = d.TokenOffset(b, row0, h) + c;
-    auto add = [](float (&acc)[8], const uint4& raw) {
-      const __nv_bfloat162* p2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
+  constexpr int kOcts = D / 8;                      // octets per row
+  constexpr int kPhases = kPoolThreads / kOcts;     // 16 at D = 128, 32 at D = 64
+  constexpr int kRows = kBlockQ / kPhases;          // rows per thread: 8 or 4
+  constexpr int kRowsPerKeyBlock = kRows / 2;       // rows m < this lie in key block 2i
+  __shared__ float part[3][kPhases][D];             // Q, key block 2i, key block 2i + 1
+  __shared__ uint32_t vpart[kV ? kPhases : 1][D];
+  const int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int oct = threadIdx.x % kOcts, ph = threadIdx.x / kOcts;
+  const int64_t row0 = static_cast<int64_t>(i) * kBlockQ;
+  const int n = static_cast<int>(MinI64(kBlockQ, d.seq_len - row0));
+  const int64_t base = d.TokenOffset(b, row0, h) + oct * 8;
+  auto add = [](float (&acc)[8], const uint4& raw) {
+    const __nv_bfloat162* p2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float2 f = __bfloat1622float2(p2[e]);
-        acc[2 * e] += f.x;
-        acc[2 * e + 1] += f.y;
-      }
-    };
-    auto amax = [](float (&acc)[8], const uint4& raw) {
-      const __nv_bfloat162* p2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float2 f = __bfloat1622float2(p2[e]);
-        acc[2 * e] = fmaxf(acc[2 * e], fabsf(f.x));
-        acc[2 * e + 1] = fmaxf(acc[2 * e + 1], fabsf(f.y));
-      }
-    };
-    // kU rows' loads issued before any of them is used.
-    constexpr int kU = 8;
-    int r = 0;
-    for (; r + kU <= n; r += kU) {
-      uint4 qr[kU], kr[kU];
-#pragma unroll
-      for (int u = 0; u < kU; ++u) {
-        const int64_t off = base + (r + u) * d.stride_l;
-        qr[u] = detail::LoadStream16(q + off);
-        kr[u] = detail::LoadStream16(k + off);
-      }
-      if (vamax != nullptr) {
-        uint4 vr[kU];
-#pragma unroll
-        for (int u = 0; u < kU; ++u)
-          vr[u] = detail::LoadStream16(v + base + (r + u) * d.stride_l);
-#pragma unroll
-        for (int u = 0; u < kU; ++u) amax(vm, vr[u]);
-      }
-#pragma unroll
-      for (int u = 0; u < kU; ++u) {
-        add(qs, qr[u]);
-        add(ks, kr[u]);
-      }
+    for (int e = 0; e < 4; ++e) {
+      const float2 f = __bfloat1622float2(p2[e]);
+      acc[2 * e] += f.x;
+      acc[2 * e + 1] += f.y;
     }
-    for (; r < n; ++r) {
+  };
+  uint4 qr[kRows], kr[kRows];
+#pragma unroll
+  for (int m = 0; m < kRows; ++m) {
+    const int r = ph + m * kPhases;
+    if (r < n) {
       const int64_t off = base + r * d.stride_l;
-      add(qs, *reinterpret_cast<const uint4*>(q + off));
-      add(ks, *reinterpret_cast<const uint4*>(k + off));
-      if (vamax != nullptr) amax(vm, *reinterpret_cast<const uint4*>(v + off));
+      qr[m] = detail::LoadStream16(q + off);
+      kr[m] = detail::LoadStream16(k + off);
+    } else {
+      qr[m] = kr[m] = make_uint4(0, 0, 0, 0);  // bf16 zeros: add nothing
     }
-    const int64_t bh = static_cast<int64_t>(b) * d.heads + h;
-    float* qo = qsum + (bh * d.q_blocks + j / 2) * d.head_dim + c;
-    float* ko = kbar_sums + (bh * d.k_blocks + j) * d.head_dim + c;
-    const int64_t copy = static_cast<int64_t>(j % kTotalCopies) * d.batch * d.heads;
-    float* kt = ktotal + (copy + bh) * d.head_dim + c;
-    *reinterpret_cast<float4*>(ko) = make_float4(ks[0], ks[1], ks[2], ks[3]);
-    *reinterpret_cast<float4*>(ko + 4) = make_float4(ks[4], ks[5], ks[6], ks[7]);
+  }
+  float qs[8] = {}, k0[8] = {}, k1[8] = {};
 #pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      atomicAdd(qo + e, qs[e]);
-      atomicAdd(kt + e, ks[e]);
-      // Non-negative floats order like their bit patterns.
-      if (vamax != nullptr)
-        atomicMax(vamax + (copy + bh) * d.head_dim + c + e, __float_as_uint(vm[e]));
+  for (int m = 0; m < kRows; ++m) {
+    add(qs, qr[m]);
+    add(m < kRowsPerKeyBlock ? k0 : k1, kr[m]);
+  }
+  if constexpr (kV) {
+    // V's rows as a second batch: with all three tensors' loads in flight at
+    // once a thread needs 170 registers, one CTA fits an SM, and the stage
+    // took 0.177 ms instead of 0.113 at the 1.3B shape (H200).
+    uint4 vr[kRows];
+#pragma unroll
+    for (int m = 0; m < kRows; ++m) {
+      const int r = ph + m * kPhases;
+      vr[m] = r < n ? detail::LoadStream16(v + base + r * d.stride_l) : make_uint4(0, 0, 0, 0);
+    }
+    // |V| max in bf16 pairs (exact: no rounding in abs and max).
+    __nv_bfloat162 vm[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) vm[e] = __float2bfloat162_rn(0.f);
+#pragma unroll
+    for (int m = 0; m < kRows; ++m) {
+      const __nv_bfloat162* p2 = reinterpret_cast<const __nv_bfloat162*>(&vr[m]);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) vm[e] = __hmax2(vm[e], __habs2(p2[e]));
+    }
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float2 f = __bfloat1622float2(vm[e]);
+      vpart[ph][oct * 8 + 2 * e] = __float_as_uint(f.x);
+      vpart[ph][oct * 8 + 2 * e + 1] = __float_as_uint(f.y);
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    part[0][ph][oct * 8 + e] = qs[e];
+    part[1][ph][oct * 8 + e] = k0[e];
+    part[2][ph][oct * 8 + e] = k1[e];
+  }
+  __syncthreads();
+
+  const int64_t bh = static_cast<int64_t>(b) * d.heads + h;
+  const int64_t copy = static_cast<int64_t>(i % kTotalCopies) * d.batch * d.heads;
+  const int j0 = 2 * i;
+  for (int o = threadIdx.x; o < 3 * D; o += kPoolThreads) {
+    const int which = o / D, c = o % D;
+    float sum = 0.f;
+#pragma unroll 8
+    for (int x = 0; x < kPhases; ++x) sum += part[which][x][c];
+    if (which == 0) {
+      qbar[(bh * d.q_blocks + i) * D + c] = sum / static_cast<float>(n);
+    } else {
+      const int j = j0 + which - 1;
+      if (j < d.k_blocks) kbar_sums[(bh * d.k_blocks + j) * D + c] = sum;
+    }
+  }
+  if (threadIdx.x < D) {
+    const int c = threadIdx.x;
+    float kt = 0.f;
+    for (int x = 0; x < kPhases; ++x) kt += part[1][x][c] + part[2][x][c];
+    atomicAdd(ktotal + (copy + bh) * D + c, kt);
+    if constexpr (kV) {
+      uint32_t bits = 0;  // non-negative floats order like their bit patterns
+      for (int x = 0; x < kPhases; ++x) bits = max(bits, vpart[x][c]);
+      atomicMax(vamax + (copy + bh) * D + c, bits);
     }
   }
 }
 
-constexpr int kFinishRows = 8;  // pooled rows per FinishKernel CTA
+constexpr int kFinishRows = 8;  // pooled key rows per FinishKernel CTA
 
-// Grid (row groups over [T_n key blocks, then T_m query blocks], batch*head),
-// one thread per channel: mu = total / L (the total summed over its copies);
-// pooled K~_j = sum_j / n_j - mu; pooled Q_i = sum_i / n_i; kmean and the V
-// scales (amax over the copies) from the first CTA.
-__global__ void FinishKernel(Sla2Dims d, float* __restrict__ qbar, float* __restrict__ kbar,
-                             const float* __restrict__ ktotal, float* __restrict__ kmean,
-                             const uint32_t* __restrict__ vamax, float* __restrict__ vscale) {
+// Grid (key-block groups, batch*head), one thread per channel: mu = total / L
+// (the total summed over its copies); pooled K~_j = sum_j / n_j - mu; kmean
+// and the V scales (amax over the copies) from the first CTA.
+__global__ void FinishKernel(Sla2Dims d, float* __restrict__ kbar, const float* __restrict__ ktotal,
+                             float* __restrict__ kmean, const uint32_t* __restrict__ vamax,
+                             float* __restrict__ vscale) {
   const int64_t bh = blockIdx.y;
   const int c = threadIdx.x;
   const int64_t copy_stride = static_cast<int64_t>(d.batch) * d.heads * d.head_dim;
   float total = 0.f;
-  if (blockIdx.x * kFinishRows < d.k_blocks) {  // CTAs with key rows need the mean
 #pragma unroll 8
-    for (int x = 0; x < kTotalCopies; ++x) total += ktotal[x * copy_stride + bh * d.head_dim + c];
-  }
+  for (int x = 0; x < kTotalCopies; ++x) total += ktotal[x * copy_stride + bh * d.head_dim + c];
   const float mu = total / static_cast<float>(d.seq_len);
 #pragma unroll
   for (int e = 0; e < kFinishRows; ++e) {
@@ -121,10 +150,6 @@ __global__ void FinishKernel(Sla2Dims d, float* __restrict__ qbar, float* __rest
       const int64_t n = MinI64(kBlockK, d.seq_len - static_cast<int64_t>(row) * kBlockK);
       float& x = kbar[(bh * d.k_blocks + row) * d.head_dim + c];
       x = x / static_cast<float>(n) - mu;
-    } else if (row < d.k_blocks + d.q_blocks) {
-      const int i = row - d.k_blocks;
-      const int64_t n = MinI64(kBlockQ, d.seq_len - static_cast<int64_t>(i) * kBlockQ);
-      qbar[(bh * d.q_blocks + i) * d.head_dim + c] /= static_cast<float>(n);
     }
   }
   if (blockIdx.x == 0) {
@@ -138,6 +163,21 @@ __global__ void FinishKernel(Sla2Dims d, float* __restrict__ qbar, float* __rest
   }
 }
 
+template <int D>
+cudaError_t LaunchPool(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
+                       cudaStream_t s) {
+  const dim3 grid(d.q_blocks, d.heads, d.batch);
+  const auto* q = static_cast<const __nv_bfloat16*>(p.q);
+  const auto* k = static_cast<const __nv_bfloat16*>(p.k);
+  const auto* v = static_cast<const __nv_bfloat16*>(p.v);
+  if (p.low_bit) {
+    PoolKernel<D, true><<<grid, kPoolThreads, 0, s>>>(q, k, v, d, w.qbar, w.kbar, w.ktotal, w.vamax);
+  } else {
+    PoolKernel<D, false><<<grid, kPoolThreads, 0, s>>>(q, k, v, d, w.qbar, w.kbar, w.ktotal, nullptr);
+  }
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 cudaError_t LaunchPrepare(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
@@ -145,18 +185,12 @@ cudaError_t LaunchPrepare(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace
   const int64_t bh = static_cast<int64_t>(d.batch) * d.heads;
   const int64_t bhd = bh * d.head_dim;
   cudaError_t e = cudaMemsetAsync(w.ktotal, 0, kTotalCopies * bhd * sizeof(float), s);
-  if (e == cudaSuccess)
-    e = cudaMemsetAsync(w.qbar, 0, bh * d.q_blocks * d.head_dim * sizeof(float), s);
   if (e == cudaSuccess && p.low_bit)
     e = cudaMemsetAsync(w.vamax, 0, kTotalCopies * bhd * sizeof(uint32_t), s);
+  if (e == cudaSuccess) e = d.head_dim == 64 ? LaunchPool<64>(p, d, w, s) : LaunchPool<128>(p, d, w, s);
   if (e != cudaSuccess) return e;
-  PoolKernel<<<dim3(d.k_blocks, d.batch), kPoolThreads, 0, s>>>(
-      static_cast<const __nv_bfloat16*>(p.q), static_cast<const __nv_bfloat16*>(p.k),
-      static_cast<const __nv_bfloat16*>(p.v), d, w.qbar, w.kbar, w.ktotal,
-      p.low_bit ? w.vamax : nullptr);
-  const dim3 grid((d.k_blocks + d.q_blocks + kFinishRows - 1) / kFinishRows,
-                  static_cast<unsigned>(bh));
-  FinishKernel<<<grid, d.head_dim, 0, s>>>(d, w.qbar, w.kbar, w.ktotal, w.kmean,
+  const dim3 grid((d.k_blocks + kFinishRows - 1) / kFinishRows, static_cast<unsigned>(bh));
+  FinishKernel<<<grid, d.head_dim, 0, s>>>(d, w.kbar, w.ktotal, w.kmean,
                                            p.low_bit ? w.vamax : nullptr, w.vscale);
   return cudaGetLastError();
 }
