@@ -48,8 +48,9 @@ void DeclareFrontConfig(config::ConfigSchema& s, FrontConfig* c) {
 
   s.AddString("state.dir", &c->state_dir,
               "directory of the job journal: jobs accepted by a front that dies (crash, OOM kill) "
-              "are queued again by the next front on it; a drain still ends them; empty = jobs "
-              "live in memory only");
+              "are queued again by the next front on it, and the jobs it finished (with their "
+              "videos, up to results.cap_bytes) are served again; a drain still ends queued jobs; "
+              "empty = jobs live in memory only");
 
   s.AddString("auth.api_keys_file", &c->api_keys_file,
               "YAML file of API keys (name, key, role, max_active_jobs); empty = no auth: "

@@ -71,6 +71,20 @@ uint64_t RandomU64() {
   return (static_cast<uint64_t>(dev()) << 32) ^ dev();
 }
 
+// The last event of a job that ended as `job` says (state, status, stats).
+JobEvent TerminalEvent(const Job& job) {
+  JobEvent ev;
+  if (job.state() == v1::JOB_STATE_SUCCEEDED) {
+    *ev.mutable_completed()->mutable_stats() = job.stats();
+  } else if (job.state() == v1::JOB_STATE_CANCELLED) {
+    ev.mutable_cancelled()->set_reason(job.status_message());
+  } else {
+    ev.mutable_failed()->set_code(job.status_code());
+    ev.mutable_failed()->set_message(job.status_message());
+  }
+  return ev;
+}
+
 }  // namespace
 
 struct JobEngine::JobRecord {
@@ -230,25 +244,19 @@ void JobEngine::Finish(JobRecord& rec, JobState state, const absl::Status& statu
   MaybeReleaseQuota(rec);
   rec.finished = now;
   rec.job.set_finished_unix_seconds(UnixSeconds(now));
-  JobEvent ev;
-  if (state == v1::JOB_STATE_SUCCEEDED) {
-    *ev.mutable_completed()->mutable_stats() = rec.job.stats();
-  } else if (state == v1::JOB_STATE_CANCELLED) {
-    rec.job.set_status_code(static_cast<int>(absl::StatusCode::kCancelled));
+  if (state != v1::JOB_STATE_SUCCEEDED) {
+    rec.job.set_status_code(static_cast<int>(state == v1::JOB_STATE_CANCELLED
+                                                  ? absl::StatusCode::kCancelled
+                                                  : status.code()));
     rec.job.set_status_message(std::string(status.message()));
-    ev.mutable_cancelled()->set_reason(std::string(status.message()));
-  } else {
-    rec.job.set_status_code(static_cast<int>(status.code()));
-    rec.job.set_status_message(std::string(status.message()));
-    ev.mutable_failed()->set_code(static_cast<int>(status.code()));
-    ev.mutable_failed()->set_message(std::string(status.message()));
   }
-  Emit(rec, std::move(ev));
+  Emit(rec, TerminalEvent(rec.job));
   if (state != v1::JOB_STATE_SUCCEEDED) results_.Erase(rec.job.job_id());
   if (observer_) observer_->OnJobFinished(outcome, now - rec.created);
   if (options_.journal != nullptr) {
-    // A lost mark only means the next front runs the job again.
-    if (absl::Status s = options_.journal->Finished(rec.job.job_id()); !s.ok())
+    // A lost record only means the next front runs the job again.
+    if (absl::Status s = options_.journal->Finished({rec.job, rec.fingerprint, rec.deadline});
+        !s.ok())
       logging::Error("job journal write failed", {{"error", s.ToString()}}, rec.job.job_id());
   }
   logging::Info("job finished",
@@ -388,6 +396,7 @@ void JobEngine::EraseJob(const std::string& job_id) {
     observer_->SetJobsInState(StateLabel(rec.job.state()), state_counts_[rec.job.state()]);
   }
   results_.Erase(job_id);
+  if (options_.journal != nullptr) options_.journal->RemoveResult(job_id);
   jobs_.erase(it);
 }
 
@@ -723,6 +732,7 @@ absl::Status JobEngine::HandleWorkerEvent(WorkerRecord& w, JobRecord& rec,
       }
       if (!running) return absl::OkStatus();
       absl::Status s = results_.Append(rec.job.job_id(), c.offset(), c.data());
+      ForgetEvictedResults();
       if (absl::IsFailedPrecondition(s)) {
         return absl::InvalidArgumentError(absl::StrCat("chunk.offset: ", s.message()));
       }
@@ -756,6 +766,16 @@ absl::Status JobEngine::HandleWorkerEvent(WorkerRecord& w, JobRecord& rec,
           if (stats.seed() == 0) stats.set_seed(rec.job.request().seed());
           *rec.job.mutable_stats() = stats;
           results_.Complete(rec.job.job_id(), now);
+          if (options_.journal != nullptr) {
+            // On disk before the job's end is: a front that dies after this
+            // serves the video again. If it fails, only a restart loses it.
+            absl::StatusOr<std::string> bytes = results_.Read(rec.job.job_id(), 0, size);
+            absl::Status saved =
+                bytes.ok() ? options_.journal->WriteResult(rec.job.job_id(), *bytes) : bytes.status();
+            if (!saved.ok())
+              logging::Error("result file write failed", {{"error", saved.ToString()}},
+                             rec.job.job_id());
+          }
           const double run = stats.run_seconds();
           mean_run_seconds_ = mean_run_seconds_ < 0 ? run : 0.8 * mean_run_seconds_ + 0.2 * run;
           Finish(rec, v1::JOB_STATE_SUCCEEDED, absl::OkStatus(), "succeeded");
@@ -884,7 +904,8 @@ void JobEngine::TickLocked(absl::Time now) {
     const size_t excess = finished.size() - options_.max_finished_jobs;
     for (size_t i = 0; i < excess; ++i) EraseJob(finished[i].second);
   }
-  results_.Sweep(now);
+  for (const std::string& id : results_.Sweep(now))
+    if (options_.journal != nullptr) options_.journal->RemoveResult(id);
   if (queue_changed) RefreshQueuePositions();
 }
 
@@ -922,6 +943,13 @@ void JobEngine::FailRunning(const absl::Status& status) {
     StopOnWorker(*rec, std::string(status.message()));
     Finish(*rec, v1::JOB_STATE_FAILED, status, "failed");
   }
+}
+
+void JobEngine::ForgetEvictedResults() {
+  // The journal's result files follow the store's cap, so the disk holds no
+  // more than the memory does.
+  for (const std::string& id : results_.TakeEvicted())
+    if (options_.journal != nullptr) options_.journal->RemoveResult(id);
 }
 
 void JobEngine::AddRecord(std::unique_ptr<JobRecord> rec) {
@@ -973,6 +1001,56 @@ int JobEngine::Restore(std::vector<JournaledJob> jobs) {
   TryAssign();
   ReportGauges();
   return queued;
+}
+
+int JobEngine::RestoreEnded(std::vector<JournaledJob> jobs) {
+  Notifier lock(this);
+  const absl::Time now = clock_();
+  int restored = 0;
+  for (JournaledJob& j : jobs) {
+    const std::string job_id = j.job.job_id();
+    if (jobs_.count(job_id) != 0 || !IsTerminal(j.job.state())) continue;
+    const absl::Time finished =
+        absl::FromUnixMicros(static_cast<int64_t>(j.job.finished_unix_seconds() * 1e6));
+    if (now - finished >= options_.job_retention) continue;
+    auto rec = std::make_unique<JobRecord>(options_.event_log_capacity);
+    rec->fingerprint = std::move(j.fingerprint);
+    rec->admit_seq = next_admit_seq_++;
+    rec->created = absl::FromUnixSeconds(static_cast<int64_t>(j.job.created_unix_seconds()));
+    rec->finished = finished;
+    rec->deadline = j.deadline;
+    const v1::JobState state = j.job.state();
+    rec->job = std::move(j.job);
+    rec->job.set_state(v1::JOB_STATE_UNSPECIFIED);  // SetState counts it as new
+    JobRecord& r = *rec;
+    AddRecord(std::move(rec));
+    SetState(r, state);
+    MaybeReleaseQuota(r);  // ended: holds none
+    Emit(r, TerminalEvent(r.job));
+    if (state == v1::JOB_STATE_SUCCEEDED && now - finished < options_.result_ttl) {
+      absl::StatusOr<std::string> bytes = options_.journal != nullptr
+                                              ? options_.journal->ReadResult(job_id)
+                                              : absl::NotFoundError("no journal");
+      absl::Status loaded = bytes.status();
+      if (bytes.ok() && static_cast<int64_t>(bytes->size()) != r.job.stats().output_bytes()) {
+        loaded = absl::DataLossError(absl::StrCat("result file has ", bytes->size(),
+                                                  " bytes, the job made ",
+                                                  r.job.stats().output_bytes()));
+      }
+      if (loaded.ok()) loaded = results_.Append(job_id, 0, *bytes);
+      ForgetEvictedResults();
+      if (loaded.ok()) {
+        results_.Complete(job_id, finished);
+      } else {
+        results_.Erase(job_id);
+        logging::Warn("result of an ended job not restored (FetchResult: expired)",
+                      {{"error", loaded.ToString()}}, job_id);
+      }
+    }
+    ++restored;
+  }
+  ReportGauges();
+  return restored;
 }
 
 int JobEngine::queue_depth() const {

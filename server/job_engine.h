@@ -159,6 +159,12 @@ class JobEngine {
   // owner and request. One that no longer fits the queue, or whose deadline
   // has passed, fails with a status saying so. Returns how many were queued.
   int Restore(std::vector<JournaledJob> jobs);
+  // Serves again jobs a previous front finished (JobJournal::Open's
+  // `ended`): GetJob, ListJobs, Watch (their last event), request_id
+  // idempotency, and FetchResult while the result's TTL lasts (the MP4 from
+  // the journal's result file). Jobs older than job_retention are skipped.
+  // Returns how many were restored.
+  int RestoreEnded(std::vector<JournaledJob> jobs);
 
   // ---- lifecycle ----
   // Enforces deadlines and expires results and old job records.
@@ -210,6 +216,8 @@ class JobEngine {
   double EstimateWaitSeconds(int position) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReportGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EraseJob(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes the journal's result files of results the store evicted.
+  void ForgetEvictedResults() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A new job's record into the table and its indexes (admission order,
   // request_id, its owner's active count).
   void AddRecord(std::unique_ptr<JobRecord> rec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -1,5 +1,6 @@
 #include "server/job_journal.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -8,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <set>
 #include <sys/stat.h>
 
 #include "absl/strings/str_cat.h"
@@ -17,7 +19,9 @@ namespace sparsevid::front {
 namespace {
 
 constexpr char kAccepted = 'A';
-constexpr char kFinished = 'F';
+constexpr char kEnded = 'E';     // the job as it finished: same layout as kAccepted
+constexpr char kFinished = 'F';  // a bare finish mark (journals of older fronts)
+constexpr char kResultsDir[] = "results";
 
 void PutU32(std::string* out, uint32_t v) {
   for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -38,10 +42,10 @@ uint32_t Crc(const std::string& s) {
 
 std::string ErrnoText() { return std::strerror(errno); }
 
-// Accepted: kind, deadline (unix micros; INT64_MAX = none), fingerprint
-// length and bytes, then the Job message.
-std::string EncodeAccepted(const JournaledJob& j) {
-  std::string p(1, kAccepted);
+// Accepted / Ended: kind, deadline (unix micros; INT64_MAX = none),
+// fingerprint length and bytes, then the Job message.
+std::string Encode(char kind, const JournaledJob& j) {
+  std::string p(1, kind);
   PutI64(&p, j.deadline == absl::InfiniteFuture() ? INT64_MAX : absl::ToUnixMicros(j.deadline));
   PutU32(&p, static_cast<uint32_t>(j.fingerprint.size()));
   p += j.fingerprint;
@@ -49,7 +53,7 @@ std::string EncodeAccepted(const JournaledJob& j) {
   return p;
 }
 
-bool DecodeAccepted(const std::string& p, JournaledJob* j) {
+bool Decode(const std::string& p, JournaledJob* j) {
   if (p.size() < 13) return false;
   const auto deadline = static_cast<int64_t>(GetLE(p.data() + 1, 8));
   const uint32_t fp = static_cast<uint32_t>(GetLE(p.data() + 9, 4));
@@ -60,20 +64,54 @@ bool DecodeAccepted(const std::string& p, JournaledJob* j) {
   return j->job.ParseFromString(p.substr(13 + fp)) && !j->job.job_id().empty();
 }
 
+bool SafeJobId(const std::string& id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool IsTerminal(sparsevid::v1::JobState s) {
+  return s == sparsevid::v1::JOB_STATE_SUCCEEDED || s == sparsevid::v1::JOB_STATE_FAILED ||
+         s == sparsevid::v1::JOB_STATE_CANCELLED;
+}
+
+void SyncDir(const std::string& dir) {
+  if (int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY); fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<JobJournal>> JobJournal::Open(const std::string& dir,
-                                                             std::vector<JournaledJob>* pending) {
+                                                             std::vector<JournaledJob>* pending,
+                                                             std::vector<JournaledJob>* ended,
+                                                             absl::Time now,
+                                                             absl::Duration keep_ended) {
   pending->clear();
+  if (ended != nullptr) ended->clear();
   if (dir.empty()) return absl::InvalidArgumentError("state.dir: empty");
   if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
     return absl::FailedPreconditionError(
         absl::StrCat("state.dir: cannot create '", dir, "': ", ErrnoText()));
   const std::string path = dir + "/jobs.journal";
 
-  // Replay: accepted jobs in order, minus the finished ones.
+  const std::string results = dir + "/" + kResultsDir;
+  if (mkdir(results.c_str(), 0700) != 0 && errno != EEXIST)
+    return absl::FailedPreconditionError(
+        absl::StrCat("state.dir: cannot create '", results, "': ", ErrnoText()));
+
+  // Replay: accepted jobs in order, minus the finished ones, which go to
+  // `done` in the order they ended (a job ends once; the last record wins).
   std::vector<JournaledJob> order;
   std::map<std::string, size_t> index;
+  std::vector<JournaledJob> done;
+  std::map<std::string, size_t> done_index;
   if (std::FILE* in = std::fopen(path.c_str(), "rb")) {
     std::string data;
     char buf[1 << 16];
@@ -93,14 +131,26 @@ absl::StatusOr<std::unique_ptr<JobJournal>> JobJournal::Open(const std::string& 
       if (payload.empty() || Crc(payload) != crc) break;
       if (payload[0] == kAccepted) {
         JournaledJob j;
-        if (!DecodeAccepted(payload, &j)) break;
+        if (!Decode(payload, &j)) break;
         index[j.job.job_id()] = order.size();
         order.push_back(std::move(j));
-      } else if (payload[0] == kFinished) {
-        auto it = index.find(payload.substr(1));
+      } else if (payload[0] == kEnded || payload[0] == kFinished) {
+        JournaledJob j;
+        const bool full = payload[0] == kEnded;
+        if (full && (!Decode(payload, &j) || !IsTerminal(j.job.state()))) break;
+        const std::string id = full ? j.job.job_id() : payload.substr(1);
+        auto it = index.find(id);
         if (it != index.end()) {
           order[it->second].job.clear_job_id();  // finished: dropped below
           index.erase(it);
+        }
+        if (full) {
+          if (auto d = done_index.find(id); d != done_index.end()) {
+            done[d->second] = std::move(j);
+          } else {
+            done_index[id] = done.size();
+            done.push_back(std::move(j));
+          }
         }
       } else {
         break;
@@ -119,6 +169,27 @@ absl::StatusOr<std::unique_ptr<JobJournal>> JobJournal::Open(const std::string& 
   }
   for (JournaledJob& j : order)
     if (!j.job.job_id().empty()) pending->push_back(std::move(j));
+  // Ended jobs the front still keeps, and the result files that go with them.
+  std::vector<JournaledJob> kept;
+  std::set<std::string> kept_results;
+  for (JournaledJob& j : done) {
+    const absl::Time finished = absl::FromUnixMicros(
+        static_cast<int64_t>(j.job.finished_unix_seconds() * 1e6));
+    if (now - finished > keep_ended) continue;
+    if (j.job.state() == sparsevid::v1::JOB_STATE_SUCCEEDED) kept_results.insert(j.job.job_id());
+    kept.push_back(std::move(j));
+  }
+  if (DIR* d = opendir(results.c_str())) {
+    while (const dirent* e = readdir(d)) {
+      const std::string name = e->d_name;
+      if (name == "." || name == "..") continue;
+      const size_t dot = name.rfind(".mp4");
+      const bool ours = dot != std::string::npos && dot + 4 == name.size() &&
+                        kept_results.count(name.substr(0, dot)) != 0;
+      if (!ours) std::remove((results + "/" + name).c_str());  // expired, or a torn .tmp
+    }
+    closedir(d);
+  }
 
   // Rewrite with only the pending jobs, then append to it from here on.
   const std::string tmp = path + ".tmp";
@@ -126,24 +197,27 @@ absl::StatusOr<std::unique_ptr<JobJournal>> JobJournal::Open(const std::string& 
   if (out == nullptr)
     return absl::FailedPreconditionError(
         absl::StrCat("job journal '", tmp, "': cannot create: ", ErrnoText()));
-  std::unique_ptr<JobJournal> journal(new JobJournal(tmp, out));
+  std::unique_ptr<JobJournal> journal(new JobJournal(dir, tmp, out));
   for (const JournaledJob& j : *pending) {
-    if (absl::Status s = journal->Append(EncodeAccepted(j)); !s.ok()) {
+    if (absl::Status s = journal->Append(Encode(kAccepted, j)); !s.ok()) {
       std::remove(tmp.c_str());
       return s;
     }
   }
+  for (const JournaledJob& j : kept) {
+    if (absl::Status s = journal->Append(Encode(kEnded, j)); !s.ok()) {
+      std::remove(tmp.c_str());
+      return s;
+    }
+  }
+  if (ended != nullptr) *ended = std::move(kept);
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const std::string why = ErrnoText();
     std::remove(tmp.c_str());
     return absl::FailedPreconditionError(
         absl::StrCat("job journal '", path, "': cannot replace it: ", why));
   }
-  // The rename itself is on disk once the directory is.
-  if (int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY); fd >= 0) {
-    fsync(fd);
-    close(fd);
-  }
+  SyncDir(dir);  // the rename itself is on disk once the directory is
   journal->path_ = path;
   return journal;
 }
@@ -165,10 +239,57 @@ absl::Status JobJournal::Append(const std::string& payload) {
   return absl::OkStatus();
 }
 
-absl::Status JobJournal::Accepted(const JournaledJob& job) { return Append(EncodeAccepted(job)); }
+absl::Status JobJournal::Accepted(const JournaledJob& job) { return Append(Encode(kAccepted, job)); }
 
-absl::Status JobJournal::Finished(const std::string& job_id) {
-  return Append(std::string(1, kFinished) + job_id);
+absl::Status JobJournal::Finished(const JournaledJob& ended) {
+  if (!IsTerminal(ended.job.state()))
+    return absl::InvalidArgumentError(
+        absl::StrCat("job journal: job '", ended.job.job_id(), "' has not ended"));
+  return Append(Encode(kEnded, ended));
+}
+
+std::string JobJournal::ResultPath(const std::string& job_id) const {
+  return absl::StrCat(dir_, "/", kResultsDir, "/", job_id, ".mp4");
+}
+
+absl::Status JobJournal::WriteResult(const std::string& job_id, const std::string& bytes) {
+  if (!SafeJobId(job_id))
+    return absl::InvalidArgumentError(absl::StrCat("job id '", job_id, "' cannot name a file"));
+  const std::string path = ResultPath(job_id), tmp = path + ".tmp";
+  std::FILE* out = std::fopen(tmp.c_str(), "wb");
+  if (out == nullptr)
+    return absl::UnavailableError(absl::StrCat("result file '", tmp, "': ", ErrnoText()));
+  const bool written = std::fwrite(bytes.data(), 1, bytes.size(), out) == bytes.size() &&
+                       std::fflush(out) == 0 && fdatasync(fileno(out)) == 0;
+  const std::string why = written ? "" : ErrnoText();
+  std::fclose(out);
+  if (!written || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string err = written ? ErrnoText() : why;
+    std::remove(tmp.c_str());
+    return absl::UnavailableError(absl::StrCat("result file '", path, "': ", err));
+  }
+  SyncDir(dir_ + "/" + kResultsDir);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> JobJournal::ReadResult(const std::string& job_id) const {
+  if (!SafeJobId(job_id))
+    return absl::InvalidArgumentError(absl::StrCat("job id '", job_id, "' cannot name a file"));
+  const std::string path = ResultPath(job_id);
+  std::FILE* in = std::fopen(path.c_str(), "rb");
+  if (in == nullptr) return absl::NotFoundError(absl::StrCat("result file '", path, "': ", ErrnoText()));
+  std::string data;
+  char buf[1 << 16];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), in)) > 0) data.append(buf, n);
+  const bool failed = std::ferror(in) != 0;
+  std::fclose(in);
+  if (failed) return absl::DataLossError(absl::StrCat("result file '", path, "': read failed"));
+  return data;
+}
+
+void JobJournal::RemoveResult(const std::string& job_id) {
+  if (SafeJobId(job_id)) std::remove(ResultPath(job_id).c_str());
 }
 
 }  // namespace sparsevid::front

@@ -1,16 +1,19 @@
 // The front's record of accepted work on disk, so that a front that dies (a
-// crash, an OOM kill, SIGKILL) does not lose queued or running jobs. (A
-// drain on SIGTERM ends every job itself before the front exits.)
+// crash, an OOM kill, SIGKILL) does not lose queued, running or finished
+// jobs. (A drain on SIGTERM ends every job itself before the front exits.)
 // An append-only file: each accepted job's request, owner, ids and deadline,
-// and a mark when it finishes. At start-up the front replays it, re-queues
-// the jobs that never finished (same job id, request_id and seed: the same
-// video) and rewrites the file with only those. Finished records and their
-// videos are not kept across a restart.
+// and the job as it ended (state, status, stats); beside it, under
+// results/, the MP4 of each succeeded job. At start-up the front replays it,
+// re-queues the jobs that never finished (same job id, request_id and seed:
+// the same video), serves the ended ones again (GetJob, Watch, FetchResult,
+// idempotent resubmission) for as long as it keeps finished jobs, and
+// rewrites the file with only those.
 //
 // Each record is [u32 payload bytes][u32 CRC-32 of the payload][payload],
 // little-endian. A crash can leave a torn last record: replay stops at the
 // first record that is short or fails its CRC, logs what it dropped, and the
-// rewrite removes it.
+// rewrite removes it. A result file is written whole (temporary file,
+// fdatasync, rename) before its job's end is recorded.
 #pragma once
 
 #include <cstdio>
@@ -34,25 +37,40 @@ struct JournaledJob {
 
 class JobJournal {
  public:
-  // Opens (creating the directory's file `jobs.journal` if needed), replays
-  // it into `pending` (accepted and never finished, oldest first) and
-  // rewrites the file with only those. Errors name the file.
-  static absl::StatusOr<std::unique_ptr<JobJournal>> Open(const std::string& dir,
-                                                          std::vector<JournaledJob>* pending);
+  // Opens (creating the directory's file `jobs.journal` if needed) and
+  // replays it: `pending` gets the jobs accepted and never finished, `ended`
+  // (when given) the finished ones that ended within `keep_ended` of `now`,
+  // both oldest first. Rewrites the file with only those, and removes the
+  // result files of jobs it no longer keeps. Errors name the file.
+  static absl::StatusOr<std::unique_ptr<JobJournal>> Open(
+      const std::string& dir, std::vector<JournaledJob>* pending,
+      std::vector<JournaledJob>* ended = nullptr, absl::Time now = absl::Now(),
+      absl::Duration keep_ended = absl::Hours(1));
   ~JobJournal();
   JobJournal(const JobJournal&) = delete;
   JobJournal& operator=(const JobJournal&) = delete;
 
-  // Both are on disk (fdatasync) when they return OK.
+  // Both are on disk (fdatasync) when they return OK. `ended` is the job as
+  // it finished (a terminal state, its status or stats, finished time).
   absl::Status Accepted(const JournaledJob& job);
-  absl::Status Finished(const std::string& job_id);
+  absl::Status Finished(const JournaledJob& ended);
+
+  // A succeeded job's MP4, on disk (written to a temporary file, synced,
+  // renamed) when WriteResult returns OK. Job ids other than [A-Za-z0-9_-]
+  // (at most 128) are INVALID_ARGUMENT: they never name a file.
+  absl::Status WriteResult(const std::string& job_id, const std::string& bytes);
+  absl::StatusOr<std::string> ReadResult(const std::string& job_id) const;
+  void RemoveResult(const std::string& job_id);
 
   const std::string& path() const { return path_; }
 
  private:
-  JobJournal(std::string path, std::FILE* file) : path_(std::move(path)), file_(file) {}
+  JobJournal(std::string dir, std::string path, std::FILE* file)
+      : dir_(std::move(dir)), path_(std::move(path)), file_(file) {}
   absl::Status Append(const std::string& payload);
+  std::string ResultPath(const std::string& job_id) const;
 
+  std::string dir_;
   std::string path_;
   std::FILE* file_;
 };

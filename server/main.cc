@@ -124,12 +124,13 @@ int Run(int argc, char** argv) {
                   "TLS-terminating gateway on a private network)");
   }
 
-  // Accepted jobs on disk: what a previous front left unfinished is queued
-  // again before any request is served.
+  // Jobs on disk: what a previous front left unfinished is queued again, and
+  // what it finished is served again, before any request is served.
   std::unique_ptr<JobJournal> journal;
-  std::vector<JournaledJob> pending;
+  std::vector<JournaledJob> pending, ended;
   if (!cfg.state_dir.empty()) {
-    absl::StatusOr<std::unique_ptr<JobJournal>> opened = JobJournal::Open(cfg.state_dir, &pending);
+    absl::StatusOr<std::unique_ptr<JobJournal>> opened = JobJournal::Open(
+        cfg.state_dir, &pending, &ended, absl::Now(), engine_options.job_retention);
     if (!opened.ok()) {
       logging::Error("state.dir unusable", {{"error", std::string(opened.status().message())}});
       std::fprintf(stderr, "sparsevid-front: %s\n",
@@ -145,10 +146,12 @@ int Run(int argc, char** argv) {
   JobEngine engine(options, &front_metrics);
   if (journal != nullptr) {
     const size_t found = pending.size();
+    const int served = engine.RestoreEnded(std::move(ended));
     const int queued = engine.Restore(std::move(pending));
     logging::Info("job journal", {{"path", journal->path()},
                                   {"unfinished", static_cast<int64_t>(found)},
-                                  {"queued_again", queued}});
+                                  {"queued_again", queued},
+                                  {"finished_served_again", served}});
   }
   engine.StartTicker(absl::Milliseconds(100));
   VideoServiceImpl video_service(engine, &front_metrics, &auth);

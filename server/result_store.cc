@@ -18,6 +18,7 @@ bool ResultStore::EvictOldestCompleted(const std::string& keep) {
   }
   if (oldest == entries_.end()) return false;
   total_bytes_ -= static_cast<int64_t>(oldest->second.bytes.size());
+  evicted_.push_back(oldest->first);
   entries_.erase(oldest);
   return true;
 }
@@ -102,6 +103,12 @@ std::vector<std::string> ResultStore::Sweep(absl::Time now) {
     }
   }
   return removed;
+}
+
+std::vector<std::string> ResultStore::TakeEvicted() {
+  std::vector<std::string> out;
+  out.swap(evicted_);
+  return out;
 }
 
 }  // namespace sparsevid::front

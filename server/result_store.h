@@ -37,6 +37,8 @@ class ResultStore {
                                    int64_t max_bytes) const;
   // Drops completed results older than the TTL; returns their job ids.
   std::vector<std::string> Sweep(absl::Time now);
+  // The job ids whose results Append evicted for room since the last call.
+  std::vector<std::string> TakeEvicted();
 
   int64_t total_bytes() const { return total_bytes_; }
   int64_t cap_bytes() const { return cap_bytes_; }
@@ -53,6 +55,7 @@ class ResultStore {
   absl::Duration ttl_;
   int64_t total_bytes_ = 0;
   std::map<std::string, Entry> entries_;
+  std::vector<std::string> evicted_;
 };
 
 }  // namespace sparsevid::front

@@ -183,7 +183,30 @@ TEST(FrontRestartTest, JournaledJobSurvivesAKilledFront) {
   EXPECT_EQ(dup->job_id(), id);
   ASSERT_TRUE(h.StartWorker().ok());
   auto done = WaitForState(c, id, v1::JOB_STATE_SUCCEEDED, 120s);
-  EXPECT_TRUE(done.ok()) << done.status();
+  ASSERT_TRUE(done.ok()) << done.status();
+  auto fetch = [&](client::VideoClient& client, std::string* mp4) {
+    v1::FetchResultRequest fr;
+    fr.set_job_id(id);
+    return client.FetchResult(
+        fr, [&](const v1::Chunk& ch) { *mp4 += ch.data(); return true; }, 30s);
+  };
+  std::string before;
+  ASSERT_TRUE(fetch(c, &before).ok());
+  ASSERT_FALSE(before.empty());
+  // Killed again after the job ended: the next front still has the job and
+  // its video (the journal's result file), so nothing has to run again.
+  h.front().Signal(SIGKILL);
+  ASSERT_TRUE(h.front().WaitExit(10s).has_value());
+  ASSERT_TRUE(h.StartFront({"--state.dir", dir}, port).ok()) << h.front().Stderr();
+  client::VideoClient c2 = h.Client();
+  absl::StatusOr<v1::Job> ended = c2.GetJob(id);
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  EXPECT_EQ(ended->state(), v1::JOB_STATE_SUCCEEDED);
+  std::string after;
+  ASSERT_TRUE(fetch(c2, &after).ok());
+  EXPECT_EQ(after, before);
+  std::remove((dir + "/results/" + id + ".mp4").c_str());
+  rmdir((dir + "/results").c_str());
   std::remove((dir + "/jobs.journal").c_str());
   rmdir(dir.c_str());
 }

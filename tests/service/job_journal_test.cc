@@ -1,8 +1,10 @@
 // The front's job journal (server/job_journal.h) and the engine's use of it:
-// accepted jobs survive a front that dies, finished ones do not, a torn tail
-// is dropped, a drain's failures are final.
+// accepted jobs survive a front that dies and run again, finished ones and
+// succeeded jobs' videos are served again for as long as they are kept, a
+// torn tail is dropped, a drain's failures are final.
 #include "server/job_journal.h"
 
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +19,8 @@ namespace sparsevid::front {
 namespace {
 
 using testing::Assigned;
+using testing::ChunkEvent;
+using testing::CompletedEvent;
 using testing::FakeClock;
 using testing::Hello;
 using testing::RecordingChannel;
@@ -29,15 +33,38 @@ class JobJournalTest : public ::testing::Test {
     ASSERT_FALSE(dir_.empty());
   }
   void TearDown() override {
+    for (const std::string& f : ResultFiles()) std::remove((dir_ + "/results/" + f).c_str());
+    rmdir((dir_ + "/results").c_str());
     std::remove((dir_ + "/jobs.journal").c_str());
     rmdir(dir_.c_str());
   }
   std::string path() const { return dir_ + "/jobs.journal"; }
-  std::unique_ptr<JobJournal> Open(std::vector<JournaledJob>* pending) {
-    auto j = JobJournal::Open(dir_, pending);
+  std::vector<std::string> ResultFiles() const {
+    std::vector<std::string> names;
+    if (DIR* d = opendir((dir_ + "/results").c_str())) {
+      while (const dirent* e = readdir(d))
+        if (e->d_name[0] != '.') names.push_back(e->d_name);
+      closedir(d);
+    }
+    return names;
+  }
+  std::unique_ptr<JobJournal> Open(std::vector<JournaledJob>* pending,
+                                   std::vector<JournaledJob>* ended = nullptr) {
+    auto j = JobJournal::Open(dir_, pending, ended, clock_.Now(), kRetention);
     EXPECT_TRUE(j.ok()) << j.status();
     return j.ok() ? std::move(*j) : nullptr;
   }
+  // The job as it ended now, in `state`.
+  JournaledJob Ended(JournaledJob j, v1::JobState state) {
+    j.job.set_state(state);
+    j.job.set_finished_unix_seconds(absl::ToDoubleSeconds(clock_.Now() - absl::UnixEpoch()));
+    if (state == v1::JOB_STATE_FAILED) {
+      j.job.set_status_code(static_cast<int>(absl::StatusCode::kInternal));
+      j.job.set_status_message("worker crashed");
+    }
+    return j;
+  }
+  static constexpr absl::Duration kRetention = absl::Hours(1);
   static JournaledJob Job(const std::string& id, const std::string& prompt) {
     JournaledJob j;
     j.job.set_job_id(id);
@@ -51,26 +78,45 @@ class JobJournalTest : public ::testing::Test {
     return j;
   }
   // A front's engine over this directory's journal, with what the previous
-  // one left queued again.
-  std::unique_ptr<JobEngine> StartFront(std::unique_ptr<JobJournal>* journal, int* restored) {
-    std::vector<JournaledJob> pending;
-    *journal = Open(&pending);
+  // one left queued again and what it finished served again (as main.cc).
+  std::unique_ptr<JobEngine> StartFront(std::unique_ptr<JobJournal>* journal, int* restored,
+                                        int* served = nullptr) {
+    std::vector<JournaledJob> pending, ended;
+    *journal = Open(&pending, &ended);
     EngineOptions o;
     o.queue_capacity = 4;
     o.default_limits = testing::TestLimits();
     o.default_model = "tiny";
+    o.job_retention = kRetention;
+    o.result_ttl = absl::Minutes(10);
+    o.result_cap_bytes = result_cap_;
     o.journal = journal->get();
     auto engine = std::make_unique<JobEngine>(o, nullptr, clock_.AsClock());
+    const int n = engine->RestoreEnded(std::move(ended));
+    if (served != nullptr) *served = n;
     *restored = engine->Restore(std::move(pending));
     return engine;
   }
 
+  // Runs one job on a new worker `worker` to success with `mp4` as its video.
+  void RunToSuccess(JobEngine& engine, const std::string& worker, const std::string& job_id,
+                    const std::string& mp4) {
+    auto ch = std::make_shared<RecordingChannel>();
+    ASSERT_TRUE(engine.AddWorker(Hello(worker, 1), ch).ok());
+    ASSERT_TRUE(engine.WorkerReady(worker, 1).ok());
+    ASSERT_EQ(Assigned(ch->Take()), std::vector<std::string>{job_id});
+    ASSERT_TRUE(engine.WorkerEvent(worker, ChunkEvent(job_id, 0, mp4, true)).ok());
+    ASSERT_TRUE(engine.WorkerEvent(worker, CompletedEvent(job_id)).ok());
+    ASSERT_EQ(engine.GetJob(job_id)->state(), v1::JOB_STATE_SUCCEEDED);
+  }
+
   std::string dir_;
   FakeClock clock_;
+  int64_t result_cap_ = int64_t{1} << 30;
 };
 
-TEST_F(JobJournalTest, UnfinishedJobsComeBackAndFinishedOnesDoNot) {
-  std::vector<JournaledJob> pending;
+TEST_F(JobJournalTest, UnfinishedJobsComeBackAsPendingAndFinishedOnesAsEnded) {
+  std::vector<JournaledJob> pending, ended;
   {
     auto j = Open(&pending);
     ASSERT_NE(j, nullptr);
@@ -78,9 +124,16 @@ TEST_F(JobJournalTest, UnfinishedJobsComeBackAndFinishedOnesDoNot) {
     ASSERT_TRUE(j->Accepted(Job("j-1", "a cat")).ok());
     ASSERT_TRUE(j->Accepted(Job("j-2", "a dog")).ok());
     ASSERT_TRUE(j->Accepted(Job("j-3", "a cow")).ok());
-    ASSERT_TRUE(j->Finished("j-2").ok());
+    ASSERT_TRUE(j->Finished(Ended(Job("j-2", "a dog"), v1::JOB_STATE_FAILED)).ok());
+    // Only an ended job can be recorded as one.
+    EXPECT_EQ(j->Finished(Job("j-3", "a cow")).code(), absl::StatusCode::kInvalidArgument);
   }
-  auto j = Open(&pending);
+  auto j = Open(&pending, &ended);
+  ASSERT_EQ(ended.size(), 1u);
+  EXPECT_EQ(ended[0].job.job_id(), "j-2");
+  EXPECT_EQ(ended[0].job.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(ended[0].job.status_message(), "worker crashed");
+  EXPECT_EQ(ended[0].fingerprint, "fp-j-2");
   ASSERT_EQ(pending.size(), 2u);
   EXPECT_EQ(pending[0].job.job_id(), "j-1");
   EXPECT_EQ(pending[0].job.request_id(), "r-j-1");
@@ -90,12 +143,19 @@ TEST_F(JobJournalTest, UnfinishedJobsComeBackAndFinishedOnesDoNot) {
   EXPECT_EQ(pending[0].fingerprint, "fp-j-1");
   EXPECT_EQ(pending[0].deadline, absl::FromUnixSeconds(1900000000));
   EXPECT_EQ(pending[1].job.job_id(), "j-3");
-  // The rewrite kept only those two: finishing one leaves one.
-  ASSERT_TRUE(j->Finished("j-1").ok());
+  // The rewrite kept those: finishing one leaves one pending, two ended.
+  ASSERT_TRUE(j->Finished(Ended(Job("j-1", "a cat"), v1::JOB_STATE_SUCCEEDED)).ok());
   j.reset();
-  Open(&pending);
+  Open(&pending, &ended);
   ASSERT_EQ(pending.size(), 1u);
   EXPECT_EQ(pending[0].job.job_id(), "j-3");
+  ASSERT_EQ(ended.size(), 2u);
+  EXPECT_EQ(ended[1].job.job_id(), "j-1");
+  // Past the retention an ended job is dropped for good.
+  clock_.Advance(kRetention + absl::Seconds(1));
+  Open(&pending, &ended);
+  EXPECT_TRUE(ended.empty());
+  EXPECT_EQ(pending.size(), 1u);
 }
 
 TEST_F(JobJournalTest, NoDeadlineRoundTrips) {
@@ -170,7 +230,10 @@ TEST_F(JobJournalTest, EngineRestartKeepsQueuedAndRunningJobsAndIdempotency) {
   EXPECT_EQ(again->request().seed(), ja->request().seed());  // the same video
   EXPECT_EQ(again->request_id(), "req-a");
   EXPECT_EQ(engine->GetJob(jc->job_id())->state(), v1::JOB_STATE_QUEUED);
-  EXPECT_EQ(engine->GetJob(jb->job_id()).status().code(), absl::StatusCode::kNotFound);
+  auto cancelled = engine->GetJob(jb->job_id());  // ended before the crash: still ended
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(cancelled->status_message(), "not wanted");
   // The same request_id still names the same job; a different request is refused.
   auto dup = engine->Submit(a, absl::InfiniteFuture());
   ASSERT_TRUE(dup.ok());
@@ -200,6 +263,10 @@ TEST_F(JobJournalTest, DrainEndsQueuedJobsAndTheNextFrontDoesNotRunThem) {
   journal.reset();
   engine = StartFront(&journal, &restored);
   EXPECT_EQ(restored, 0) << "the client was told to resubmit; running it too would run it twice";
+  auto again = engine->GetJob(job->job_id());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(again->status_code(), static_cast<int>(absl::StatusCode::kUnavailable));
 }
 
 TEST_F(JobJournalTest, RestoredJobPastItsDeadlineOrBeyondTheQueueFailsClearly) {
@@ -229,6 +296,95 @@ TEST_F(JobJournalTest, RestoredJobPastItsDeadlineOrBeyondTheQueueFailsClearly) {
   journal.reset();
   Open(&pending);
   EXPECT_EQ(pending.size(), 4u);
+}
+
+TEST_F(JobJournalTest, SucceededJobAndItsVideoOutliveAKilledFront) {
+  std::unique_ptr<JobJournal> journal;
+  int restored = -1, served = -1;
+  auto engine = StartFront(&journal, &restored, &served);
+  v1::GenerateRequest req = Request("a cat");
+  req.set_request_id("req-cat");
+  auto job = engine->Submit(req, absl::InfiniteFuture());
+  ASSERT_TRUE(job.ok());
+  auto ch = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine->AddWorker(Hello("w1", 1), ch).ok());
+  ASSERT_TRUE(engine->WorkerReady("w1", 1).ok());
+  ASSERT_EQ(Assigned(ch->Take()), std::vector<std::string>{job->job_id()});
+  const std::string mp4 = std::string("\0\0\0\x18" "ftypiso5", 12) + std::string(3000, 'v');
+  ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(job->job_id(), 0, mp4.substr(0, 1000), false)).ok());
+  ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(job->job_id(), 1000, mp4.substr(1000), true)).ok());
+  ASSERT_TRUE(engine->WorkerEvent("w1", CompletedEvent(job->job_id())).ok());
+  ASSERT_EQ(engine->GetJob(job->job_id())->state(), v1::JOB_STATE_SUCCEEDED);
+  // The front dies (no drain); the next one serves the job and its video.
+  engine.reset();
+  journal.reset();
+  clock_.Advance(absl::Minutes(1));
+  engine = StartFront(&journal, &restored, &served);
+  EXPECT_EQ(restored, 0);
+  EXPECT_EQ(served, 1);
+  auto again = engine->GetJob(job->job_id());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(again->stats().output_bytes(), static_cast<int64_t>(mp4.size()));
+  EXPECT_EQ(again->stats().frames(), 5);
+  int64_t total = 0;
+  auto bytes = engine->ReadResult(job->job_id(), 0, 1 << 20, &total);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_EQ(*bytes, mp4);
+  EXPECT_EQ(total, static_cast<int64_t>(mp4.size()));
+  // Watch ends with the completion; the same request_id is the same job.
+  auto ev = engine->NextEvent(job->job_id(), 0, false);
+  ASSERT_TRUE(ev.ok() && ev->event.has_value());
+  EXPECT_TRUE(ev->event->has_completed());
+  auto dup = engine->Submit(req, absl::InfiniteFuture());
+  ASSERT_TRUE(dup.ok());
+  EXPECT_EQ(dup->job_id(), job->job_id());
+  EXPECT_EQ(dup->state(), v1::JOB_STATE_SUCCEEDED);
+  // Past the result TTL the video expires, and so does its file.
+  EXPECT_EQ(ResultFiles().size(), 1u);
+  clock_.Advance(absl::Minutes(10));
+  engine->Tick();
+  EXPECT_EQ(engine->ReadResult(job->job_id(), 0, 1 << 20, &total).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(ResultFiles().empty());
+}
+
+TEST_F(JobJournalTest, ResultFilesFollowTheResultStoresCap) {
+  result_cap_ = 5000;
+  std::unique_ptr<JobJournal> journal;
+  int restored = -1;
+  auto engine = StartFront(&journal, &restored);
+  auto a = engine->Submit(Request("a cat"), absl::InfiniteFuture());
+  ASSERT_TRUE(a.ok());
+  RunToSuccess(*engine, "w1", a->job_id(), std::string(3000, 'a'));
+  EXPECT_EQ(ResultFiles(), std::vector<std::string>{a->job_id() + ".mp4"});
+  auto b = engine->Submit(Request("a dog"), absl::InfiniteFuture());
+  ASSERT_TRUE(b.ok());
+  RunToSuccess(*engine, "w2", b->job_id(), std::string(3000, 'b'));  // evicts a's video
+  EXPECT_EQ(ResultFiles(), std::vector<std::string>{b->job_id() + ".mp4"});
+}
+
+TEST_F(JobJournalTest, DamagedResultFileIsReportedExpiredNotServed) {
+  std::vector<JournaledJob> pending;
+  {
+    auto j = Open(&pending);
+    JournaledJob done = Ended(Job("j-1", "a cat"), v1::JOB_STATE_SUCCEEDED);
+    done.job.mutable_stats()->set_output_bytes(100);
+    ASSERT_TRUE(j->WriteResult("j-1", std::string(60, 'x')).ok());  // cut short
+    ASSERT_TRUE(j->Finished(done).ok());
+    EXPECT_EQ(j->WriteResult("../escape", "x").code(), absl::StatusCode::kInvalidArgument);
+    // A result file whose job the journal does not keep is removed at start-up.
+    ASSERT_TRUE(j->WriteResult("j-orphan", "y").ok());
+  }
+  std::unique_ptr<JobJournal> journal;
+  int restored = -1, served = -1;
+  auto engine = StartFront(&journal, &restored, &served);
+  EXPECT_EQ(served, 1);
+  EXPECT_EQ(ResultFiles(), std::vector<std::string>{"j-1.mp4"});
+  EXPECT_EQ(engine->GetJob("j-1")->state(), v1::JOB_STATE_SUCCEEDED);
+  int64_t total = 0;
+  auto bytes = engine->ReadResult("j-1", 0, 1 << 20, &total);
+  EXPECT_EQ(bytes.status().code(), absl::StatusCode::kNotFound) << "60 of 100 bytes";
 }
 
 }  // namespace

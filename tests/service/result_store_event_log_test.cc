@@ -42,10 +42,13 @@ TEST(ResultStore, CapEvictsOldestCompletedThenRefuses) {
   ASSERT_TRUE(s.Append("live", 0, "abcd").ok());  // evicts "old"
   EXPECT_FALSE(s.Contains("old"));
   EXPECT_TRUE(s.Contains("newer"));
+  EXPECT_EQ(s.TakeEvicted(), std::vector<std::string>{"old"});  // the engine drops its file
+  EXPECT_TRUE(s.TakeEvicted().empty());
   ASSERT_TRUE(s.Append("live", 4, "ef").ok());  // 10 bytes total now
   EXPECT_EQ(s.total_bytes(), 10);
   ASSERT_TRUE(s.Append("live", 6, "gh").ok());  // evicts "newer"
   EXPECT_FALSE(s.Contains("newer"));
+  EXPECT_EQ(s.TakeEvicted(), std::vector<std::string>{"newer"});
   absl::Status st = s.Append("live", 8, "ijklmn");  // nothing left to evict
   EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
   EXPECT_EQ(s.Size("live"), 8);
