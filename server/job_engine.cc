@@ -963,6 +963,17 @@ void JobEngine::AddRecord(std::unique_ptr<JobRecord> rec) {
   r.holds_quota = true;
 }
 
+std::unique_ptr<JobEngine::JobRecord> JobEngine::RecordFromJournal(JournaledJob j) {
+  auto rec = std::make_unique<JobRecord>(options_.event_log_capacity);
+  rec->fingerprint = std::move(j.fingerprint);
+  rec->admit_seq = next_admit_seq_++;
+  rec->created = absl::FromUnixSeconds(static_cast<int64_t>(j.job.created_unix_seconds()));
+  rec->deadline = j.deadline;
+  rec->job = std::move(j.job);  // as the journal kept it: ids, owner, request, created (, end)
+  rec->job.set_state(v1::JOB_STATE_UNSPECIFIED);  // SetState counts it as new
+  return rec;
+}
+
 int JobEngine::Restore(std::vector<JournaledJob> jobs) {
   Notifier lock(this);
   const absl::Time now = clock_();
@@ -970,13 +981,7 @@ int JobEngine::Restore(std::vector<JournaledJob> jobs) {
   for (JournaledJob& j : jobs) {
     const std::string job_id = j.job.job_id();
     if (jobs_.count(job_id) != 0) continue;
-    auto rec = std::make_unique<JobRecord>(options_.event_log_capacity);
-    rec->fingerprint = std::move(j.fingerprint);
-    rec->admit_seq = next_admit_seq_++;
-    rec->created = absl::FromUnixSeconds(static_cast<int64_t>(j.job.created_unix_seconds()));
-    rec->deadline = j.deadline;
-    rec->job = std::move(j.job);  // as Submit recorded it: ids, owner, request, created
-    rec->job.set_state(v1::JOB_STATE_UNSPECIFIED);  // SetState counts it as new
+    std::unique_ptr<JobRecord> rec = RecordFromJournal(std::move(j));
     JobRecord& r = *rec;
     AddRecord(std::move(rec));
     absl::Status pushed = queue_.Push(job_id, r.job.request().priority(), r.admit_seq);
@@ -1013,15 +1018,9 @@ int JobEngine::RestoreEnded(std::vector<JournaledJob> jobs) {
     const absl::Time finished =
         absl::FromUnixMicros(static_cast<int64_t>(j.job.finished_unix_seconds() * 1e6));
     if (now - finished >= options_.job_retention) continue;
-    auto rec = std::make_unique<JobRecord>(options_.event_log_capacity);
-    rec->fingerprint = std::move(j.fingerprint);
-    rec->admit_seq = next_admit_seq_++;
-    rec->created = absl::FromUnixSeconds(static_cast<int64_t>(j.job.created_unix_seconds()));
-    rec->finished = finished;
-    rec->deadline = j.deadline;
     const v1::JobState state = j.job.state();
-    rec->job = std::move(j.job);
-    rec->job.set_state(v1::JOB_STATE_UNSPECIFIED);  // SetState counts it as new
+    std::unique_ptr<JobRecord> rec = RecordFromJournal(std::move(j));
+    rec->finished = finished;
     JobRecord& r = *rec;
     AddRecord(std::move(rec));
     SetState(r, state);

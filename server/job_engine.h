@@ -216,6 +216,8 @@ class JobEngine {
   double EstimateWaitSeconds(int position) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReportGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EraseJob(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A record of a journaled job (Restore, RestoreEnded), state unset.
+  std::unique_ptr<JobRecord> RecordFromJournal(JournaledJob j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes the journal's result files of results the store evicted.
   void ForgetEvictedResults() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A new job's record into the table and its indexes (admission order,

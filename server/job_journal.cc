@@ -79,6 +79,23 @@ bool IsTerminal(sparsevid::v1::JobState s) {
          s == sparsevid::v1::JOB_STATE_CANCELLED;
 }
 
+// A whole file; NOT_FOUND when it does not exist. `what` names it in errors.
+absl::StatusOr<std::string> ReadFile(const std::string& path, const std::string& what) {
+  std::FILE* in = std::fopen(path.c_str(), "rb");
+  if (in == nullptr) {
+    const std::string msg = absl::StrCat(what, " '", path, "': cannot open: ", ErrnoText());
+    return errno == ENOENT ? absl::NotFoundError(msg) : absl::FailedPreconditionError(msg);
+  }
+  std::string data;
+  char buf[1 << 16];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), in)) > 0) data.append(buf, n);
+  const bool failed = std::ferror(in) != 0;
+  std::fclose(in);
+  if (failed) return absl::DataLossError(absl::StrCat(what, " '", path, "': read failed"));
+  return data;
+}
+
 void SyncDir(const std::string& dir) {
   if (int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY); fd >= 0) {
     fsync(fd);
@@ -112,15 +129,10 @@ absl::StatusOr<std::unique_ptr<JobJournal>> JobJournal::Open(const std::string& 
   std::map<std::string, size_t> index;
   std::vector<JournaledJob> done;
   std::map<std::string, size_t> done_index;
-  if (std::FILE* in = std::fopen(path.c_str(), "rb")) {
-    std::string data;
-    char buf[1 << 16];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof(buf), in)) > 0) data.append(buf, n);
-    const bool read_error = std::ferror(in) != 0;
-    std::fclose(in);
-    if (read_error)
-      return absl::DataLossError(absl::StrCat("job journal '", path, "': read failed"));
+  absl::StatusOr<std::string> read = ReadFile(path, "job journal");
+  if (!read.ok() && !absl::IsNotFound(read.status())) return read.status();
+  if (read.ok()) {
+    const std::string& data = *read;
     size_t pos = 0;
     while (pos < data.size()) {
       if (data.size() - pos < 8) break;
@@ -163,9 +175,6 @@ absl::StatusOr<std::unique_ptr<JobJournal>> JobJournal::Open(const std::string& 
                      {"offset", static_cast<int64_t>(pos)},
                      {"bytes", static_cast<int64_t>(data.size() - pos)}});
     }
-  } else if (errno != ENOENT) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("job journal '", path, "': cannot open: ", ErrnoText()));
   }
   for (JournaledJob& j : order)
     if (!j.job.job_id().empty()) pending->push_back(std::move(j));
@@ -275,17 +284,7 @@ absl::Status JobJournal::WriteResult(const std::string& job_id, const std::strin
 absl::StatusOr<std::string> JobJournal::ReadResult(const std::string& job_id) const {
   if (!SafeJobId(job_id))
     return absl::InvalidArgumentError(absl::StrCat("job id '", job_id, "' cannot name a file"));
-  const std::string path = ResultPath(job_id);
-  std::FILE* in = std::fopen(path.c_str(), "rb");
-  if (in == nullptr) return absl::NotFoundError(absl::StrCat("result file '", path, "': ", ErrnoText()));
-  std::string data;
-  char buf[1 << 16];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), in)) > 0) data.append(buf, n);
-  const bool failed = std::ferror(in) != 0;
-  std::fclose(in);
-  if (failed) return absl::DataLossError(absl::StrCat("result file '", path, "': read failed"));
-  return data;
+  return ReadFile(ResultPath(job_id), "result file");
 }
 
 void JobJournal::RemoveResult(const std::string& job_id) {
