@@ -388,7 +388,10 @@ void JobEngine::EraseJob(const std::string& job_id) {
   if (it == jobs_.end()) return;
   JobRecord& rec = *it->second;
   if (!rec.job.request_id().empty()) {
-    job_by_request_id_.erase(IdempotencyKey(rec.job.owner(), rec.job.request_id()));
+    // Only if it still names this job: after a restart an old ended job and
+    // the newer one its request_id was resubmitted as can both be present.
+    auto key = job_by_request_id_.find(IdempotencyKey(rec.job.owner(), rec.job.request_id()));
+    if (key != job_by_request_id_.end() && key->second == job_id) job_by_request_id_.erase(key);
   }
   jobs_by_admit_.erase(rec.admit_seq);
   --state_counts_[rec.job.state()];
@@ -1026,7 +1029,10 @@ int JobEngine::RestoreEnded(std::vector<JournaledJob> jobs) {
     SetState(r, state);
     MaybeReleaseQuota(r);  // ended: holds none
     Emit(r, TerminalEvent(r.job));
-    if (state == v1::JOB_STATE_SUCCEEDED && now - finished < options_.result_ttl) {
+    const bool result_live = now - finished < options_.result_ttl;
+    if (state == v1::JOB_STATE_SUCCEEDED && !result_live && options_.journal != nullptr)
+      options_.journal->RemoveResult(job_id);  // expired while the front was down
+    if (state == v1::JOB_STATE_SUCCEEDED && result_live) {
       absl::StatusOr<std::string> bytes = options_.journal != nullptr
                                               ? options_.journal->ReadResult(job_id)
                                               : absl::NotFoundError("no journal");
@@ -1042,6 +1048,7 @@ int JobEngine::RestoreEnded(std::vector<JournaledJob> jobs) {
         results_.Complete(job_id, finished);
       } else {
         results_.Erase(job_id);
+        if (options_.journal != nullptr) options_.journal->RemoveResult(job_id);
         logging::Warn("result of an ended job not restored (FetchResult: expired)",
                       {{"error", loaded.ToString()}}, job_id);
       }

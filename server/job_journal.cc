@@ -83,8 +83,9 @@ bool IsTerminal(sparsevid::v1::JobState s) {
 absl::StatusOr<std::string> ReadFile(const std::string& path, const std::string& what) {
   std::FILE* in = std::fopen(path.c_str(), "rb");
   if (in == nullptr) {
+    const bool missing = errno == ENOENT;
     const std::string msg = absl::StrCat(what, " '", path, "': cannot open: ", ErrnoText());
-    return errno == ENOENT ? absl::NotFoundError(msg) : absl::FailedPreconditionError(msg);
+    return missing ? absl::NotFoundError(msg) : absl::FailedPreconditionError(msg);
   }
   std::string data;
   char buf[1 << 16];
@@ -184,7 +185,7 @@ absl::StatusOr<std::unique_ptr<JobJournal>> JobJournal::Open(const std::string& 
   for (JournaledJob& j : done) {
     const absl::Time finished = absl::FromUnixMicros(
         static_cast<int64_t>(j.job.finished_unix_seconds() * 1e6));
-    if (now - finished > keep_ended) continue;
+    if (now - finished >= keep_ended) continue;  // as JobEngine::RestoreEnded
     if (j.job.state() == sparsevid::v1::JOB_STATE_SUCCEEDED) kept_results.insert(j.job.job_id());
     kept.push_back(std::move(j));
   }
