@@ -170,9 +170,13 @@ TEST(FrontRestartTest, JournaledJobSurvivesAKilledFront) {
     id = job->job_id();
     seed = job->request().seed();
   }
-  h.front().Signal(SIGKILL);
-  ASSERT_TRUE(h.front().WaitExit(10s).has_value());
-  ASSERT_TRUE(h.StartFront({"--state.dir", dir}, port).ok()) << h.front().Stderr();
+  // SIGKILL, no drain; the next front on the same directory and port.
+  auto kill_and_restart_front = [&] {
+    h.front().Signal(SIGKILL);
+    ASSERT_TRUE(h.front().WaitExit(10s).has_value());
+    ASSERT_TRUE(h.StartFront({"--state.dir", dir}, port).ok()) << h.front().Stderr();
+  };
+  ASSERT_NO_FATAL_FAILURE(kill_and_restart_front());
   client::VideoClient c = h.Client();
   absl::StatusOr<v1::Job> again = c.GetJob(id);
   ASSERT_TRUE(again.ok()) << again.status();
@@ -195,9 +199,7 @@ TEST(FrontRestartTest, JournaledJobSurvivesAKilledFront) {
   ASSERT_FALSE(before.empty());
   // Killed again after the job ended: the next front still has the job and
   // its video (the journal's result file), so nothing has to run again.
-  h.front().Signal(SIGKILL);
-  ASSERT_TRUE(h.front().WaitExit(10s).has_value());
-  ASSERT_TRUE(h.StartFront({"--state.dir", dir}, port).ok()) << h.front().Stderr();
+  ASSERT_NO_FATAL_FAILURE(kill_and_restart_front());
   client::VideoClient c2 = h.Client();
   absl::StatusOr<v1::Job> ended = c2.GetJob(id);
   ASSERT_TRUE(ended.ok()) << ended.status();
