@@ -399,7 +399,7 @@ void JobEngine::EraseJob(const std::string& job_id) {
     observer_->SetJobsInState(StateLabel(rec.job.state()), state_counts_[rec.job.state()]);
   }
   results_.Erase(job_id);
-  if (options_.journal != nullptr) options_.journal->RemoveResult(job_id);
+  DropResultFile(job_id);
   jobs_.erase(it);
 }
 
@@ -907,8 +907,7 @@ void JobEngine::TickLocked(absl::Time now) {
     const size_t excess = finished.size() - options_.max_finished_jobs;
     for (size_t i = 0; i < excess; ++i) EraseJob(finished[i].second);
   }
-  for (const std::string& id : results_.Sweep(now))
-    if (options_.journal != nullptr) options_.journal->RemoveResult(id);
+  for (const std::string& id : results_.Sweep(now)) DropResultFile(id);
   if (queue_changed) RefreshQueuePositions();
 }
 
@@ -948,11 +947,41 @@ void JobEngine::FailRunning(const absl::Status& status) {
   }
 }
 
+void JobEngine::DropResultFile(const std::string& job_id) {
+  if (options_.journal != nullptr) options_.journal->RemoveResult(job_id);
+}
+
 void JobEngine::ForgetEvictedResults() {
   // The journal's result files follow the store's cap, so the disk holds no
   // more than the memory does.
-  for (const std::string& id : results_.TakeEvicted())
-    if (options_.journal != nullptr) options_.journal->RemoveResult(id);
+  for (const std::string& id : results_.TakeEvicted()) DropResultFile(id);
+}
+
+void JobEngine::RestoreResult(const Job& job, absl::Time now) {
+  const std::string& job_id = job.job_id();
+  const absl::Time finished = FinishedAt(job);
+  if (now - finished >= options_.result_ttl) {
+    DropResultFile(job_id);  // expired while the front was down
+    return;
+  }
+  absl::StatusOr<std::string> bytes = options_.journal != nullptr
+                                          ? options_.journal->ReadResult(job_id)
+                                          : absl::NotFoundError("no journal");
+  absl::Status loaded = bytes.status();
+  if (bytes.ok() && static_cast<int64_t>(bytes->size()) != job.stats().output_bytes()) {
+    loaded = absl::DataLossError(absl::StrCat("result file has ", bytes->size(),
+                                              " bytes, the job made ", job.stats().output_bytes()));
+  }
+  if (loaded.ok()) loaded = results_.Append(job_id, 0, *bytes);
+  ForgetEvictedResults();
+  if (loaded.ok()) {
+    results_.Complete(job_id, finished);
+    return;
+  }
+  results_.Erase(job_id);
+  DropResultFile(job_id);
+  logging::Warn("result of an ended job not restored (FetchResult: expired)",
+                {{"error", loaded.ToString()}}, job_id);
 }
 
 void JobEngine::AddRecord(std::unique_ptr<JobRecord> rec) {
@@ -1018,8 +1047,7 @@ int JobEngine::RestoreEnded(std::vector<JournaledJob> jobs) {
   for (JournaledJob& j : jobs) {
     const std::string job_id = j.job.job_id();
     if (jobs_.count(job_id) != 0 || !IsTerminal(j.job.state())) continue;
-    const absl::Time finished =
-        absl::FromUnixMicros(static_cast<int64_t>(j.job.finished_unix_seconds() * 1e6));
+    const absl::Time finished = FinishedAt(j.job);
     if (now - finished >= options_.job_retention) continue;
     const v1::JobState state = j.job.state();
     std::unique_ptr<JobRecord> rec = RecordFromJournal(std::move(j));
@@ -1029,30 +1057,7 @@ int JobEngine::RestoreEnded(std::vector<JournaledJob> jobs) {
     SetState(r, state);
     MaybeReleaseQuota(r);  // ended: holds none
     Emit(r, TerminalEvent(r.job));
-    const bool result_live = now - finished < options_.result_ttl;
-    if (state == v1::JOB_STATE_SUCCEEDED && !result_live && options_.journal != nullptr)
-      options_.journal->RemoveResult(job_id);  // expired while the front was down
-    if (state == v1::JOB_STATE_SUCCEEDED && result_live) {
-      absl::StatusOr<std::string> bytes = options_.journal != nullptr
-                                              ? options_.journal->ReadResult(job_id)
-                                              : absl::NotFoundError("no journal");
-      absl::Status loaded = bytes.status();
-      if (bytes.ok() && static_cast<int64_t>(bytes->size()) != r.job.stats().output_bytes()) {
-        loaded = absl::DataLossError(absl::StrCat("result file has ", bytes->size(),
-                                                  " bytes, the job made ",
-                                                  r.job.stats().output_bytes()));
-      }
-      if (loaded.ok()) loaded = results_.Append(job_id, 0, *bytes);
-      ForgetEvictedResults();
-      if (loaded.ok()) {
-        results_.Complete(job_id, finished);
-      } else {
-        results_.Erase(job_id);
-        if (options_.journal != nullptr) options_.journal->RemoveResult(job_id);
-        logging::Warn("result of an ended job not restored (FetchResult: expired)",
-                      {{"error", loaded.ToString()}}, job_id);
-      }
-    }
+    if (state == v1::JOB_STATE_SUCCEEDED) RestoreResult(r.job, now);
     ++restored;
   }
   ReportGauges();

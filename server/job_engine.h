@@ -218,8 +218,14 @@ class JobEngine {
   void EraseJob(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A record of a journaled job (Restore, RestoreEnded), state unset.
   std::unique_ptr<JobRecord> RecordFromJournal(JournaledJob j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The journal's result file of a job (none without a journal).
+  void DropResultFile(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes the journal's result files of results the store evicted.
   void ForgetEvictedResults() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A restored succeeded job's video from its result file, into the store
+  // while its TTL lasts; a file past its TTL or of the wrong size is removed.
+  void RestoreResult(const sparsevid::v1::Job& job, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A new job's record into the table and its indexes (admission order,
   // request_id, its owner's active count).
   void AddRecord(std::unique_ptr<JobRecord> rec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

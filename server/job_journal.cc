@@ -183,9 +183,7 @@ absl::StatusOr<std::unique_ptr<JobJournal>> JobJournal::Open(const std::string& 
   std::vector<JournaledJob> kept;
   std::set<std::string> kept_results;
   for (JournaledJob& j : done) {
-    const absl::Time finished = absl::FromUnixMicros(
-        static_cast<int64_t>(j.job.finished_unix_seconds() * 1e6));
-    if (now - finished >= keep_ended) continue;  // as JobEngine::RestoreEnded
+    if (now - FinishedAt(j.job) >= keep_ended) continue;  // as JobEngine::RestoreEnded
     if (j.job.state() == sparsevid::v1::JOB_STATE_SUCCEEDED) kept_results.insert(j.job.job_id());
     kept.push_back(std::move(j));
   }

@@ -35,6 +35,11 @@ struct JournaledJob {
   absl::Time deadline = absl::InfiniteFuture();
 };
 
+// When an ended job finished (Job.finished_unix_seconds as a time).
+inline absl::Time FinishedAt(const sparsevid::v1::Job& job) {
+  return absl::FromUnixMicros(static_cast<int64_t>(job.finished_unix_seconds() * 1e6));
+}
+
 class JobJournal {
  public:
   // Opens (creating the directory's file `jobs.journal` if needed) and
