@@ -689,25 +689,56 @@ absl::Status JobEngine::WorkerReady(const std::string& worker_id, int free_slots
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> JobEngine::RunningResultBytes(const std::string& worker_id,
+                                                         const std::string& job_id) const {
+  absl::MutexLock lock(&mu_);
+  auto wit = workers_.find(worker_id);
+  auto jit = jobs_.find(job_id);
+  if (wit == workers_.end() || jit == jobs_.end() || wit->second->active.count(job_id) == 0 ||
+      jit->second->job.state() != v1::JOB_STATE_RUNNING)
+    return absl::NotFoundError("not running on this worker");
+  const int64_t size = results_.Size(job_id);
+  if (size == 0) return absl::NotFoundError("no output");
+  return results_.Read(job_id, 0, size);
+}
+
 absl::Status JobEngine::WorkerEvent(const std::string& worker_id,
                                     const v1::WorkerJobEvent& event) {
+  // A completed job's video goes to disk before its end is recorded (a
+  // front that dies after that serves it again). The write and its
+  // fdatasync happen here, outside the lock, so that a large video does not
+  // stall every other call; this worker's stream is the only one that waits.
+  // Its chunks all came before (one stream, in order), so the bytes are final.
+  std::optional<SavedResult> saved;
+  if (options_.journal != nullptr && event.event().has_completed()) {
+    absl::StatusOr<std::string> bytes = RunningResultBytes(worker_id, event.job_id());
+    if (bytes.ok()) {
+      saved.emplace();
+      saved->status = options_.journal->WriteResult(event.job_id(), *bytes);
+      saved->bytes = static_cast<int64_t>(bytes->size());
+    }
+  }
   Notifier lock(this);
+  absl::Status handled = absl::OkStatus();
   auto wit = workers_.find(worker_id);
-  if (wit == workers_.end()) return absl::FailedPreconditionError("job event before Hello");
-  WorkerRecord& w = *wit->second;
   JobRecord* rec = Find(event.job_id());
-  if (rec == nullptr || w.active.count(event.job_id()) == 0) {
+  if (wit == workers_.end()) {
+    handled = absl::FailedPreconditionError("job event before Hello");
+  } else if (rec == nullptr || wit->second->active.count(event.job_id()) == 0) {
     // A job this worker does not hold (cancelled and freed meanwhile, or
     // expired): nothing to update.
     logging::Debug("ignoring event for a job the worker does not hold",
                    {{"worker", worker_id}}, event.job_id());
-    return absl::OkStatus();
+  } else {
+    handled = HandleWorkerEvent(*wit->second, *rec, event.event(), saved ? &*saved : nullptr);
   }
-  return HandleWorkerEvent(w, *rec, event.event());
+  // Ended otherwise while the file was written (cancelled, expired, drained).
+  if (saved && !saved->adopted) DropResultFile(event.job_id());
+  return handled;
 }
 
 absl::Status JobEngine::HandleWorkerEvent(WorkerRecord& w, JobRecord& rec,
-                                          const JobEvent& event) {
+                                          const JobEvent& event, SavedResult* saved) {
   const bool running = rec.job.state() == v1::JOB_STATE_RUNNING;
   const absl::Time now = clock_();
   switch (event.event_case()) {
@@ -770,13 +801,15 @@ absl::Status JobEngine::HandleWorkerEvent(WorkerRecord& w, JobRecord& rec,
           *rec.job.mutable_stats() = stats;
           results_.Complete(rec.job.job_id(), now);
           if (options_.journal != nullptr) {
-            // On disk before the job's end is: a front that dies after this
-            // serves the video again. If it fails, only a restart loses it.
-            absl::StatusOr<std::string> bytes = results_.Read(rec.job.job_id(), 0, size);
-            absl::Status saved =
-                bytes.ok() ? options_.journal->WriteResult(rec.job.job_id(), *bytes) : bytes.status();
-            if (!saved.ok())
-              logging::Error("result file write failed", {{"error", saved.ToString()}},
+            // Written by WorkerEvent before this (if it fails, only a restart
+            // loses the video).
+            absl::Status s = absl::InternalError("result file not written");
+            if (saved != nullptr && saved->bytes == size) {
+              saved->adopted = true;
+              s = saved->status;
+            }
+            if (!s.ok())
+              logging::Error("result file write failed", {{"error", s.ToString()}},
                              rec.job.job_id());
           }
           const double run = stats.run_seconds();
@@ -909,6 +942,42 @@ void JobEngine::TickLocked(absl::Time now) {
   }
   for (const std::string& id : results_.Sweep(now)) DropResultFile(id);
   if (queue_changed) RefreshQueuePositions();
+  MaybeCompactJournal();
+}
+
+void JobEngine::MaybeCompactJournal() {
+  if (options_.journal == nullptr) return;
+  const size_t records = options_.journal->records();
+  // An ended job held has two records (accepted, ended): dead ones come from
+  // jobs the engine let go (retention), or a failed compaction's retry wait.
+  if (records <= std::max({options_.journal_compact_records, 2 * jobs_.size(),
+                           compact_retry_records_}))
+    return;
+  std::vector<JournaledJob> pending, ended;
+  for (const auto& [seq, id] : jobs_by_admit_) {
+    const JobRecord& r = *jobs_.at(id);
+    if (IsTerminal(r.job.state())) {
+      ended.push_back({r.job, r.fingerprint, r.deadline});
+      continue;
+    }
+    JournaledJob j{{}, r.fingerprint, r.deadline};  // as Submit recorded it
+    j.job.set_job_id(r.job.job_id());
+    j.job.set_request_id(r.job.request_id());
+    j.job.set_owner(r.job.owner());
+    *j.job.mutable_request() = r.job.request();
+    j.job.set_created_unix_seconds(r.job.created_unix_seconds());
+    pending.push_back(std::move(j));
+  }
+  if (absl::Status s = options_.journal->Compact(pending, ended); !s.ok()) {
+    // The old file stays in use; tried again after as many records more.
+    logging::Error("job journal compaction failed", {{"error", s.ToString()}});
+    compact_retry_records_ = records + options_.journal_compact_records;
+    return;
+  }
+  compact_retry_records_ = 0;
+  logging::Info("job journal compacted",
+                {{"records_before", static_cast<int64_t>(records)},
+                 {"records_after", static_cast<int64_t>(pending.size() + ended.size())}});
 }
 
 void JobEngine::StartDrain() {
@@ -998,7 +1067,14 @@ void JobEngine::AddRecord(std::unique_ptr<JobRecord> rec) {
 std::unique_ptr<JobEngine::JobRecord> JobEngine::RecordFromJournal(JournaledJob j) {
   auto rec = std::make_unique<JobRecord>(options_.event_log_capacity);
   rec->fingerprint = std::move(j.fingerprint);
-  rec->admit_seq = next_admit_seq_++;
+  // Admission order as the previous front had it (creation time in µs), so
+  // that ListJobs and the queue keep their order whichever list (ended or
+  // pending) a job comes back in; jobs admitted from now on sort after.
+  uint64_t seq = static_cast<uint64_t>(std::max(0.0, std::round(j.job.created_unix_seconds() * 1e6)));
+  seq = std::max(seq, uint64_t{1});
+  while (jobs_by_admit_.count(seq) != 0) ++seq;
+  rec->admit_seq = seq;
+  next_admit_seq_ = std::max(next_admit_seq_, seq + 1);
   rec->created = absl::FromUnixSeconds(static_cast<int64_t>(j.job.created_unix_seconds()));
   rec->deadline = j.deadline;
   rec->job = std::move(j.job);  // as the journal kept it: ids, owner, request, created (, end)

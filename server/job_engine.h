@@ -61,6 +61,10 @@ struct EngineOptions {
   // jobs live in memory only. It covers a front that dies (crash, OOM kill,
   // SIGKILL): a drain still ends every job before the front exits.
   JobJournal* journal = nullptr;
+  // The journal is rewritten with only the jobs the engine still holds once
+  // it has this many records and more than twice as many as those jobs (so
+  // its size follows the jobs kept, not the front's uptime).
+  size_t journal_compact_records = 10000;
 };
 
 // Who makes a call (from the API key, server/api_keys.h). Jobs record their
@@ -229,10 +233,24 @@ class JobEngine {
   // A new job's record into the table and its indexes (admission order,
   // request_id, its owner's active count).
   void AddRecord(std::unique_ptr<JobRecord> rec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A completed job's video, written to the journal's result file before
+  // the event is handled (WorkerEvent, outside the lock).
+  struct SavedResult {
+    absl::Status status;  // of JobJournal::WriteResult
+    int64_t bytes = 0;    // what was written
+    bool adopted = false; // the job succeeded with exactly these bytes
+  };
+  // The bytes of a job that `worker_id` runs, for its result file; NOT_FOUND
+  // when it is not running there or has no output.
+  absl::StatusOr<std::string> RunningResultBytes(const std::string& worker_id,
+                                                 const std::string& job_id) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status HandleWorkerEvent(WorkerRecord& w, JobRecord& rec,
-                                 const sparsevid::v1::JobEvent& event)
+                                 const sparsevid::v1::JobEvent& event, SavedResult* saved)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TickLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Journal::Compact with the jobs held now, when most records are dead.
+  void MaybeCompactJournal() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const EngineOptions options_;
   EngineObserver* const observer_;
@@ -251,6 +269,8 @@ class JobEngine {
   ResultStore results_ ABSL_GUARDED_BY(mu_);
   std::map<int, int> state_counts_ ABSL_GUARDED_BY(mu_);
   uint64_t next_admit_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  // After a failed journal compaction: not tried again below this many records.
+  size_t compact_retry_records_ ABSL_GUARDED_BY(mu_) = 0;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   // Mean run time of succeeded jobs (exponential average), seconds; <0 unknown.
   double mean_run_seconds_ ABSL_GUARDED_BY(mu_) = -1;

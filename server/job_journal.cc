@@ -42,6 +42,15 @@ uint32_t Crc(const std::string& s) {
 
 std::string ErrnoText() { return std::strerror(errno); }
 
+// One record: [u32 payload bytes][u32 CRC-32 of the payload][payload].
+std::string Framed(const std::string& payload) {
+  std::string rec;
+  PutU32(&rec, static_cast<uint32_t>(payload.size()));
+  PutU32(&rec, Crc(payload));
+  rec += payload;
+  return rec;
+}
+
 // Accepted / Ended: kind, deadline (unix micros; INT64_MAX = none),
 // fingerprint length and bytes, then the Job message.
 std::string Encode(char kind, const JournaledJob& j) {
@@ -199,35 +208,47 @@ absl::StatusOr<std::unique_ptr<JobJournal>> JobJournal::Open(const std::string& 
     closedir(d);
   }
 
-  // Rewrite with only the pending jobs, then append to it from here on.
-  const std::string tmp = path + ".tmp";
+  // Rewrite with only the jobs kept, then append to it from here on.
+  std::unique_ptr<JobJournal> journal(new JobJournal(dir, path, nullptr));
+  if (absl::Status s = journal->Compact(*pending, kept); !s.ok()) return s;
+  if (ended != nullptr) *ended = std::move(kept);
+  return journal;
+}
+
+absl::Status JobJournal::Compact(const std::vector<JournaledJob>& pending,
+                                 const std::vector<JournaledJob>& ended) {
+  std::string all;
+  for (const JournaledJob& j : pending) all += Framed(Encode(kAccepted, j));
+  for (const JournaledJob& j : ended) {
+    if (!IsTerminal(j.job.state()))
+      return absl::InvalidArgumentError(
+          absl::StrCat("job journal: job '", j.job.job_id(), "' has not ended"));
+    all += Framed(Encode(kEnded, j));
+  }
+  const std::string tmp = path_ + ".tmp";
   std::FILE* out = std::fopen(tmp.c_str(), "wb");
   if (out == nullptr)
     return absl::FailedPreconditionError(
         absl::StrCat("job journal '", tmp, "': cannot create: ", ErrnoText()));
-  std::unique_ptr<JobJournal> journal(new JobJournal(dir, tmp, out));
-  for (const JournaledJob& j : *pending) {
-    if (absl::Status s = journal->Append(Encode(kAccepted, j)); !s.ok()) {
-      std::remove(tmp.c_str());
-      return s;
-    }
-  }
-  for (const JournaledJob& j : kept) {
-    if (absl::Status s = journal->Append(Encode(kEnded, j)); !s.ok()) {
-      std::remove(tmp.c_str());
-      return s;
-    }
-  }
-  if (ended != nullptr) *ended = std::move(kept);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (std::fwrite(all.data(), 1, all.size(), out) != all.size() || std::fflush(out) != 0 ||
+      fdatasync(fileno(out)) != 0) {
     const std::string why = ErrnoText();
+    std::fclose(out);
+    std::remove(tmp.c_str());
+    return absl::UnavailableError(absl::StrCat("job journal '", tmp, "': write failed: ", why));
+  }
+  if (std::rename(tmp.c_str(), path_.c_str()) != 0) {
+    const std::string why = ErrnoText();
+    std::fclose(out);
     std::remove(tmp.c_str());
     return absl::FailedPreconditionError(
-        absl::StrCat("job journal '", path, "': cannot replace it: ", why));
+        absl::StrCat("job journal '", path_, "': cannot replace it: ", why));
   }
-  SyncDir(dir);  // the rename itself is on disk once the directory is
-  journal->path_ = path;
-  return journal;
+  SyncDir(dir_);  // the rename itself is on disk once the directory is
+  if (file_ != nullptr) std::fclose(file_);
+  file_ = out;
+  records_ = pending.size() + ended.size();
+  return absl::OkStatus();
 }
 
 JobJournal::~JobJournal() {
@@ -235,15 +256,13 @@ JobJournal::~JobJournal() {
 }
 
 absl::Status JobJournal::Append(const std::string& payload) {
-  std::string rec;
-  PutU32(&rec, static_cast<uint32_t>(payload.size()));
-  PutU32(&rec, Crc(payload));
-  rec += payload;
+  const std::string rec = Framed(payload);
   if (std::fwrite(rec.data(), 1, rec.size(), file_) != rec.size() || std::fflush(file_) != 0 ||
       fdatasync(fileno(file_)) != 0) {
     return absl::UnavailableError(
         absl::StrCat("job journal '", path_, "': write failed: ", ErrnoText()));
   }
+  ++records_;
   return absl::OkStatus();
 }
 

@@ -7,7 +7,8 @@
 // re-queues the jobs that never finished (same job id, request_id and seed:
 // the same video), serves the ended ones again (GetJob, Watch, FetchResult,
 // idempotent resubmission) for as long as it keeps finished jobs, and
-// rewrites the file with only those.
+// rewrites the file with only those (as a running front does when most of
+// its records are dead: Compact).
 //
 // Each record is [u32 payload bytes][u32 CRC-32 of the payload][payload],
 // little-endian. A crash can leave a torn last record: replay stops at the
@@ -67,6 +68,16 @@ class JobJournal {
   absl::StatusOr<std::string> ReadResult(const std::string& job_id) const;
   void RemoveResult(const std::string& job_id);
 
+  // Replaces the file with just these jobs (the unfinished ones as they were
+  // accepted, the ended ones as they ended): a temporary file, one
+  // fdatasync, a rename; appends go to the new file from then on. On an
+  // error the old file stays in use, whole. Open does this at start-up; a
+  // running front does it when most records are dead (JobEngine).
+  absl::Status Compact(const std::vector<JournaledJob>& pending,
+                       const std::vector<JournaledJob>& ended);
+  // Records in the file: those of the last Compact plus those appended since.
+  size_t records() const { return records_; }
+
   const std::string& path() const { return path_; }
 
  private:
@@ -78,6 +89,7 @@ class JobJournal {
   std::string dir_;
   std::string path_;
   std::FILE* file_;
+  size_t records_ = 0;
 };
 
 }  // namespace sparsevid::front

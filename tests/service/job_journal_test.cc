@@ -5,11 +5,16 @@
 #include "server/job_journal.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <future>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "server/job_engine.h"
@@ -91,6 +96,7 @@ class JobJournalTest : public ::testing::Test {
     o.result_ttl = absl::Minutes(10);
     o.result_cap_bytes = result_cap_;
     o.journal = journal->get();
+    o.journal_compact_records = compact_records_;
     auto engine = std::make_unique<JobEngine>(o, nullptr, clock_.AsClock());
     const int n = engine->RestoreEnded(std::move(ended));
     if (served != nullptr) *served = n;
@@ -113,6 +119,7 @@ class JobJournalTest : public ::testing::Test {
   std::string dir_;
   FakeClock clock_;
   int64_t result_cap_ = int64_t{1} << 30;
+  size_t compact_records_ = 10000;
 };
 
 TEST_F(JobJournalTest, UnfinishedJobsComeBackAsPendingAndFinishedOnesAsEnded) {
@@ -346,6 +353,197 @@ TEST_F(JobJournalTest, SucceededJobAndItsVideoOutliveAKilledFront) {
   engine->Tick();
   EXPECT_EQ(engine->ReadResult(job->job_id(), 0, 1 << 20, &total).status().code(),
             absl::StatusCode::kNotFound);
+  EXPECT_TRUE(ResultFiles().empty());
+}
+
+// ListJobs lists the same jobs in the same (admission) order after a
+// restart, ended and unfinished ones alike.
+TEST_F(JobJournalTest, ListJobsKeepsItsOrderAcrossARestart) {
+  std::unique_ptr<JobJournal> journal;
+  int restored = -1;
+  auto engine = StartFront(&journal, &restored);
+  std::vector<std::string> ids;
+  for (const char* prompt : {"a cat", "a dog", "a cow"}) {
+    auto job = engine->Submit(Request(prompt), absl::InfiniteFuture());
+    ASSERT_TRUE(job.ok());
+    ids.push_back(job->job_id());
+    clock_.Advance(absl::Seconds(1));
+  }
+  ASSERT_TRUE(engine->Cancel(ids[1], "").ok());  // ended; the others stay queued
+  auto listed = [&] {
+    std::vector<std::string> out;
+    auto page = engine->ListJobs(v1::ListJobsRequest());
+    EXPECT_TRUE(page.ok());
+    if (page.ok())
+      for (const v1::Job& j : page->jobs()) out.push_back(j.job_id());
+    return out;
+  };
+  ASSERT_EQ(listed(), ids);
+  engine.reset();
+  journal.reset();
+  engine = StartFront(&journal, &restored);
+  EXPECT_EQ(restored, 2);
+  EXPECT_EQ(listed(), ids);
+  // A job submitted now comes after them.
+  auto later = engine->Submit(Request("a hen"), absl::InfiniteFuture());
+  ASSERT_TRUE(later.ok());
+  ids.push_back(later->job_id());
+  EXPECT_EQ(listed(), ids);
+}
+
+// A running front rewrites its journal once most records are dead (jobs it
+// no longer keeps), so the file follows the jobs held, not the uptime; the
+// next front restores from the compacted file exactly what was held.
+TEST_F(JobJournalTest, RunningFrontCompactsItsJournal) {
+  compact_records_ = 20;
+  std::unique_ptr<JobJournal> journal;
+  int restored = -1, served = -1;
+  auto engine = StartFront(&journal, &restored);
+  auto queued = engine->Submit(Request("queued all along"), absl::InfiniteFuture());
+  ASSERT_TRUE(queued.ok());
+  for (int i = 0; i < 30; ++i) {
+    auto job = engine->Submit(Request("cancelled " + std::to_string(i)), absl::InfiniteFuture());
+    ASSERT_TRUE(job.ok());
+    ASSERT_TRUE(engine->Cancel(job->job_id(), "").ok());
+  }
+  engine->Tick();  // every job still held: nothing to drop
+  EXPECT_EQ(journal->records(), 61u);
+  struct stat before {};
+  ASSERT_EQ(stat(path().c_str(), &before), 0);
+  clock_.Advance(kRetention);
+  engine->Tick();  // the 30 ended jobs expire, and with them 60 records
+  EXPECT_EQ(journal->records(), 1u);
+  struct stat after {};
+  ASSERT_EQ(stat(path().c_str(), &after), 0);
+  EXPECT_LT(after.st_size * 20, before.st_size);
+  // Appends go to the compacted file.
+  auto last = engine->Submit(Request("cancelled last"), absl::InfiniteFuture());
+  ASSERT_TRUE(last.ok());
+  ASSERT_TRUE(engine->Cancel(last->job_id(), "").ok());
+  EXPECT_EQ(journal->records(), 3u);
+  engine.reset();
+  journal.reset();
+  engine = StartFront(&journal, &restored, &served);
+  EXPECT_EQ(restored, 1);
+  EXPECT_EQ(served, 1);
+  auto page = engine->ListJobs(v1::ListJobsRequest());
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->jobs_size(), 2);
+  EXPECT_EQ(page->jobs(0).job_id(), queued->job_id());
+  EXPECT_EQ(page->jobs(0).state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(page->jobs(0).request().prompt(), "queued all along");
+  EXPECT_EQ(page->jobs(1).job_id(), last->job_id());
+  EXPECT_EQ(page->jobs(1).state(), v1::JOB_STATE_CANCELLED);
+}
+
+// A result file's temporary name made a FIFO, so that the front's write of
+// a video blocks until the test reads it. (A FIFO cannot be synced: the
+// write then fails, and the job still succeeds, its video served from memory.)
+class BlockingResultFile {
+ public:
+  explicit BlockingResultFile(const std::string& path) : path_(path) {
+    ok_ = mkfifo(path.c_str(), 0600) == 0;
+    if (ok_) fd_ = open(path.c_str(), O_RDONLY | O_NONBLOCK);  // the writer's open won't wait
+    ok_ = fd_ >= 0;
+  }
+  ~BlockingResultFile() {
+    if (fd_ >= 0) close(fd_);
+    std::remove(path_.c_str());
+  }
+  bool ok() const { return ok_; }
+  // True once the writer has put `bytes` into the pipe (a video larger than
+  // the pipe then has its writer blocked inside the write).
+  bool WaitForWriter(int bytes) const {
+    for (int i = 0; i < 10000; ++i) {
+      int n = 0;
+      if (ioctl(fd_, FIONREAD, &n) == 0 && n >= bytes) return true;
+      usleep(1000);
+    }
+    return false;
+  }
+  // Everything written, once the writer closes the file.
+  std::string Drain() {
+    fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) & ~O_NONBLOCK);
+    std::string out;
+    char buf[65536];
+    for (ssize_t n; (n = read(fd_, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+    return out;
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  bool ok_ = false;
+};
+
+// A video's write and fdatasync happen outside the engine's lock: while a
+// result file is being written, other calls are answered.
+TEST_F(JobJournalTest, ResultFileIsWrittenWithoutHoldingTheEngine) {
+  std::unique_ptr<JobJournal> journal;
+  int restored = -1;
+  auto engine = StartFront(&journal, &restored);
+  auto job = engine->Submit(Request("a cat"), absl::InfiniteFuture());
+  ASSERT_TRUE(job.ok());
+  const std::string id = job->job_id();
+  auto ch = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine->AddWorker(Hello("w1", 1), ch).ok());
+  ASSERT_TRUE(engine->WorkerReady("w1", 1).ok());
+  ASSERT_EQ(Assigned(ch->Take()), std::vector<std::string>{id});
+  const std::string mp4 = std::string("\0\0\0\x18" "ftypiso5", 12) + std::string(1 << 20, 'v');
+  const size_t half = mp4.size() / 2;  // chunks within the front's chunk limit
+  ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(id, 0, mp4.substr(0, half), false)).ok());
+  ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(id, half, mp4.substr(half), true)).ok());
+  BlockingResultFile file(dir_ + "/results/" + id + ".mp4.tmp");
+  ASSERT_TRUE(file.ok());
+
+  std::thread worker([&] { EXPECT_TRUE(engine->WorkerEvent("w1", CompletedEvent(id)).ok()); });
+  ASSERT_TRUE(file.WaitForWriter(4096));
+  // The worker's thread is inside the write. Another caller is answered.
+  auto other = std::async(std::launch::async, [&] { return engine->GetJob(id); });
+  const bool answered = other.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  EXPECT_TRUE(answered) << "GetJob waited for the result file's write";
+  EXPECT_EQ(file.Drain(), mp4);
+  worker.join();
+  auto during = other.get();
+  ASSERT_TRUE(during.ok()) << during.status();
+  EXPECT_EQ(during->state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(engine->GetJob(id)->state(), v1::JOB_STATE_SUCCEEDED);
+  int64_t total = 0;
+  auto bytes = engine->ReadResult(id, 0, 2 << 20, &total);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_EQ(*bytes, mp4);
+}
+
+// A job the front ends while the worker's completion is writing its video
+// (here: failed by a shutdown) stays ended; the completion does not revive it.
+TEST_F(JobJournalTest, JobEndedWhileItsVideoIsWrittenStaysEnded) {
+  std::unique_ptr<JobJournal> journal;
+  int restored = -1;
+  auto engine = StartFront(&journal, &restored);
+  auto job = engine->Submit(Request("a cat"), absl::InfiniteFuture());
+  ASSERT_TRUE(job.ok());
+  const std::string id = job->job_id();
+  auto ch = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine->AddWorker(Hello("w1", 1), ch).ok());
+  ASSERT_TRUE(engine->WorkerReady("w1", 1).ok());
+  ASSERT_EQ(Assigned(ch->Take()), std::vector<std::string>{id});
+  ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(id, 0, std::string(1 << 20, 'v'), true)).ok());
+  BlockingResultFile file(dir_ + "/results/" + id + ".mp4.tmp");
+  ASSERT_TRUE(file.ok());
+  std::thread worker([&] { EXPECT_TRUE(engine->WorkerEvent("w1", CompletedEvent(id)).ok()); });
+  ASSERT_TRUE(file.WaitForWriter(4096));
+  auto failing = std::async(std::launch::async, [&] {
+    engine->FailRunning(absl::UnavailableError("front shutting down"));
+  });
+  EXPECT_EQ(failing.wait_for(std::chrono::seconds(10)), std::future_status::ready)
+      << "FailRunning waited for the result file's write";
+  file.Drain();
+  worker.join();
+  failing.get();
+  auto after = engine->GetJob(id);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(after->status_message(), "front shutting down");
   EXPECT_TRUE(ResultFiles().empty());
 }
 
