@@ -1,8 +1,10 @@
 // What the job engine reports for metrics. FrontMetrics implements it with
-// Prometheus; tests may leave it out. Called under the engine lock: keep
-// implementations cheap and never call back into the engine.
+// Prometheus; tests may leave it out. Called under the engine lock (and, for
+// a result file's write, from the worker stream's thread outside it): keep
+// implementations cheap and thread-safe, and never call back into the engine.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 #include "absl/time/time.h"
@@ -26,6 +28,13 @@ class EngineObserver {
   // the queue for a queued job).
   virtual void OnCancelCompleted(absl::Duration latency) = 0;
   virtual void OnRequeued() = 0;
+  // The job journal (state.dir): one write of `kind` (record: a job accepted
+  // or ended; result: a video's file; compaction) and whether it worked.
+  virtual void OnJournalWrite(const std::string& kind, bool ok) = 0;
+  // Records in the journal's file now.
+  virtual void SetJournalRecords(size_t records) = 0;
+  // A video's result file written and synced.
+  virtual void OnResultFileWritten(absl::Duration took) = 0;
 };
 
 }  // namespace sparsevid::front

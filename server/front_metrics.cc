@@ -98,7 +98,22 @@ FrontMetrics::FrontMetrics(prometheus::Registry& r)
       key_reloads_(prometheus::BuildCounter()
                        .Name("sparsevid_api_key_reloads_total")
                        .Help("Re-reads of a changed API keys file, by outcome (ok, error)")
-                       .Register(r)) {
+                       .Register(r)),
+      journal_writes_(prometheus::BuildCounter()
+                          .Name("sparsevid_journal_writes_total")
+                          .Help("Writes of the job journal (state.dir) by kind (record, result, "
+                                "compaction) and outcome (ok, error)")
+                          .Register(r)),
+      journal_records_(prometheus::BuildGauge()
+                           .Name("sparsevid_journal_records")
+                           .Help("Records in the job journal's file (0 without state.dir)")
+                           .Register(r)
+                           .Add({})),
+      result_write_(prometheus::BuildHistogram()
+                        .Name("sparsevid_journal_result_write_seconds")
+                        .Help("Writing and syncing one video's result file in state.dir")
+                        .Register(r)
+                        .Add({}, metrics::LatencySecondsBuckets())) {
   // Fixed label values exist from the start, so rate() has a baseline.
   for (const char* s : {"queued", "running", "succeeded", "failed", "cancelled"}) {
     jobs_.Add({{"state", s}});
@@ -107,13 +122,16 @@ FrontMetrics::FrontMetrics(prometheus::Registry& r)
     finished_.Add({{"outcome", o}});
   }
   for (const char* reason :
-       {"queue_full", "invalid", "draining", "duplicate", "deadline", "quota"}) {
+       {"queue_full", "invalid", "draining", "duplicate", "deadline", "quota", "journal"}) {
     rejections_.Add({{"reason", reason}});
   }
   for (const char* reason : {"missing", "malformed", "invalid", "forbidden"}) {
     auth_failures_.Add({{"reason", reason}});
   }
   for (const char* outcome : {"ok", "error"}) key_reloads_.Add({{"outcome", outcome}});
+  for (const char* kind : {"record", "result", "compaction"})
+    for (const char* outcome : {"ok", "error"})
+      journal_writes_.Add({{"kind", kind}, {"outcome", outcome}});
   metrics::AddBuildInfo(r, "front");
 }
 
@@ -151,6 +169,18 @@ void FrontMetrics::OnApiKeysReloaded(bool ok) {
 }
 void FrontMetrics::OnRpc(const std::string& method, grpc::StatusCode code) {
   rpcs_.Add({{"method", method}, {"code", CodeName(code)}}).Increment();
+}
+
+void FrontMetrics::OnJournalWrite(const std::string& kind, bool ok) {
+  journal_writes_.Add({{"kind", kind}, {"outcome", ok ? "ok" : "error"}}).Increment();
+}
+
+void FrontMetrics::SetJournalRecords(size_t records) {
+  journal_records_.Set(static_cast<double>(records));
+}
+
+void FrontMetrics::OnResultFileWritten(absl::Duration took) {
+  result_write_.Observe(absl::ToDoubleSeconds(took));
 }
 
 }  // namespace sparsevid::front

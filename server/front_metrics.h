@@ -30,6 +30,9 @@ class FrontMetrics : public EngineObserver {
   void OnJobFinished(const std::string& outcome, absl::Duration since_submit) override;
   void OnCancelCompleted(absl::Duration latency) override;
   void OnRequeued() override;
+  void OnJournalWrite(const std::string& kind, bool ok) override;
+  void SetJournalRecords(size_t records) override;
+  void OnResultFileWritten(absl::Duration took) override;
 
   // One finished RPC of the public API or the worker link.
   void OnRpc(const std::string& method, grpc::StatusCode code);
@@ -53,6 +56,9 @@ class FrontMetrics : public EngineObserver {
   prometheus::Counter& requeued_;
   prometheus::Family<prometheus::Counter>& auth_failures_;
   prometheus::Family<prometheus::Counter>& key_reloads_;
+  prometheus::Family<prometheus::Counter>& journal_writes_;
+  prometheus::Gauge& journal_records_;
+  prometheus::Histogram& result_write_;
 };
 
 }  // namespace sparsevid::front

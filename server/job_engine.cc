@@ -141,6 +141,7 @@ JobEngine::JobEngine(EngineOptions options, EngineObserver* observer, Clock cloc
       results_(options_.result_cap_bytes, options_.result_ttl) {
   absl::MutexLock lock(&mu_);
   ReportGauges();
+  if (observer_ && options_.journal) observer_->SetJournalRecords(options_.journal->records());
 }
 
 JobEngine::~JobEngine() { StopTicker(); }
@@ -255,8 +256,9 @@ void JobEngine::Finish(JobRecord& rec, JobState state, const absl::Status& statu
   if (observer_) observer_->OnJobFinished(outcome, now - rec.created);
   if (options_.journal != nullptr) {
     // A lost record only means the next front runs the job again.
-    if (absl::Status s = options_.journal->Finished({rec.job, rec.fingerprint, rec.deadline});
-        !s.ok())
+    absl::Status s = options_.journal->Finished({rec.job, rec.fingerprint, rec.deadline});
+    JournalRecordWritten(s);
+    if (!s.ok())
       logging::Error("job journal write failed", {{"error", s.ToString()}}, rec.job.job_id());
   }
   logging::Info("job finished",
@@ -484,7 +486,9 @@ absl::StatusOr<Job> JobEngine::Submit(const GenerateRequest& request, absl::Time
   rec->job.set_created_unix_seconds(UnixSeconds(now));
   JobRecord& r = *rec;
   if (options_.journal != nullptr) {  // on disk before the client hears of the job
-    if (absl::Status s = options_.journal->Accepted({r.job, fingerprint, deadline}); !s.ok()) {
+    absl::Status s = options_.journal->Accepted({r.job, fingerprint, deadline});
+    JournalRecordWritten(s);
+    if (!s.ok()) {
       logging::Error("job journal write failed", {{"error", s.ToString()}}, job_id);
       return reject("journal", absl::UnavailableError(absl::StrCat(
                                    "front cannot record the job durably: ", s.message())));
@@ -713,9 +717,14 @@ absl::Status JobEngine::WorkerEvent(const std::string& worker_id,
   if (options_.journal != nullptr && event.event().has_completed()) {
     absl::StatusOr<std::string> bytes = RunningResultBytes(worker_id, event.job_id());
     if (bytes.ok()) {
+      const absl::Time start = absl::Now();
       saved.emplace();
       saved->status = options_.journal->WriteResult(event.job_id(), *bytes);
       saved->bytes = static_cast<int64_t>(bytes->size());
+      if (observer_) {
+        observer_->OnJournalWrite("result", saved->status.ok());
+        if (saved->status.ok()) observer_->OnResultFileWritten(absl::Now() - start);
+      }
     }
   }
   Notifier lock(this);
@@ -968,7 +977,12 @@ void JobEngine::MaybeCompactJournal() {
     j.job.set_created_unix_seconds(r.job.created_unix_seconds());
     pending.push_back(std::move(j));
   }
-  if (absl::Status s = options_.journal->Compact(pending, ended); !s.ok()) {
+  absl::Status s = options_.journal->Compact(pending, ended);
+  if (observer_) {
+    observer_->OnJournalWrite("compaction", s.ok());
+    observer_->SetJournalRecords(options_.journal->records());
+  }
+  if (!s.ok()) {
     // The old file stays in use; tried again after as many records more.
     logging::Error("job journal compaction failed", {{"error", s.ToString()}});
     compact_retry_records_ = records + options_.journal_compact_records;
@@ -1014,6 +1028,12 @@ void JobEngine::FailRunning(const absl::Status& status) {
     StopOnWorker(*rec, std::string(status.message()));
     Finish(*rec, v1::JOB_STATE_FAILED, status, "failed");
   }
+}
+
+void JobEngine::JournalRecordWritten(const absl::Status& s) {
+  if (observer_ == nullptr) return;
+  observer_->OnJournalWrite("record", s.ok());
+  observer_->SetJournalRecords(options_.journal->records());
 }
 
 void JobEngine::DropResultFile(const std::string& job_id) {

@@ -125,6 +125,28 @@ CASES = [
         "SparsevidApiKeysReloadFailed", "10m",
         [series("sparsevid_api_key_reloads_total", dict(NS, outcome="ok"), "0x5 1x15"),
          series("sparsevid_api_key_reloads_total", dict(NS, outcome="error"), "0x20")], None)),
+    ("a failed journal record fires", alert_case(
+        "SparsevidJournalUnwritable", "10m",
+        [series("sparsevid_journal_writes_total", dict(NS, kind="record", outcome="error"),
+                "0x5 1x15")],
+        dict(NS, alertname="SparsevidJournalUnwritable", severity="critical"))),
+    ("journal writes that work do not", alert_case(
+        "SparsevidJournalUnwritable", "10m",
+        [series("sparsevid_journal_writes_total", dict(NS, kind="record", outcome="ok"),
+                "0+10x20"),
+         series("sparsevid_journal_writes_total", dict(NS, kind="result", outcome="error"),
+                "0x5 1x15")], None)),
+    ("a failed result file fires", alert_case(
+        "SparsevidJournalResultsNotSaved", "10m",
+        [series("sparsevid_journal_writes_total", dict(NS, kind="result", outcome="error"),
+                "0x5 1x15")],
+        dict(NS, alertname="SparsevidJournalResultsNotSaved", severity="warning"))),
+    ("saved result files do not", alert_case(
+        "SparsevidJournalResultsNotSaved", "10m",
+        [series("sparsevid_journal_writes_total", dict(NS, kind="result", outcome="ok"),
+                "0+3x20"),
+         series("sparsevid_journal_writes_total", dict(NS, kind="record", outcome="error"),
+                "0x5 1x15")], None)),
     ("repeated requeues fire", alert_case(
         "SparsevidJobsRequeued", "20m",
         [series("sparsevid_jobs_requeued_total", NS, "0+1x30")],

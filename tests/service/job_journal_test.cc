@@ -16,7 +16,11 @@
 #include <future>
 #include <thread>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "prometheus/registry.h"
+#include "prometheus/text_serializer.h"
+#include "server/front_metrics.h"
 #include "server/job_engine.h"
 #include "tests/service/engine_test_util.h"
 
@@ -97,7 +101,7 @@ class JobJournalTest : public ::testing::Test {
     o.result_cap_bytes = result_cap_;
     o.journal = journal->get();
     o.journal_compact_records = compact_records_;
-    auto engine = std::make_unique<JobEngine>(o, nullptr, clock_.AsClock());
+    auto engine = std::make_unique<JobEngine>(o, observer_, clock_.AsClock());
     const int n = engine->RestoreEnded(std::move(ended));
     if (served != nullptr) *served = n;
     *restored = engine->Restore(std::move(pending));
@@ -120,6 +124,7 @@ class JobJournalTest : public ::testing::Test {
   FakeClock clock_;
   int64_t result_cap_ = int64_t{1} << 30;
   size_t compact_records_ = 10000;
+  EngineObserver* observer_ = nullptr;
 };
 
 TEST_F(JobJournalTest, UnfinishedJobsComeBackAsPendingAndFinishedOnesAsEnded) {
@@ -615,6 +620,45 @@ TEST_F(JobJournalTest, DamagedResultFileIsReportedExpiredNotServed) {
   int64_t total = 0;
   auto bytes = engine->ReadResult("j-1", 0, 1 << 20, &total);
   EXPECT_EQ(bytes.status().code(), absl::StatusCode::kNotFound) << "60 of 100 bytes";
+}
+
+// The journal's writes show in the front's metrics: records, result files
+// (one that failed: a FIFO cannot be synced), compactions, the file's size.
+TEST_F(JobJournalTest, JournalWritesShowInTheMetrics) {
+  prometheus::Registry registry;
+  FrontMetrics metrics(registry);
+  observer_ = &metrics;
+  compact_records_ = 3;
+  std::unique_ptr<JobJournal> journal;
+  int restored = -1;
+  auto engine = StartFront(&journal, &restored);
+  auto first = engine->Submit(Request("a cat"), absl::InfiniteFuture());
+  ASSERT_TRUE(first.ok());
+  RunToSuccess(*engine, "w1", first->job_id(), std::string(3000, 'v'));
+  auto second = engine->Submit(Request("a dog"), absl::InfiniteFuture());
+  ASSERT_TRUE(second.ok());
+  {
+    BlockingResultFile file(dir_ + "/results/" + second->job_id() + ".mp4.tmp");
+    ASSERT_TRUE(file.ok());
+    std::thread drain([&] {
+      file.WaitForWriter(1);
+      file.Drain();
+    });
+    RunToSuccess(*engine, "w2", second->job_id(), std::string(3000, 'w'));
+    drain.join();
+  }
+  auto text = [&] { return prometheus::TextSerializer().Serialize(registry.Collect()); };
+  using ::testing::HasSubstr;
+  EXPECT_THAT(text(), HasSubstr("sparsevid_journal_writes_total{kind=\"record\",outcome=\"ok\"} 4"));
+  EXPECT_THAT(text(), HasSubstr("sparsevid_journal_writes_total{kind=\"result\",outcome=\"ok\"} 1"));
+  EXPECT_THAT(text(), HasSubstr("sparsevid_journal_writes_total{kind=\"result\",outcome=\"error\"} 1"));
+  EXPECT_THAT(text(), HasSubstr("sparsevid_journal_result_write_seconds_count 1"));
+  EXPECT_THAT(text(), HasSubstr("sparsevid_journal_records 4"));
+  clock_.Advance(kRetention);
+  engine->Tick();  // both jobs expire: the journal is compacted to nothing
+  EXPECT_THAT(text(), HasSubstr("sparsevid_journal_writes_total{kind=\"compaction\",outcome=\"ok\"} 1"));
+  EXPECT_THAT(text(), HasSubstr("sparsevid_journal_records 0"));
+  engine.reset();
 }
 
 }  // namespace

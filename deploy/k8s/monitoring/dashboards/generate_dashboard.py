@@ -106,6 +106,12 @@ PANELS = [
         ("Requeues /s", "reqps",
          [q("sum(rate(sparsevid_jobs_requeued_total{%s}[%s]))" % (NS, RATE), "requeued")],
          "Jobs put back in the queue after their worker vanished."),
+        ("Job journal writes /s", "reqps",
+         [q("sum by (kind, outcome) (rate(sparsevid_journal_writes_total{%s}[%s]))" % (NS, RATE),
+            "{{kind}} {{outcome}}"),
+          q("max(sparsevid_journal_records{%s})" % NS, "records in the file")],
+         "Writes of the front's job journal in state.dir (records, result files, compactions) "
+         "and its size; any error means jobs or videos are not durable (docs/operations.md)."),
     ]),
     ("Workers and memory", [
         ("Workers", "short",
