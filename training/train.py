@@ -544,7 +544,7 @@ def stage_router(run):
     for step in timed_loop(run.budget.get("router", 60), a.max_steps):
         idx = torch.randint(0, lat.shape[0], (a.router_batch,), device=dev, generator=gen)
         xt, _, t = flow_batch(lat[idx], gen)
-        attn = {"mode": "distill", "losses": [], "keep_ratio": cfg["attention"]["keep_ratio"]}
+        attn = {"mode": "distill", "losses": [], "keep_ratio": a.router_keep or cfg["attention"]["keep_ratio"]}
         with torch.no_grad():
             ctx = context(t5, ids[idx], mask[idx])
         with autocast(dev):
@@ -740,6 +740,8 @@ def main(argv=None):
     p.add_argument("--ema", type=float, default=0.998)
     p.add_argument("--router-batch", type=int, default=4)
     p.add_argument("--router-lr", type=float, default=2e-3)
+    p.add_argument("--router-keep", type=float, default=0.0,
+                   help="router stage: keep ratio it is distilled at (0 = the config's)")
     p.add_argument("--qat-batch", type=int, default=8)
     p.add_argument("--qat-lr", type=float, default=5e-5)
     p.add_argument("--qat-from", default="router", choices=["router", "qat"],

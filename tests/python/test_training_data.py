@@ -35,3 +35,21 @@ def test_evaluator_accepts_renders_and_rejects_mismatch():
     # a blank video has no object
     blank = frames[0] * 0
     assert evaluate.analyze(blank)["colour"] is None
+
+
+def test_evaluator_scores_the_first_frames_on_their_own():
+    """A video whose first 5 frames show the object in another colour passes
+    the whole-video colour check but not the first-frames one, and its
+    PSNR of frames 0-4 is the lower one."""
+    item = evaluate.heldout_items(1)[0]
+    ref = evaluate.reference_frames([item], 17, 96, 96)[0]
+    clean = evaluate.score(ref, item, ref)
+    assert clean["first_colour"] and clean["checks"]["colour"]
+    bad = ref.copy()
+    bg = bad[:5, 0, 0].astype(int)
+    obj = (abs(bad[:5].astype(int) - bg[:, None, None, :]).sum(-1) > 80)
+    wrong = [c for c in data.COLOURS if c not in (item["objects"][0]["colour"], item["background"])][0]
+    bad[:5][obj] = data.COLOURS[wrong]
+    s = evaluate.score(bad, item, ref)
+    assert s["checks"]["colour"] and not s["first_colour"]
+    assert s["psnr_first_db"] < s["psnr_rest_db"]
