@@ -108,13 +108,18 @@ class JobJournalTest : public ::testing::Test {
     return engine;
   }
 
-  // Runs one job on a new worker `worker` to success with `mp4` as its video.
-  void RunToSuccess(JobEngine& engine, const std::string& worker, const std::string& job_id,
-                    const std::string& mp4) {
+  // Starts the queued job `job_id` on a new worker `worker`.
+  void StartOn(JobEngine& engine, const std::string& worker, const std::string& job_id) {
     auto ch = std::make_shared<RecordingChannel>();
     ASSERT_TRUE(engine.AddWorker(Hello(worker, 1), ch).ok());
     ASSERT_TRUE(engine.WorkerReady(worker, 1).ok());
     ASSERT_EQ(Assigned(ch->Take()), std::vector<std::string>{job_id});
+  }
+
+  // Runs one job on a new worker `worker` to success with `mp4` as its video.
+  void RunToSuccess(JobEngine& engine, const std::string& worker, const std::string& job_id,
+                    const std::string& mp4) {
+    StartOn(engine, worker, job_id);
     ASSERT_TRUE(engine.WorkerEvent(worker, ChunkEvent(job_id, 0, mp4, true)).ok());
     ASSERT_TRUE(engine.WorkerEvent(worker, CompletedEvent(job_id)).ok());
     ASSERT_EQ(engine.GetJob(job_id)->state(), v1::JOB_STATE_SUCCEEDED);
@@ -318,10 +323,7 @@ TEST_F(JobJournalTest, SucceededJobAndItsVideoOutliveAKilledFront) {
   req.set_request_id("req-cat");
   auto job = engine->Submit(req, absl::InfiniteFuture());
   ASSERT_TRUE(job.ok());
-  auto ch = std::make_shared<RecordingChannel>();
-  ASSERT_TRUE(engine->AddWorker(Hello("w1", 1), ch).ok());
-  ASSERT_TRUE(engine->WorkerReady("w1", 1).ok());
-  ASSERT_EQ(Assigned(ch->Take()), std::vector<std::string>{job->job_id()});
+  StartOn(*engine, "w1", job->job_id());
   const std::string mp4 = std::string("\0\0\0\x18" "ftypiso5", 12) + std::string(3000, 'v');
   ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(job->job_id(), 0, mp4.substr(0, 1000), false)).ok());
   ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(job->job_id(), 1000, mp4.substr(1000), true)).ok());
@@ -490,10 +492,7 @@ TEST_F(JobJournalTest, ResultFileIsWrittenWithoutHoldingTheEngine) {
   auto job = engine->Submit(Request("a cat"), absl::InfiniteFuture());
   ASSERT_TRUE(job.ok());
   const std::string id = job->job_id();
-  auto ch = std::make_shared<RecordingChannel>();
-  ASSERT_TRUE(engine->AddWorker(Hello("w1", 1), ch).ok());
-  ASSERT_TRUE(engine->WorkerReady("w1", 1).ok());
-  ASSERT_EQ(Assigned(ch->Take()), std::vector<std::string>{id});
+  StartOn(*engine, "w1", id);
   const std::string mp4 = std::string("\0\0\0\x18" "ftypiso5", 12) + std::string(1 << 20, 'v');
   const size_t half = mp4.size() / 2;  // chunks within the front's chunk limit
   ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(id, 0, mp4.substr(0, half), false)).ok());
@@ -528,10 +527,7 @@ TEST_F(JobJournalTest, JobEndedWhileItsVideoIsWrittenStaysEnded) {
   auto job = engine->Submit(Request("a cat"), absl::InfiniteFuture());
   ASSERT_TRUE(job.ok());
   const std::string id = job->job_id();
-  auto ch = std::make_shared<RecordingChannel>();
-  ASSERT_TRUE(engine->AddWorker(Hello("w1", 1), ch).ok());
-  ASSERT_TRUE(engine->WorkerReady("w1", 1).ok());
-  ASSERT_EQ(Assigned(ch->Take()), std::vector<std::string>{id});
+  StartOn(*engine, "w1", id);
   ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(id, 0, std::string(1 << 20, 'v'), true)).ok());
   BlockingResultFile file(dir_ + "/results/" + id + ".mp4.tmp");
   ASSERT_TRUE(file.ok());
