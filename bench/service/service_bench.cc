@@ -41,6 +41,7 @@ struct Options {
   int max_attempts = 200;  // per stream, counting RESOURCE_EXHAUSTED retries
   double timeout_seconds = 600;
   std::string front;  // existing front; empty = start our own
+  bool journal = false;  // the started front keeps a job journal (state.dir)
   std::string front_bin = SPARSEVID_FRONT_BIN, worker_bin = SPARSEVID_WORKER_BIN;
   std::string model_dir = SPARSEVID_TINY_MODEL_DIR;
 };
@@ -158,6 +159,8 @@ int Main(int argc, char** argv) {
   app.add_option("--cancel-fraction", o.cancel_fraction, "share of streams that cancel")
       ->capture_default_str();
   app.add_option("--front", o.front, "use this running front instead of starting one");
+  app.add_flag("--journal", o.journal,
+               "the started front keeps its job journal and result files in a temporary state.dir");
   app.add_option("--model-dir", o.model_dir, "model served by the started workers")
       ->capture_default_str();
   app.add_option("--timeout", o.timeout_seconds, "deadline per stream, seconds")
@@ -170,10 +173,11 @@ int Main(int argc, char** argv) {
   std::vector<ChildProcess> workers;
   std::string address = o.front;
   if (address.empty()) {
-    auto f = ChildProcess::Start({o.front_bin, "--server.listen", "127.0.0.1:0", "--metrics.listen",
-                                  "", "--log.level", "warn", "--queue.capacity",
-                                  std::to_string(o.queue_capacity)},
-                                 dir + "/front");
+    std::vector<std::string> args = {o.front_bin, "--server.listen", "127.0.0.1:0",
+                                     "--metrics.listen", "", "--log.level", "warn",
+                                     "--queue.capacity", std::to_string(o.queue_capacity)};
+    if (o.journal) args.insert(args.end(), {"--state.dir", dir + "/state"});
+    auto f = ChildProcess::Start(args, dir + "/front");
     if (!f.ok()) return 1;
     front = std::move(*f);
     auto ready = front.WaitReady(std::chrono::seconds(30));
