@@ -114,6 +114,7 @@ struct JobEngine::WorkerRecord {
   int reported_free = 0;
   std::set<std::string> active;  // jobs holding a slot (incl. being cancelled)
   absl::Time connected;
+  uint64_t connection = 0;  // unique per stream: a reconnected worker id gets a new one
 };
 
 class JobEngine::Notifier {
@@ -666,6 +667,7 @@ absl::Status JobEngine::AddWorker(const v1::WorkerHello& hello,
   w->hello = hello;
   w->channel = std::move(channel);
   w->connected = clock_();
+  w->connection = next_connection_++;
   v1::FrontMessage welcome;
   welcome.mutable_welcome()->set_front_version(VersionString());
   w->channel->Send(welcome);
@@ -694,7 +696,8 @@ absl::Status JobEngine::WorkerReady(const std::string& worker_id, int free_slots
 }
 
 absl::StatusOr<std::string> JobEngine::RunningResultBytes(const std::string& worker_id,
-                                                         const std::string& job_id) const {
+                                                         const std::string& job_id,
+                                                         SavedResult* whose) const {
   absl::MutexLock lock(&mu_);
   auto wit = workers_.find(worker_id);
   auto jit = jobs_.find(job_id);
@@ -703,6 +706,8 @@ absl::StatusOr<std::string> JobEngine::RunningResultBytes(const std::string& wor
     return absl::NotFoundError("not running on this worker");
   const int64_t size = results_.Size(job_id);
   if (size == 0) return absl::NotFoundError("no output");
+  whose->attempt = jit->second->attempts;
+  whose->connection = wit->second->connection;
   return results_.Read(job_id, 0, size);
 }
 
@@ -715,10 +720,11 @@ absl::Status JobEngine::WorkerEvent(const std::string& worker_id,
   // Its chunks all came before (one stream, in order), so the bytes are final.
   std::optional<SavedResult> saved;
   if (options_.journal != nullptr && event.event().has_completed()) {
-    absl::StatusOr<std::string> bytes = RunningResultBytes(worker_id, event.job_id());
+    SavedResult whose;
+    absl::StatusOr<std::string> bytes = RunningResultBytes(worker_id, event.job_id(), &whose);
     if (bytes.ok()) {
       const absl::Time start = absl::Now();
-      saved.emplace();
+      saved = whose;
       saved->status = options_.journal->WriteResult(event.job_id(), *bytes);
       saved->bytes = static_cast<int64_t>(bytes->size());
       if (observer_) {
@@ -738,11 +744,21 @@ absl::Status JobEngine::WorkerEvent(const std::string& worker_id,
     // expired): nothing to update.
     logging::Debug("ignoring event for a job the worker does not hold",
                    {{"worker", worker_id}}, event.job_id());
+  } else if (saved && (saved->connection != wit->second->connection ||
+                       saved->attempt != rec->attempts)) {
+    // Its stream was cut while the file was written; the job went back to
+    // the queue and on to a new attempt: this completion is not that one's.
+    logging::Info("ignoring the completion of an earlier attempt",
+                  {{"worker", worker_id}, {"attempt", saved->attempt}}, event.job_id());
   } else {
     handled = HandleWorkerEvent(*wit->second, *rec, event.event(), saved ? &*saved : nullptr);
   }
-  // Ended otherwise while the file was written (cancelled, expired, drained).
-  if (saved && !saved->adopted) DropResultFile(event.job_id());
+  // Ended otherwise while the file was written (cancelled, expired, drained,
+  // or a stale attempt): the file goes, unless another completion of the job
+  // has succeeded with its own meanwhile.
+  if (saved && !saved->adopted &&
+      (rec == nullptr || rec->job.state() != v1::JOB_STATE_SUCCEEDED))
+    DropResultFile(event.job_id());
   return handled;
 }
 
@@ -1090,7 +1106,9 @@ std::unique_ptr<JobEngine::JobRecord> JobEngine::RecordFromJournal(JournaledJob 
   // Admission order as the previous front had it (creation time in µs), so
   // that ListJobs and the queue keep their order whichever list (ended or
   // pending) a job comes back in; jobs admitted from now on sort after.
-  uint64_t seq = static_cast<uint64_t>(std::max(0.0, std::round(j.job.created_unix_seconds() * 1e6)));
+  // (Clamped: a damaged or far-future time must not overflow the cast.)
+  const double created = std::clamp(j.job.created_unix_seconds(), 0.0, 1e12);
+  uint64_t seq = static_cast<uint64_t>(std::round(std::isnan(created) ? 0.0 : created * 1e6));
   seq = std::max(seq, uint64_t{1});
   while (jobs_by_admit_.count(seq) != 0) ++seq;
   rec->admit_seq = seq;

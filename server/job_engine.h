@@ -241,11 +241,18 @@ class JobEngine {
     absl::Status status;  // of JobJournal::WriteResult
     int64_t bytes = 0;    // what was written
     bool adopted = false; // the job succeeded with exactly these bytes
+    // Whose output it was: the job's attempt and the worker's connection.
+    // Either changed by the time the completion is handled (the stream was
+    // cut and the job requeued, maybe to the same worker id reconnected):
+    // the completion is stale and ignored.
+    int attempt = 0;
+    uint64_t connection = 0;
   };
-  // The bytes of a job that `worker_id` runs, for its result file; NOT_FOUND
-  // when it is not running there or has no output.
+  // The bytes of a job that `worker_id` runs, for its result file, and
+  // whose they are; NOT_FOUND when it is not running there or has no output.
   absl::StatusOr<std::string> RunningResultBytes(const std::string& worker_id,
-                                                 const std::string& job_id) const
+                                                 const std::string& job_id,
+                                                 SavedResult* whose) const
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status HandleWorkerEvent(WorkerRecord& w, JobRecord& rec,
                                  const sparsevid::v1::JobEvent& event, SavedResult* saved)
@@ -271,6 +278,7 @@ class JobEngine {
   ResultStore results_ ABSL_GUARDED_BY(mu_);
   std::map<int, int> state_counts_ ABSL_GUARDED_BY(mu_);
   uint64_t next_admit_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t next_connection_ ABSL_GUARDED_BY(mu_) = 1;  // WorkerRecord::connection
   // After a failed journal compaction: not tried again below this many records.
   size_t compact_retry_records_ ABSL_GUARDED_BY(mu_) = 0;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;

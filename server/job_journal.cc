@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -282,14 +283,25 @@ std::string JobJournal::ResultPath(const std::string& job_id) const {
 absl::Status JobJournal::WriteResult(const std::string& job_id, const std::string& bytes) {
   if (!SafeJobId(job_id))
     return absl::InvalidArgumentError(absl::StrCat("job id '", job_id, "' cannot name a file"));
-  const std::string path = ResultPath(job_id), tmp = path + ".tmp";
-  std::FILE* out = std::fopen(tmp.c_str(), "wb");
-  if (out == nullptr)
-    return absl::UnavailableError(absl::StrCat("result file '", tmp, "': ", ErrnoText()));
+  // A temporary name of its own: two completions of one job (a stale attempt
+  // and its successor) never write into the same file.
+  const std::string path = ResultPath(job_id);
+  std::string tmp = path + ".XXXXXX.tmp";
+  const int fd = mkstemps(tmp.data(), 4);
+  std::FILE* out = fd >= 0 ? fdopen(fd, "wb") : nullptr;
+  if (out == nullptr) {
+    const std::string why = ErrnoText();
+    if (fd >= 0) {
+      close(fd);
+      std::remove(tmp.c_str());
+    }
+    return absl::UnavailableError(absl::StrCat("result file '", tmp, "': ", why));
+  }
   const bool written = std::fwrite(bytes.data(), 1, bytes.size(), out) == bytes.size() &&
                        std::fflush(out) == 0 && fdatasync(fileno(out)) == 0;
   const std::string why = written ? "" : ErrnoText();
   std::fclose(out);
+  if (written && before_rename_) before_rename_(job_id);
   if (!written || std::rename(tmp.c_str(), path.c_str()) != 0) {
     const std::string err = written ? ErrnoText() : why;
     std::remove(tmp.c_str());

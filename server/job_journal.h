@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,6 +66,11 @@ class JobJournal {
   // renamed) when WriteResult returns OK. Job ids other than [A-Za-z0-9_-]
   // (at most 128) are INVALID_ARGUMENT: they never name a file.
   absl::Status WriteResult(const std::string& job_id, const std::string& bytes);
+  // Tests: called by WriteResult once the temporary file is written and
+  // synced, just before its rename (to hold a write open).
+  void SetBeforeRenameForTesting(std::function<void(const std::string& job_id)> hook) {
+    before_rename_ = std::move(hook);
+  }
   absl::StatusOr<std::string> ReadResult(const std::string& job_id) const;
   void RemoveResult(const std::string& job_id);
 
@@ -90,6 +96,7 @@ class JobJournal {
   std::string path_;
   std::FILE* file_;
   size_t records_ = 0;
+  std::function<void(const std::string&)> before_rename_;
 };
 
 }  // namespace sparsevid::front

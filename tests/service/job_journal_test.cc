@@ -5,18 +5,19 @@
 #include "server/job_journal.h"
 
 #include <dirent.h>
-#include <fcntl.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <future>
+#include <iterator>
 #include <thread>
 
 #include "gmock/gmock.h"
+#include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
 #include "prometheus/text_serializer.h"
@@ -443,44 +444,49 @@ TEST_F(JobJournalTest, RunningFrontCompactsItsJournal) {
   EXPECT_EQ(page->jobs(1).state(), v1::JOB_STATE_CANCELLED);
 }
 
-// A result file's temporary name made a FIFO, so that the front's write of
-// a video blocks until the test reads it. (A FIFO cannot be synced: the
-// write then fails, and the job still succeeds, its video served from memory.)
-class BlockingResultFile {
+// Holds the front's writes of result files open (written and synced, not
+// yet renamed) until the test lets them go; the thread that writes is the
+// completing worker stream's, here a test thread.
+class ResultWriteGate {
  public:
-  explicit BlockingResultFile(const std::string& path) : path_(path) {
-    ok_ = mkfifo(path.c_str(), 0600) == 0;
-    if (ok_) fd_ = open(path.c_str(), O_RDONLY | O_NONBLOCK);  // the writer's open won't wait
-    ok_ = fd_ >= 0;
+  explicit ResultWriteGate(JobJournal& journal) {
+    journal.SetBeforeRenameForTesting([this](const std::string&) {
+      absl::MutexLock lock(&mu_);
+      ++entered_;
+      mu_.Await(absl::Condition(&open_));
+    });
   }
-  ~BlockingResultFile() {
-    if (fd_ >= 0) close(fd_);
-    std::remove(path_.c_str());
+  // True once a write is held (false after 10 s).
+  bool WaitForWrite() {
+    absl::MutexLock lock(&mu_);
+    auto entered = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return entered_ > 0; };
+    return mu_.AwaitWithTimeout(absl::Condition(&entered), absl::Seconds(10));
   }
-  bool ok() const { return ok_; }
-  // True once the writer has put `bytes` into the pipe (a video larger than
-  // the pipe then has its writer blocked inside the write).
-  bool WaitForWriter(int bytes) const {
-    for (int i = 0; i < 10000; ++i) {
-      int n = 0;
-      if (ioctl(fd_, FIONREAD, &n) == 0 && n >= bytes) return true;
-      usleep(1000);
-    }
-    return false;
-  }
-  // Everything written, once the writer closes the file.
-  std::string Drain() {
-    fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) & ~O_NONBLOCK);
-    std::string out;
-    char buf[65536];
-    for (ssize_t n; (n = read(fd_, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
-    return out;
+  void Open() {
+    absl::MutexLock lock(&mu_);
+    open_ = true;
   }
 
  private:
-  std::string path_;
-  int fd_ = -1;
-  bool ok_ = false;
+  absl::Mutex mu_;
+  int entered_ ABSL_GUARDED_BY(mu_) = 0;
+  bool open_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Runs `fn` on a thread that is always joined, with the gate opened first
+// (so a failed assertion cannot leave it blocked or abort the binary).
+class GatedThread {
+ public:
+  GatedThread(ResultWriteGate& gate, std::function<void()> fn) : gate_(gate), t_(std::move(fn)) {}
+  ~GatedThread() { Join(); }
+  void Join() {
+    gate_.Open();
+    if (t_.joinable()) t_.join();
+  }
+
+ private:
+  ResultWriteGate& gate_;
+  std::thread t_;
 };
 
 // A video's write and fdatasync happen outside the engine's lock: while a
@@ -489,63 +495,93 @@ TEST_F(JobJournalTest, ResultFileIsWrittenWithoutHoldingTheEngine) {
   std::unique_ptr<JobJournal> journal;
   int restored = -1;
   auto engine = StartFront(&journal, &restored);
+  ResultWriteGate gate(*journal);
   auto job = engine->Submit(Request("a cat"), absl::InfiniteFuture());
   ASSERT_TRUE(job.ok());
   const std::string id = job->job_id();
   StartOn(*engine, "w1", id);
-  const std::string mp4 = std::string("\0\0\0\x18" "ftypiso5", 12) + std::string(1 << 20, 'v');
-  const size_t half = mp4.size() / 2;  // chunks within the front's chunk limit
-  ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(id, 0, mp4.substr(0, half), false)).ok());
-  ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(id, half, mp4.substr(half), true)).ok());
-  BlockingResultFile file(dir_ + "/results/" + id + ".mp4.tmp");
-  ASSERT_TRUE(file.ok());
-
-  std::thread worker([&] { EXPECT_TRUE(engine->WorkerEvent("w1", CompletedEvent(id)).ok()); });
-  ASSERT_TRUE(file.WaitForWriter(4096));
+  const std::string mp4 = std::string("\0\0\0\x18" "ftypiso5", 12) + std::string(5000, 'v');
+  ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(id, 0, mp4, true)).ok());
+  GatedThread worker(gate, [&] { EXPECT_TRUE(engine->WorkerEvent("w1", CompletedEvent(id)).ok()); });
+  ASSERT_TRUE(gate.WaitForWrite());
   // The worker's thread is inside the write. Another caller is answered.
   auto other = std::async(std::launch::async, [&] { return engine->GetJob(id); });
   const bool answered = other.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
   EXPECT_TRUE(answered) << "GetJob waited for the result file's write";
-  EXPECT_EQ(file.Drain(), mp4);
-  worker.join();
+  worker.Join();
   auto during = other.get();
   ASSERT_TRUE(during.ok()) << during.status();
   EXPECT_EQ(during->state(), v1::JOB_STATE_RUNNING);
   EXPECT_EQ(engine->GetJob(id)->state(), v1::JOB_STATE_SUCCEEDED);
-  int64_t total = 0;
-  auto bytes = engine->ReadResult(id, 0, 2 << 20, &total);
-  ASSERT_TRUE(bytes.ok()) << bytes.status();
-  EXPECT_EQ(*bytes, mp4);
+  EXPECT_EQ(ResultFiles(), std::vector<std::string>{id + ".mp4"});
+  std::ifstream in(dir_ + "/results/" + id + ".mp4", std::ios::binary);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), mp4);
 }
 
 // A job the front ends while the worker's completion is writing its video
-// (here: failed by a shutdown) stays ended; the completion does not revive it.
+// (here: failed by a shutdown) stays ended, and the file written goes.
 TEST_F(JobJournalTest, JobEndedWhileItsVideoIsWrittenStaysEnded) {
   std::unique_ptr<JobJournal> journal;
   int restored = -1;
   auto engine = StartFront(&journal, &restored);
+  ResultWriteGate gate(*journal);
   auto job = engine->Submit(Request("a cat"), absl::InfiniteFuture());
   ASSERT_TRUE(job.ok());
   const std::string id = job->job_id();
   StartOn(*engine, "w1", id);
-  ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(id, 0, std::string(1 << 20, 'v'), true)).ok());
-  BlockingResultFile file(dir_ + "/results/" + id + ".mp4.tmp");
-  ASSERT_TRUE(file.ok());
-  std::thread worker([&] { EXPECT_TRUE(engine->WorkerEvent("w1", CompletedEvent(id)).ok()); });
-  ASSERT_TRUE(file.WaitForWriter(4096));
+  ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(id, 0, std::string(2000, 'v'), true)).ok());
+  GatedThread worker(gate, [&] { EXPECT_TRUE(engine->WorkerEvent("w1", CompletedEvent(id)).ok()); });
+  ASSERT_TRUE(gate.WaitForWrite());
   auto failing = std::async(std::launch::async, [&] {
     engine->FailRunning(absl::UnavailableError("front shutting down"));
   });
   EXPECT_EQ(failing.wait_for(std::chrono::seconds(10)), std::future_status::ready)
       << "FailRunning waited for the result file's write";
-  file.Drain();
-  worker.join();
+  worker.Join();
   failing.get();
   auto after = engine->GetJob(id);
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(after->state(), v1::JOB_STATE_FAILED);
   EXPECT_EQ(after->status_message(), "front shutting down");
   EXPECT_TRUE(ResultFiles().empty());
+}
+
+// A worker whose stream is cut while its completion writes the video, and
+// that reconnects under the same id and gets the requeued job again: the
+// old completion, handled after that, is stale. It must not end the new
+// attempt (with that attempt's partial output) or free its slot.
+TEST_F(JobJournalTest, CompletionOfAnAttemptCutOffMeanwhileIsIgnored) {
+  std::unique_ptr<JobJournal> journal;
+  int restored = -1;
+  auto engine = StartFront(&journal, &restored);
+  ResultWriteGate gate(*journal);
+  auto job = engine->Submit(Request("a cat"), absl::InfiniteFuture());
+  ASSERT_TRUE(job.ok());
+  const std::string id = job->job_id();
+  StartOn(*engine, "w1", id);
+  const std::string mp4 = std::string(3000, 'v');
+  ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(id, 0, mp4, true)).ok());
+  GatedThread old_stream(gate,
+                         [&] { EXPECT_TRUE(engine->WorkerEvent("w1", CompletedEvent(id)).ok()); });
+  ASSERT_TRUE(gate.WaitForWrite());
+  engine->RemoveWorker("w1", "stream cut");
+  StartOn(*engine, "w1", id);  // attempt 2, same worker id, new stream
+  ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(id, 0, mp4.substr(0, 7), false)).ok());
+  old_stream.Join();
+  auto during = engine->GetJob(id);
+  ASSERT_TRUE(during.ok());
+  EXPECT_EQ(during->state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(during->stats().attempts(), 0);  // not ended: no stats yet
+  EXPECT_TRUE(ResultFiles().empty());
+  // Attempt 2 finishes normally, on the slot it still holds.
+  ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(id, 7, mp4.substr(7), true)).ok());
+  ASSERT_TRUE(engine->WorkerEvent("w1", CompletedEvent(id)).ok());
+  auto after = engine->GetJob(id);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(after->stats().attempts(), 2);
+  EXPECT_EQ(after->stats().output_bytes(), static_cast<int64_t>(mp4.size()));
+  EXPECT_EQ(ResultFiles(), std::vector<std::string>{id + ".mp4"});
 }
 
 TEST_F(JobJournalTest, ExpiringAnOldEndedJobKeepsItsResubmissionsRequestId) {
@@ -619,7 +655,7 @@ TEST_F(JobJournalTest, DamagedResultFileIsReportedExpiredNotServed) {
 }
 
 // The journal's writes show in the front's metrics: records, result files
-// (one that failed: a FIFO cannot be synced), compactions, the file's size.
+// (one that failed: its directory had become a file), compactions, the file's size.
 TEST_F(JobJournalTest, JournalWritesShowInTheMetrics) {
   prometheus::Registry registry;
   FrontMetrics metrics(registry);
@@ -631,18 +667,16 @@ TEST_F(JobJournalTest, JournalWritesShowInTheMetrics) {
   auto first = engine->Submit(Request("a cat"), absl::InfiniteFuture());
   ASSERT_TRUE(first.ok());
   RunToSuccess(*engine, "w1", first->job_id(), std::string(3000, 'v'));
+  // The second video cannot be written: its directory is a file now.
+  const std::string results = dir_ + "/results";
+  for (const std::string& f : ResultFiles()) std::remove((results + "/" + f).c_str());
+  ASSERT_EQ(rmdir(results.c_str()), 0);
+  std::ofstream(results) << "not a directory";
   auto second = engine->Submit(Request("a dog"), absl::InfiniteFuture());
   ASSERT_TRUE(second.ok());
-  {
-    BlockingResultFile file(dir_ + "/results/" + second->job_id() + ".mp4.tmp");
-    ASSERT_TRUE(file.ok());
-    std::thread drain([&] {
-      file.WaitForWriter(1);
-      file.Drain();
-    });
-    RunToSuccess(*engine, "w2", second->job_id(), std::string(3000, 'w'));
-    drain.join();
-  }
+  RunToSuccess(*engine, "w2", second->job_id(), std::string(3000, 'w'));
+  std::remove(results.c_str());
+  ASSERT_EQ(mkdir(results.c_str(), 0700), 0);
   auto text = [&] { return prometheus::TextSerializer().Serialize(registry.Collect()); };
   using ::testing::HasSubstr;
   EXPECT_THAT(text(), HasSubstr("sparsevid_journal_writes_total{kind=\"record\",outcome=\"ok\"} 4"));
