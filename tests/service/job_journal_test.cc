@@ -117,6 +117,16 @@ class JobJournalTest : public ::testing::Test {
     ASSERT_EQ(Assigned(ch->Take()), std::vector<std::string>{job_id});
   }
 
+  // Submits a job and starts it on a new worker `worker`; its id ("" if it
+  // could not: the failure is recorded).
+  std::string SubmitAndStart(JobEngine& engine, const std::string& worker) {
+    auto job = engine.Submit(Request("a cat"), absl::InfiniteFuture());
+    EXPECT_TRUE(job.ok()) << job.status();
+    if (!job.ok()) return "";
+    StartOn(engine, worker, job->job_id());
+    return job->job_id();
+  }
+
   // Runs one job on a new worker `worker` to success with `mp4` as its video.
   void RunToSuccess(JobEngine& engine, const std::string& worker, const std::string& job_id,
                     const std::string& mp4) {
@@ -496,10 +506,8 @@ TEST_F(JobJournalTest, ResultFileIsWrittenWithoutHoldingTheEngine) {
   int restored = -1;
   auto engine = StartFront(&journal, &restored);
   ResultWriteGate gate(*journal);
-  auto job = engine->Submit(Request("a cat"), absl::InfiniteFuture());
-  ASSERT_TRUE(job.ok());
-  const std::string id = job->job_id();
-  StartOn(*engine, "w1", id);
+  const std::string id = SubmitAndStart(*engine, "w1");
+  ASSERT_FALSE(id.empty());
   const std::string mp4 = std::string("\0\0\0\x18" "ftypiso5", 12) + std::string(5000, 'v');
   ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(id, 0, mp4, true)).ok());
   GatedThread worker(gate, [&] { EXPECT_TRUE(engine->WorkerEvent("w1", CompletedEvent(id)).ok()); });
@@ -525,10 +533,8 @@ TEST_F(JobJournalTest, JobEndedWhileItsVideoIsWrittenStaysEnded) {
   int restored = -1;
   auto engine = StartFront(&journal, &restored);
   ResultWriteGate gate(*journal);
-  auto job = engine->Submit(Request("a cat"), absl::InfiniteFuture());
-  ASSERT_TRUE(job.ok());
-  const std::string id = job->job_id();
-  StartOn(*engine, "w1", id);
+  const std::string id = SubmitAndStart(*engine, "w1");
+  ASSERT_FALSE(id.empty());
   ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(id, 0, std::string(2000, 'v'), true)).ok());
   GatedThread worker(gate, [&] { EXPECT_TRUE(engine->WorkerEvent("w1", CompletedEvent(id)).ok()); });
   ASSERT_TRUE(gate.WaitForWrite());
@@ -555,10 +561,8 @@ TEST_F(JobJournalTest, CompletionOfAnAttemptCutOffMeanwhileIsIgnored) {
   int restored = -1;
   auto engine = StartFront(&journal, &restored);
   ResultWriteGate gate(*journal);
-  auto job = engine->Submit(Request("a cat"), absl::InfiniteFuture());
-  ASSERT_TRUE(job.ok());
-  const std::string id = job->job_id();
-  StartOn(*engine, "w1", id);
+  const std::string id = SubmitAndStart(*engine, "w1");
+  ASSERT_FALSE(id.empty());
   const std::string mp4 = std::string(3000, 'v');
   ASSERT_TRUE(engine->WorkerEvent("w1", ChunkEvent(id, 0, mp4, true)).ok());
   GatedThread old_stream(gate,
