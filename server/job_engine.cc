@@ -258,7 +258,7 @@ void JobEngine::Finish(JobRecord& rec, JobState state, const absl::Status& statu
   if (options_.journal != nullptr) {
     // A lost record only means the next front runs the job again.
     absl::Status s = options_.journal->Finished({rec.job, rec.fingerprint, rec.deadline});
-    JournalRecordWritten(s);
+    JournalWritten("record", s);
     if (!s.ok())
       logging::Error("job journal write failed", {{"error", s.ToString()}}, rec.job.job_id());
   }
@@ -488,7 +488,7 @@ absl::StatusOr<Job> JobEngine::Submit(const GenerateRequest& request, absl::Time
   JobRecord& r = *rec;
   if (options_.journal != nullptr) {  // on disk before the client hears of the job
     absl::Status s = options_.journal->Accepted({r.job, fingerprint, deadline});
-    JournalRecordWritten(s);
+    JournalWritten("record", s);
     if (!s.ok()) {
       logging::Error("job journal write failed", {{"error", s.ToString()}}, job_id);
       return reject("journal", absl::UnavailableError(absl::StrCat(
@@ -994,10 +994,7 @@ void JobEngine::MaybeCompactJournal() {
     pending.push_back(std::move(j));
   }
   absl::Status s = options_.journal->Compact(pending, ended);
-  if (observer_) {
-    observer_->OnJournalWrite("compaction", s.ok());
-    observer_->SetJournalRecords(options_.journal->records());
-  }
+  JournalWritten("compaction", s);
   if (!s.ok()) {
     // The old file stays in use; tried again after as many records more.
     logging::Error("job journal compaction failed", {{"error", s.ToString()}});
@@ -1046,9 +1043,9 @@ void JobEngine::FailRunning(const absl::Status& status) {
   }
 }
 
-void JobEngine::JournalRecordWritten(const absl::Status& s) {
+void JobEngine::JournalWritten(const char* kind, const absl::Status& s) {
   if (observer_ == nullptr) return;
-  observer_->OnJournalWrite("record", s.ok());
+  observer_->OnJournalWrite(kind, s.ok());
   observer_->SetJournalRecords(options_.journal->records());
 }
 

@@ -222,8 +222,9 @@ class JobEngine {
   void EraseJob(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A record of a journaled job (Restore, RestoreEnded), state unset.
   std::unique_ptr<JobRecord> RecordFromJournal(JournaledJob j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Metrics of one journal record write (Accepted, Finished).
-  void JournalRecordWritten(const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Metrics of one journal write under the lock (kind: record for Accepted /
+  // Finished, compaction) and the file's record count after it.
+  void JournalWritten(const char* kind, const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The journal's result file of a job (none without a journal).
   void DropResultFile(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes the journal's result files of results the store evicted.
