@@ -87,6 +87,23 @@ class Sla2Workspace {
   // "lowbit-mma"; "" before the first.
   const char* sparse_kernel() const;
 
+  // What the last quantise stage wrote, for tests (device pointers, null
+  // before a low-bit Reserve): INT8 Q [B,H,T_m*128,D] and K~ [B,H,T_n*64,D]
+  // (rows past the sequence 0) with their block scales [B,H,T_m] and
+  // [B,H,T_n]; FP8-E4M3 V^T [B,H,T_n,D,64] (keys of each 32-key chunk in
+  // Fp8KeyOfPosition order, kernels/cuda/mma_sm80.cuh); and the K mean and V
+  // scales [B,H,D] of the prepare stage that it used.
+  struct Quantized {
+    const int8_t* q8;
+    const float* qscale;
+    const int8_t* k8;
+    const float* kscale;
+    const uint8_t* vt8;
+    const float* kmean;
+    const float* vscale;
+  };
+  Quantized quantized() const;
+
   struct Buffers;  // defined in sla2_workspace.h (device code only)
   Buffers* buffers() const { return buffers_; }
 

@@ -152,6 +152,11 @@ const char* Sla2Workspace::linear_kernel() const {
   }
   return "";
 }
+Sla2Workspace::Quantized Sla2Workspace::quantized() const {
+  if (buffers_ == nullptr) return {};
+  const Buffers& w = *buffers_;
+  return {w.q8, w.qscale, w.k8, w.kscale, w.vt8, w.kmean, w.vscale};
+}
 const char* Sla2Workspace::sparse_kernel() const {
   return buffers_ ? buffers_->sparse_kernel : "";
 }

@@ -460,7 +460,185 @@ void RunCase(const Case& c, uint64_t seed) {
     if (ptr) cudaFree(ptr);
 }
 
+// ------------------------------------------------- quantisation, bit-exact
+// The quantise stage against the CPU on the same inputs, byte for byte:
+// INT8 Q and K~ (round half away of x / s), FP8-E4M3 V^T (v / s_v, nearest
+// even), with the K mean and V scales the prepare stage computed. Besides
+// random values, some blocks hold values crafted so that x * (1 / s) rounds
+// otherwise than x / s, which a multiply-only kernel would get wrong.
+
+// The key at position p of a 32-key chunk of V^T: the layout contract of
+// Fp8KeyOfPosition in kernels/cuda/mma_sm80.cuh (a device header), restated.
+constexpr int KeyOfPosition(int p) {
+  return (p / 16) * 16 + ((p % 4) / 2) * 8 + 2 * ((p % 16) / 4) + (p % 2);
+}
+
+float DecodeE4m3(uint8_t byte) {
+  const int e = (byte >> 3) & 15, m = byte & 7;
+  const float mag = e == 0 ? std::ldexp(static_cast<float>(m), -9)
+                           : std::ldexp(1.f + static_cast<float>(m) / 8.f, e - 7);
+  return (byte & 0x80) ? -mag : mag;
+}
+
+// Positive bf16 values x <= amax (amax itself bf16) whose quantised value
+// from x * (1 / s) differs from the one from x / s, s = amax / div; up to
+// `want` amax values in [1, 4) that have any, with their values.
+template <typename Quant>
+std::vector<std::pair<float, std::vector<float>>> Crafted(float div, Quant quant, int want) {
+  std::vector<std::pair<float, std::vector<float>>> out;
+  for (uint16_t a = ToBf16(1.f); a < ToBf16(4.f) && static_cast<int>(out.size()) < want; ++a) {
+    const float amax = FromBf16(a), scale = amax / div, inv = 1.f / scale;
+    std::vector<float> xs;
+    for (uint16_t x = 1; x <= a; ++x) {
+      const float xf = FromBf16(x);
+      if (quant(xf * inv) != quant(xf / scale)) xs.push_back(xf);
+    }
+    if (!xs.empty()) out.emplace_back(amax, std::move(xs));
+  }
+  return out;
+}
+
+void QuantizeExactCase(int batch, int heads, int dim, int64_t len, uint64_t seed) {
+  const std::string name = "quantize-exact D" + std::to_string(dim) + " B" +
+                           std::to_string(batch) + " H" + std::to_string(heads) + " L" +
+                           std::to_string(len);
+  const int64_t tm = (len + 127) / 128, tn = (len + 63) / 64;
+  const int64_t n = int64_t{batch} * len * heads * dim;
+  auto at = [&](int b, int64_t l, int h, int c) { return ((b * len + l) * heads + h) * dim + c; };
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::vector<uint16_t> hq(n), hk(n), hv(n);
+  for (int64_t i = 0; i < n; ++i) {
+    hq[i] = ToBf16(normal(rng));
+    hk[i] = ToBf16(normal(rng) + 0.3f);
+    hv[i] = ToBf16(std::clamp(normal(rng), -1.f, 1.f));
+  }
+  // INT8: query blocks 0.. of (batch 0, head 0) made of one amax and its crafted values.
+  const auto int8 = Crafted(127.f, [](float y) { return std::clamp(std::round(y), -127.f, 127.f); },
+                            static_cast<int>(std::min<int64_t>(tm, 4)));
+  int64_t crafted_int8 = 0, crafted_fp8 = 0;
+  for (size_t blk = 0; blk < int8.size(); ++blk) {
+    const auto& [amax, xs] = int8[blk];
+    for (int64_t r = 0; r < 128 && int64_t(blk) * 128 + r < len; ++r)
+      for (int c = 0; c < dim; ++c) {
+        const int64_t e = r * dim + c;
+        const float x = e == 0 ? amax : xs[e % xs.size()] * ((e & 1) ? -1.f : 1.f);
+        hq[at(0, int64_t(blk) * 128 + r, 0, c)] = ToBf16(x);
+        crafted_int8 += e != 0;
+      }
+  }
+  // FP8: channels 0.. of V at (batch 0, head 0), all rows, likewise (|v| <= 1 elsewhere).
+  const auto fp8 = Crafted(448.f, [](float y) { return ref::RoundToE4m3(y); }, std::min(dim, 4));
+  for (size_t c = 0; c < fp8.size(); ++c) {
+    const auto& [amax, xs] = fp8[c];
+    for (int64_t l = 0; l < len; ++l) {
+      const float x = l == 0 ? amax : xs[l % xs.size()] * ((l & 1) ? -1.f : 1.f);
+      hv[at(0, l, 0, static_cast<int>(c))] = ToBf16(x);
+      crafted_fp8 += l != 0;
+    }
+  }
+  Check(crafted_int8 > 0 && crafted_fp8 > 0,
+        name + ": crafted values next to rounding boundaries (" + std::to_string(crafted_int8) +
+            " INT8, " + std::to_string(crafted_fp8) + " FP8)");
+
+  void *dq = nullptr, *dk = nullptr, *dv = nullptr, *dout = nullptr;
+  CUDA_OK(cudaMalloc(&dq, n * 2));
+  CUDA_OK(cudaMalloc(&dk, n * 2));
+  CUDA_OK(cudaMalloc(&dv, n * 2));
+  CUDA_OK(cudaMalloc(&dout, n * 2));
+  CUDA_OK(cudaMemcpy(dq, hq.data(), n * 2, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dk, hk.data(), n * 2, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dv, hv.data(), n * 2, cudaMemcpyHostToDevice));
+  sv::Sla2Problem p;
+  p.batch = batch;
+  p.heads = heads;
+  p.head_dim = dim;
+  p.seq_len = len;
+  p.q = dq;
+  p.k = dk;
+  p.v = dv;
+  p.out = dout;
+  p.stride_l = int64_t{heads} * dim;
+  p.stride_h = dim;
+  p.stride_b = len * p.stride_l;
+  p.keep_ratio = 0.1f;
+  p.low_bit = true;
+  sv::Sla2Workspace ws;
+  const sv::Sla2Status st1 = sv::Sla2RunStage(sv::Sla2Stage::kPrepare, p, ws);
+  const sv::Sla2Status st2 = sv::Sla2RunStage(sv::Sla2Stage::kQuantize, p, ws);
+  Check(st1.ok() && st2.ok(), name + ": prepare and quantise ran");
+  CUDA_OK(cudaDeviceSynchronize());
+  const sv::Sla2Workspace::Quantized qz = ws.quantized();
+  const int64_t bh = int64_t{batch} * heads;
+  std::vector<int8_t> q8(bh * tm * 128 * dim), k8(bh * tn * 64 * dim);
+  std::vector<uint8_t> vt8(bh * tn * dim * 64);
+  std::vector<float> qscale(bh * tm), kscale(bh * tn), kmean(bh * dim), vscale(bh * dim);
+  CUDA_OK(cudaMemcpy(q8.data(), qz.q8, q8.size(), cudaMemcpyDeviceToHost));
+  CUDA_OK(cudaMemcpy(k8.data(), qz.k8, k8.size(), cudaMemcpyDeviceToHost));
+  CUDA_OK(cudaMemcpy(vt8.data(), qz.vt8, vt8.size(), cudaMemcpyDeviceToHost));
+  CUDA_OK(cudaMemcpy(qscale.data(), qz.qscale, qscale.size() * 4, cudaMemcpyDeviceToHost));
+  CUDA_OK(cudaMemcpy(kscale.data(), qz.kscale, kscale.size() * 4, cudaMemcpyDeviceToHost));
+  CUDA_OK(cudaMemcpy(kmean.data(), qz.kmean, kmean.size() * 4, cudaMemcpyDeviceToHost));
+  CUDA_OK(cudaMemcpy(vscale.data(), qz.vscale, vscale.size() * 4, cudaMemcpyDeviceToHost));
+  for (void* ptr : {dq, dk, dv, dout}) cudaFree(ptr);
+
+  // One INT8 block [rows of `block`] per (b, h, index): scale and bytes.
+  int64_t bad_scale = 0, bad_q = 0, bad_k = 0, bad_v = 0;
+  auto int8_block = [&](const std::vector<uint16_t>& x, const float* shift, int block, int b,
+                        int h, int64_t index, float gpu_scale, const int8_t* gpu) {
+    const int64_t r0 = index * block, valid = std::min<int64_t>(block, len - r0);
+    auto value = [&](int64_t r, int c) {
+      const float f = FromBf16(x[at(b, r0 + r, h, c)]);
+      return shift ? f - shift[c] : f;
+    };
+    float amax = 0.f;
+    for (int64_t r = 0; r < valid; ++r)
+      for (int c = 0; c < dim; ++c) amax = std::max(amax, std::fabs(value(r, c)));
+    const float scale = amax > 0.f ? amax / 127.f : 1.f;
+    bad_scale += scale != gpu_scale;
+    int64_t bad = 0;
+    for (int64_t r = 0; r < block; ++r)
+      for (int c = 0; c < dim; ++c) {
+        const float want = r < valid ? std::clamp(std::round(value(r, c) / scale), -127.f, 127.f) : 0.f;
+        bad += static_cast<float>(gpu[r * dim + c]) != want;
+      }
+    return bad;
+  };
+  for (int b = 0; b < batch; ++b)
+    for (int h = 0; h < heads; ++h) {
+      const int64_t bhi = int64_t{b} * heads + h;
+      for (int64_t i = 0; i < tm; ++i)
+        bad_q += int8_block(hq, nullptr, 128, b, h, i, qscale[bhi * tm + i],
+                            q8.data() + (bhi * tm + i) * 128 * dim);
+      for (int64_t j = 0; j < tn; ++j)
+        bad_k += int8_block(hk, kmean.data() + bhi * dim, 64, b, h, j, kscale[bhi * tn + j],
+                            k8.data() + (bhi * tn + j) * 64 * dim);
+      for (int c = 0; c < dim; ++c) {
+        float amax = 0.f;
+        for (int64_t l = 0; l < len; ++l) amax = std::max(amax, std::fabs(FromBf16(hv[at(b, l, h, c)])));
+        const float s = vscale[bhi * dim + c];
+        bad_scale += s != (amax > 0.f ? amax / 448.f : 1.f);
+        for (int64_t j = 0; j < tn; ++j)
+          for (int pos = 0; pos < 64; ++pos) {
+            const int64_t key = j * 64 + pos / 32 * 32 + KeyOfPosition(pos % 32);
+            const float want = key < len ? ref::RoundToE4m3(FromBf16(hv[at(b, key, h, c)]) / s) : 0.f;
+            bad_v += DecodeE4m3(vt8[((bhi * tn + j) * dim + c) * 64 + pos]) != want;
+          }
+      }
+    }
+  Check(bad_scale == 0, name + ": INT8 block scales and V scales equal the CPU's (" +
+                            std::to_string(bad_scale) + " differ)");
+  Check(bad_q == 0, name + ": INT8 Q bytes equal the CPU's (" + std::to_string(bad_q) + " differ)");
+  Check(bad_k == 0, name + ": INT8 K~ bytes equal the CPU's with the same K mean (" +
+                        std::to_string(bad_k) + " differ)");
+  Check(bad_v == 0, name + ": FP8 V^T bytes equal the CPU's with the same V scales (" +
+                        std::to_string(bad_v) + " differ)");
+}
+
 void GpuCases() {
+  QuantizeExactCase(1, 2, 128, 1000, 7);
+  QuantizeExactCase(2, 2, 64, 600, 8);
+
   // Lengths 4216 and 3920 have the tails of 32760 and 75600 (mod 128 and 64).
   const std::vector<Case> cases = {
       {"bf16-d128-router", 1, 2, 128, 3000, 0.1f, false, true, true, Layout::kBLHD,
