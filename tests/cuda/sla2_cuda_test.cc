@@ -481,13 +481,13 @@ float DecodeE4m3(uint8_t byte) {
 }
 
 // Positive bf16 values x <= amax (amax itself bf16) whose quantised value
-// from x * (1 / s) differs from the one from x / s, s = amax / div; up to
-// `want` amax values in [1, 4) that have any, with their values.
-template <typename Quant>
-std::vector<std::pair<float, std::vector<float>>> Crafted(float div, Quant quant, int want) {
+// from x * (1 / s) differs from the one from x / s, s = scale_of(amax); up
+// to `want` amax values in [1, 4) that have any, with their values.
+template <typename Scale, typename Quant>
+std::vector<std::pair<float, std::vector<float>>> Crafted(Scale scale_of, Quant quant, int want) {
   std::vector<std::pair<float, std::vector<float>>> out;
   for (uint16_t a = ToBf16(1.f); a < ToBf16(4.f) && static_cast<int>(out.size()) < want; ++a) {
-    const float amax = FromBf16(a), scale = amax / div, inv = 1.f / scale;
+    const float amax = FromBf16(a), scale = scale_of(amax), inv = 1.f / scale;
     std::vector<float> xs;
     for (uint16_t x = 1; x <= a; ++x) {
       const float xf = FromBf16(x);
@@ -514,8 +514,8 @@ void QuantizeExactCase(int batch, int heads, int dim, int64_t len, uint64_t seed
     hv[i] = ToBf16(std::clamp(normal(rng), -1.f, 1.f));
   }
   // INT8: query blocks 0.. of (batch 0, head 0) made of one amax and its crafted values.
-  const auto int8 = Crafted(127.f, [](float y) { return std::clamp(std::round(y), -127.f, 127.f); },
-                            static_cast<int>(std::min<int64_t>(tm, 4)));
+  const auto int8 =
+      Crafted(ref::Int8Scale, ref::RoundToInt8, static_cast<int>(std::min<int64_t>(tm, 4)));
   int64_t crafted_int8 = 0, crafted_fp8 = 0;
   for (size_t blk = 0; blk < int8.size(); ++blk) {
     const auto& [amax, xs] = int8[blk];
@@ -528,7 +528,7 @@ void QuantizeExactCase(int batch, int heads, int dim, int64_t len, uint64_t seed
       }
   }
   // FP8: channels 0.. of V at (batch 0, head 0), all rows, likewise (|v| <= 1 elsewhere).
-  const auto fp8 = Crafted(448.f, [](float y) { return ref::RoundToE4m3(y); }, std::min(dim, 4));
+  const auto fp8 = Crafted(ref::Fp8Scale, ref::RoundToE4m3, std::min(dim, 4));
   for (size_t c = 0; c < fp8.size(); ++c) {
     const auto& [amax, xs] = fp8[c];
     for (int64_t l = 0; l < len; ++l) {
@@ -594,12 +594,12 @@ void QuantizeExactCase(int batch, int heads, int dim, int64_t len, uint64_t seed
     float amax = 0.f;
     for (int64_t r = 0; r < valid; ++r)
       for (int c = 0; c < dim; ++c) amax = std::max(amax, std::fabs(value(r, c)));
-    const float scale = amax > 0.f ? amax / 127.f : 1.f;
+    const float scale = ref::Int8Scale(amax);
     bad_scale += scale != gpu_scale;
     int64_t bad = 0;
     for (int64_t r = 0; r < block; ++r)
       for (int c = 0; c < dim; ++c) {
-        const float want = r < valid ? std::clamp(std::round(value(r, c) / scale), -127.f, 127.f) : 0.f;
+        const float want = r < valid ? ref::RoundToInt8(value(r, c) / scale) : 0.f;
         bad += static_cast<float>(gpu[r * dim + c]) != want;
       }
     return bad;
@@ -617,7 +617,7 @@ void QuantizeExactCase(int batch, int heads, int dim, int64_t len, uint64_t seed
         float amax = 0.f;
         for (int64_t l = 0; l < len; ++l) amax = std::max(amax, std::fabs(FromBf16(hv[at(b, l, h, c)])));
         const float s = vscale[bhi * dim + c];
-        bad_scale += s != (amax > 0.f ? amax / 448.f : 1.f);
+        bad_scale += s != ref::Fp8Scale(amax);
         for (int64_t j = 0; j < tn; ++j)
           for (int pos = 0; pos < 64; ++pos) {
             const int64_t key = j * 64 + pos / 32 * 32 + KeyOfPosition(pos % 32);

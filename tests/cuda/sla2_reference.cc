@@ -82,13 +82,10 @@ void QuantInt8(const RefProblem& p, const Matrix& x, int block, Matrix& qi,
     const int64_t r1 = std::min<int64_t>(p.seq_len, r0 + block);
     float amax = 0.f;
     for (int64_t i = r0 * D; i < r1 * D; ++i) amax = std::max(amax, std::fabs(static_cast<float>(x[i])));
-    const float s = amax > 0.f ? amax / 127.f : 1.f;
+    const float s = Int8Scale(amax);
     for (int64_t r = r0; r < r1; ++r) {
       row_scale[r] = s;
-      for (int c = 0; c < D; ++c) {
-        const float v = std::round(static_cast<float>(x[r * D + c]) / s);  // half away from 0
-        qi[r * D + c] = std::clamp(v, -127.f, 127.f);
-      }
+      for (int c = 0; c < D; ++c) qi[r * D + c] = RoundToInt8(static_cast<float>(x[r * D + c]) / s);
     }
   }
 }
@@ -100,6 +97,10 @@ int RefProblem::keep_count() const {
   const int k = static_cast<int>(std::floor(static_cast<double>(keep_ratio) * tn));
   return std::max(1, std::min(tn, k));
 }
+
+float Int8Scale(float amax) { return amax > 0.f ? amax / 127.f : 1.f; }
+float RoundToInt8(float y) { return std::clamp(std::round(y), -127.f, 127.f); }  // half away from 0
+float Fp8Scale(float amax) { return amax > 0.f ? amax / 448.f : 1.f; }
 
 float RoundToE4m3(float x) {
   const float a = std::fabs(x);
@@ -161,7 +162,7 @@ std::vector<float> Sla2Reference(const RefProblem& p, const std::vector<float>& 
         for (int c = 0; c < D; ++c) {
           float amax = 0.f;
           for (int64_t l = 0; l < L; ++l) amax = std::max(amax, std::fabs(static_cast<float>(vs[l * D + c])));
-          sv[c] = amax > 0.f ? amax / 448.f : 1.f;
+          sv[c] = Fp8Scale(amax);
         }
         vhat.resize(vs.size());
         for (int64_t l = 0; l < L; ++l)

@@ -43,4 +43,11 @@ std::vector<float> Sla2Reference(const RefProblem& p, const std::vector<float>& 
 // FP8 E4M3 rounding (nearest even, saturating at +-448), as a float.
 float RoundToE4m3(float x);
 
+// The low-bit quantisation rules (docs/conventions.md "Low-bit"): the INT8
+// block scale amax / 127 (1 if amax = 0), an INT8 value round-half-away(y)
+// clamped to +-127, and the FP8 V channel scale amax / 448 (1 if amax = 0).
+float Int8Scale(float amax);
+float RoundToInt8(float y);
+float Fp8Scale(float amax);
+
 }  // namespace sparsevid::kernels::cuda::testing
