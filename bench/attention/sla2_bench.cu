@@ -24,6 +24,19 @@
 
 namespace sv = sparsevid::kernels::cuda;
 
+// Built with -DSLA2_PROFILE_TILES: cycles per phase of the bf16 Hopper
+// kernels' tiles (sla2_sparse_hopper.cu) for the rows that run them.
+#ifdef SLA2_PROFILE_TILES
+namespace sparsevid::kernels::cuda {
+void Sla2TileProfileDump(const char* label);
+}
+#define PROFILE_RESET() sparsevid::kernels::cuda::Sla2TileProfileDump(nullptr)
+#define PROFILE_DUMP(x) sparsevid::kernels::cuda::Sla2TileProfileDump(x)
+#else
+#define PROFILE_RESET() (void)0
+#define PROFILE_DUMP(x) (void)0
+#endif
+
 namespace {
 
 void CheckStatus(const sv::Sla2Status& st) {
@@ -233,8 +246,10 @@ int main(int argc, char** argv) {
             // Same run, the Hopper kernel in steps of one kept block instead
             // of two (SLA2_HOPPER_PAIRS=0).
             setenv("SLA2_HOPPER_PAIRS", "0", 1);
+            PROFILE_RESET();
             report("sparse.1blk",
                    MedianMs([&] { stage(sv::Sla2Stage::kSparse, sparse_only); }, shape_iters));
+            PROFILE_DUMP("sparse.1blk");
             unsetenv("SLA2_HOPPER_PAIRS");
           }
         }
@@ -246,7 +261,9 @@ int main(int argc, char** argv) {
         if (low_bit) report("quantize", MedianMs([&] { stage(sv::Sla2Stage::kQuantize, p); }, shape_iters));
         report("linear", MedianMs([&] { stage(sv::Sla2Stage::kLinear, p); }, shape_iters));
         // The sparse kernel with the blend (reads the linear branch's value).
+        PROFILE_RESET();
         report("sparse+bl", MedianMs([&] { stage(sv::Sla2Stage::kSparse, p); }, shape_iters));
+        PROFILE_DUMP("sparse+bl");
         report("module", MedianMs([&] { CheckStatus(sv::Sla2Forward(p, ws)); }, shape_iters));
         const std::string linear = ws.linear_kernel();
         const bool fused = linear == "fused" || linear == "hopper";  // the phi(K~) form

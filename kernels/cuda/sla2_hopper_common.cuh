@@ -174,6 +174,15 @@ struct OutStage {
     const int off = (col / 64) * 64 * 128 + row * 128 + ((((col % 64) / 8) ^ (row & 7)) << 4);
     StMatrixX4(detail::SmemAddr(base) + off, r0, r1, r2, r3);
   }
+  // The same 16 x 16 block read back in that layout (one ldmatrix).
+  __device__ void Get16x16(int wrow, int col16, uint32_t& r0, uint32_t& r1, uint32_t& r2,
+                           uint32_t& r3) const {
+    const int l = threadIdx.x & 31, m = l >> 3;
+    const int row = wrow + (l & 7) + (m & 1) * 8;
+    const int col = col16 + (m >> 1) * 8;
+    const int off = (col / 64) * 64 * 128 + row * 128 + ((((col % 64) / 8) ^ (row & 7)) << 4);
+    detail::LdMatrixX4(detail::SmemAddr(base) + off, r0, r1, r2, r3);
+  }
 };
 
 // Before a warpgroup writes its OutStage: its previous TMA store has read it.
@@ -220,6 +229,8 @@ bool MakeQkvMap(CUtensorMap* map, const void* base, const Sla2Dims& d, int box_r
 // The same over the linear stage's phi(K~) rows (dense [B, H, T_n * 64, D],
 // boxes of 64 rows; padded rows exist, so every box is in range).
 bool MakePhiKMap(CUtensorMap* map, const void* base, const Sla2Dims& d);
+// The bf16 H_tot (dense [B * H * D, D]), boxes of 64 x 64, 128-byte swizzle.
+bool MakeHtotMap(CUtensorMap* map, const void* base, const Sla2Dims& d);
 
 // Number of SMs when the current device is the sm_90 these kernels are built
 // for, else 0.

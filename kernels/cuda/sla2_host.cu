@@ -128,7 +128,7 @@ Sla2Workspace::~Sla2Workspace() {
                  buffers_->vscale, buffers_->q8,    buffers_->qscale,    buffers_->k8,
                  buffers_->kscale, buffers_->vt8,   buffers_->hblk,      buffers_->htot,
                  buffers_->ztot,  buffers_->ktotal,  buffers_->zblk,      buffers_->phik,
-                 buffers_->zi};
+                 buffers_->zi,    buffers_->htot16};
   for (void* p : all) {
     if (p != nullptr) cudaFree(p);
   }
@@ -194,6 +194,7 @@ Sla2Status Sla2Workspace::Reserve(const Sla2Problem& p) {
     if (HopperLinearApplies(p)) {  // the phi(K~) form, bf16 fused or low-bit tiles
       grow(w.phik, 19, bh * tn * kBlockK * D * 2);
       grow(w.zi, 20, bh * tm * D * 4);
+      grow(w.htot16, 21, bh * D * D * 2);
     } else {
       grow(w.hblk, 14, bh * tn * D * D * 2);
     }

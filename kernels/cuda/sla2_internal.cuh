@@ -43,6 +43,7 @@ struct Sla2Workspace::Buffers {
   // Linear branch fused into the Hopper sparse kernel (FusedLinearApplies).
   __nv_bfloat16* phik = nullptr;  // [B,H,T_n*64,D] phi(K~) per key row, padded rows 0
   float* zi = nullptr;            // [B,H,T_m,D] z_tot - sum of the tile's kept z_j
+  __nv_bfloat16* htot16 = nullptr;  // [B,H,D,D] H_tot in bf16, what the Hopper kernel loads by TMA
   // How the last kLinear stage ran (Sla2Workspace::linear_kernel names it):
   // kFused and kHopperTiles use the phi(K~) states; kFused leaves O_l to the
   // bf16 Hopper sparse kernel, kHopperTiles (low-bit) ends with

@@ -224,12 +224,18 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
 }
 
 // Fused: z_i = z_tot - sum of the kept z_j per query tile, one thread per
-// channel, four kept blocks' loads in flight.
+// channel, four kept blocks' loads in flight; and H_tot in bf16 for the
+// Hopper kernel's TMA (query tile i rounds rows i, i + T_m, ...).
 __global__ void KeptZKernel(const float* __restrict__ zblk, const float* __restrict__ ztot,
                             const int32_t* __restrict__ lut, const int32_t* __restrict__ counts,
-                            int64_t lut_capacity, Sla2Dims d, float* __restrict__ zi) {
+                            int64_t lut_capacity, Sla2Dims d, float* __restrict__ zi,
+                            const float* __restrict__ htot, __nv_bfloat16* __restrict__ htot16) {
   const int i = blockIdx.x, D = d.head_dim, c = threadIdx.x;
   const int64_t bh = blockIdx.y;
+  for (int r = i; r < D; r += d.q_blocks) {
+    const int64_t e = (bh * D + r) * D + c;
+    htot16[e] = __float2bfloat16_rn(htot[e]);
+  }
   const int64_t row = bh * d.q_blocks + i;
   const int cnt = counts[row];
   const int32_t* lut_row = lut + row * lut_capacity;
@@ -419,7 +425,7 @@ cudaError_t LaunchTilesD(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
   const int64_t bh = static_cast<int64_t>(d.batch) * d.heads;
   if (w.linear_phik()) {
     KeptZKernel<<<dim3(d.q_blocks, static_cast<unsigned>(bh)), D, 0, s>>>(
-        w.zblk, w.ztot, w.lut, w.counts, cap, d, w.zi);
+        w.zblk, w.ztot, w.lut, w.counts, cap, d, w.zi, w.htot, w.htot16);
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess && w.linear_form == Sla2Workspace::Buffers::LinearForm::kHopperTiles)
       e = LaunchLinearTilesHopper(p, d, cap, w, s);

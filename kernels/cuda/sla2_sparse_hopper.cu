@@ -37,6 +37,7 @@
 #include "kernels/cuda/sla2_hopper_common.cuh"
 #include "kernels/cuda/sla2_persistent_grid.h"
 #include "kernels/cuda/sla2_sparse_hopper.cuh"
+#include "kernels/cuda/sla2_tile_profile.cuh"
 #include "kernels/cuda/sla2_warp_tiles.cuh"
 
 namespace sparsevid::kernels::cuda {
@@ -44,12 +45,12 @@ namespace {
 
 using namespace hopper;
 
+
 struct HopperArgs {
   const int32_t* lut;
   const int32_t* counts;
   int64_t lut_capacity;
   const float* alpha;  // null: alpha = 1 and out holds no linear part
-  const float* htot;   // fused: [B,H,D,D] H_tot
   const float* zi;     // fused: [B,H,T_m,D] z_tot - sum of the kept z_j
   __nv_bfloat16* out;
   Sla2Dims d;
@@ -78,10 +79,11 @@ struct Smem {
   // measured the same as four.)
   static constexpr int kStages = kFused && D == 128 ? 3 : 4;
   static constexpr int kStageOff = kQBytes;
-  // Output staging; when fused it first carries H_i [D][D] bf16 (D/64 MN-major
-  // chunks of D rows x 128 bytes, like a V tile) from both warpgroups to both.
+  // Output staging; when fused it first carries H_i [D][D] bf16 from both
+  // warpgroups to both: warpgroup w's staging holds G rows 64w.. (at D = 64
+  // warpgroup 0's holds all of them) in its output tile's layout, D / 64
+  // MN-major chunks of 64 rows x 128 bytes, where TMA loads H_tot's rows.
   static constexpr int kOutOff = kStageOff + kStages * kStageBytes;
-  static constexpr int kHiChunkBytes = D * 128;
   static constexpr int kOutBytes = 2 * OutStage<D>::kBytes;
   static constexpr int kInfoOff = kOutOff + kOutBytes;  // two TileInfo slots
   static constexpr int kMetaOff = kInfoOff + 2 * static_cast<int>(sizeof(TileInfo));
@@ -89,9 +91,9 @@ struct Smem {
   static constexpr int kBarBytes = RingBarriers<kStages>::kBytes;
   static constexpr int kZOff = kBarOff + kBarBytes;  // fused: z_i per warpgroup, 2 x D floats
   static constexpr int kPinOff = kZOff + (kFused ? 2 * D * 4 : 0);  // PinAheadOfWait, a slot per consumer warp
-  static constexpr int kBytes = kPinOff + kConsumerWarps * 4 + 1024;  // + alignment slack
-  static_assert(kOutOff % 1024 == 0 && kBarOff % 8 == 0, "alignment");
-  static_assert(!kFused || kOutBytes >= kHiChunkBytes * kChunks, "H_i fits the staging");
+  static constexpr int kHBarOff = kPinOff + kConsumerWarps * 4;  // fused: H_tot loaded, per warpgroup
+  static constexpr int kBytes = kHBarOff + (kFused ? 2 * 8 : 0) + 1024;  // + alignment slack
+  static_assert(kOutOff % 1024 == 0 && kBarOff % 8 == 0 && kHBarOff % 8 == 0, "alignment");
   static_assert(kBytes <= 227 * 1024, "shared memory per CTA");
 };
 
@@ -139,7 +141,9 @@ __device__ __forceinline__ void IssuePV(float (&o)[D / 8][4], const uint32_t (&p
 // phi(Q) (softmax over the D channels of each row) in place of the warp's Q
 // fragments (rows g: registers 0, 2; rows g + 8: 1, 3; a row's channels are
 // spread over the quad), and den[half] = phi(Q)[row] . z for both rows, from
-// the fp32 values as the stand-alone linear kernel computes them.
+// the fp32 values. Left unnormalised (exp(q - max q)): O_l = phi(Q) H / phi(Q) z
+// divides the row's sum out again, and bf16 rounds it the same relatively.
+// (The sum, its reciprocal and the 64 multiplies were ~900 cycles a tile.)
 template <int D>
 __device__ __forceinline__ void PhiQFrags(uint32_t (&qf)[D / 16][4], const float* z, int t,
                                           float (&den)[2]) {
@@ -159,21 +163,14 @@ __device__ __forceinline__ void PhiQFrags(uint32_t (&qf)[D / 16][4], const float
       mx = fmaxf(mx, fmaxf(fmaxf(lo.x, lo.y), fmaxf(hi.x, hi.y)));
     }
     mx = detail::QuadMax(mx);
-    float sum = 0.f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        x[kk][e] = __expf(x[kk][e] - mx);
-        sum += x[kk][e];
-      }
-    const float inv = 1.f / detail::QuadSum(sum);
+      for (int e = 0; e < 4; ++e) x[kk][e] = __expf(x[kk][e] - mx);
     float dn = 0.f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
       const int c = kk * 16 + 2 * t;
-#pragma unroll
-      for (int e = 0; e < 4; ++e) x[kk][e] *= inv;
       dn += x[kk][0] * z[c] + x[kk][1] * z[c + 1] + x[kk][2] * z[c + 8] + x[kk][3] * z[c + 9];
       qf[kk][half] = detail::PackBf16(x[kk][0], x[kk][1]);
       qf[kk][half + 2] = detail::PackBf16(x[kk][2], x[kk][3]);
@@ -191,6 +188,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                            const __grid_constant__ CUtensorMap tmap_k,
                            const __grid_constant__ CUtensorMap tmap_v,
                            const __grid_constant__ CUtensorMap tmap_phik,
+                           const __grid_constant__ CUtensorMap tmap_htot,
                            const __grid_constant__ CUtensorMap tmap_out, HopperArgs args) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using S = Smem<D, kFused>;
@@ -208,7 +206,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   const RingBarriers<kStages> bar{base + S::kBarOff};  // full_v also covers phi(K~)
   const Sla2Dims& d = args.d;
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
-  bar.Init();
+  auto htot_full = [&](int w) { return base + S::kHBarOff + 8 * w; };  // fused only
+  if (kFused && threadIdx.x == 0) {
+    MbarInit(htot_full(0), 1);
+    MbarInit(htot_full(1), 1);
+  }
+  bar.Init();  // (its fence and __syncthreads cover the two above)
 
   if (warp >= kProducerWarp) {
     SetMaxRegs<kProducerRegs, false>();
@@ -262,12 +265,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   // Consumer warpgroups.
   SetMaxRegs<kConsumerRegs, true>();
   const int wg = warp / 4;
-  const int g = lane >> 2, t = lane & 3;
+  const int t = lane & 3;
   const int wrow = (warp % 4) * 16;  // first row of this warp inside the warpgroup
   const int wtid = threadIdx.x % 128;
   const OutStage<D> out_stage{smem + S::kOutOff + wg * OutStage<D>::kBytes};
-  // Fused: the G rows (phi channels) of this thread's accumulator rows g, g + 8.
-  const int grow = (D == 128 ? 64 * wg : 0) + wrow + g;
   // Scores in the log2 domain: exp(x/sqrt(D)) = exp2(x * log2(e)/sqrt(D)).
   const float scale_log2 = 1.4426950408889634f * rsqrtf(static_cast<float>(D));
   const PingPong turns{args.pingpong, wg};
@@ -282,8 +283,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto phik_desc = [&](int st) { return DescStep<S::kStageBytes>(phik_desc0, st); };
   RingPos<kStages> pos;  // blocks consumed so far, over all tiles of this CTA
   int k = 0;
+  SLA2_PROFILE_START();
   for (int64_t tile = blockIdx.x; tile < args.num_tiles; tile += gridDim.x, ++k) {
     MbarWait(bar.q_full(), k & 1);
+    SLA2_STAMP(kProfQWait);
     const TileInfo ti = info[k & 1];
     const int i = ti.i, h = ti.h, b = ti.b, cnt = ti.cnt;
     const int64_t bh = static_cast<int64_t>(b) * d.heads + h;
@@ -292,26 +295,35 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int nt = 0; nt < D / 8; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
-    // Fused: G starts at H_tot (its loads complete under the first Q K^T).
+    // Fused: G = -(sum of the kept phi(K~_j)^T V_j), from 0; H_tot is added
+    // in the epilogue from the bf16 rows that TMA brings into the staging.
+    // (Loading fp32 H_tot into G here held the warps ~2500 cycles a tile.)
     float ga[D / 8][4];
-    float zi = 0.f;
     if constexpr (kFused) {
-      const float* ht = args.htot + bh * D * D;
 #pragma unroll
-      for (int nt = 0; nt < D / 8; ++nt) {
-        const float2 lo = *reinterpret_cast<const float2*>(ht + grow * D + nt * 8 + 2 * t);
-        const float2 hi = *reinterpret_cast<const float2*>(ht + (grow + 8) * D + nt * 8 + 2 * t);
-        ga[nt][0] = lo.x;
-        ga[nt][1] = lo.y;
-        ga[nt][2] = hi.x;
-        ga[nt][3] = hi.y;
-      }
-      if (wtid < D) zi = args.zi[(bh * d.q_blocks + i) * D + wtid];
+      for (int nt = 0; nt < D / 8; ++nt) ga[nt][0] = ga[nt][1] = ga[nt][2] = ga[nt][3] = 0.f;
     }
+    // One thread of the warpgroup that owns the staging: once its last store
+    // has read the staging, H_tot's rows of this warpgroup go there.
+    auto load_htot = [&] {
+      if (kFused && wtid == 0 && (D == 128 || wg == 0)) {
+        BulkWaitRead();
+        const uint32_t dst = detail::SmemAddr(smem + S::kOutOff) + wg * OutStage<D>::kBytes;
+        MbarArriveExpectTx(htot_full(wg), D / 64 * kKvChunkBytes);
+#pragma unroll
+        for (int c = 0; c < D / 64; ++c)
+          TmaLoad2d(dst + c * kKvChunkBytes, &tmap_htot, htot_full(wg), c * 64,
+                    static_cast<int>(bh * D + (D == 128 ? 64 * wg : 0)));
+      }
+    };
 
     uint32_t qf[D / 16][4];
     if (kFused || cnt > 0) LoadQFrags<D>(q_s, wg * 64 + wrow, qf);
     WarpArrive(bar.q_empty());  // Q is in registers: the producer may load the next tile's
+    float zi = 0.f;
+    if (kFused && wtid < D) zi = args.zi[(bh * d.q_blocks + i) * D + wtid];
+    if (kLinearOnly) load_htot();
+    SLA2_STAMP(kProfTileStart);
     if constexpr (kLinearOnly) {
       for (int n = 0; n < cnt; ++n, pos.Next()) {
         const int st = pos.st;
@@ -335,6 +347,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       RegFence(s);
       SoftmaxStep<1>(s, m, l, scale_log2, {j}, full_blocks, d.seq_len, t, r);  // O = 0: r unused
       detail::AccToAFrags(s, 1.f, p);
+      load_htot();  // a block into the tile: the previous tile's store has drained
+      SLA2_STAMP(kProfFirstBlock);
       for (int n = 1; n < cnt; ++n) {
         const RingPos<kStages> prev = pos;
         pos.Next();
@@ -357,6 +371,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         RescaleIfMoved<D>(o, r);
         detail::AccToAFrags(s, 1.f, p);
       }
+      SLA2_STAMP(kProfLoop);
       turns.MyTurn();
       MbarWait(bar.full_v(pos.st), pos.ph);
       IssuePV<D, kFused>(o, p, v_desc(pos.st), ga, phik_desc(pos.st), wg);
@@ -367,6 +382,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       if constexpr (kFused) RegFence(ga);
       WarpArrive(bar.empty(pos.st));
       pos.Next();
+      SLA2_STAMP(kProfLastPV);
+      SLA2_PROFILE_ADD(kProfBlocks, cnt);
     }
 
     const float alpha = ti.alpha;
@@ -378,34 +395,47 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     float fl[2] = {0.f, 0.f};  // fused: (1 - alpha) / phi(Q) z_i per row half
     if constexpr (kFused) {
-      // Linear branch: H_i to shared memory (MN-major chunks, 128-byte
-      // swizzle), then O_l numerator = phi(Q) H_i by wgmma into ga.
+      if (!kLinearOnly && cnt == 0) load_htot();
+      // Linear branch: H_i = H_tot + G in place of H_tot's rows in the
+      // staging (MN-major chunks, 128-byte swizzle), then O_l numerator =
+      // phi(Q) H_i by wgmma into ga.
       uint8_t* const hi_s = smem + S::kOutOff;
       float* const zloc = reinterpret_cast<float*>(smem + S::kZOff) + wg * D;
-      if (wtid == 0) BulkWaitRead();  // this warpgroup's previous store has read the staging
-      NamedBarrier(5, 256);
+      SLA2_STAMP(kProfToEpilogue);
+      MbarWait(htot_full(D == 128 ? wg : 0), k & 1);
+      SLA2_STAMP(kProfHtotWait);
       if (D == 128 || (warp % 4) / 2 == wg) {  // D = 64: both hold all rows, each writes half
+        // The rows lie as an output tile's (row = G row - 64 wg), so a warp's
+        // 16 x 16 blocks go in and out with one ldmatrix and one stmatrix.
+        const OutStage<D> hi_rows{hi_s + (D == 128 ? wg : 0) * OutStage<D>::kBytes};
+        auto plus_g = [&](uint32_t h, int nt, int half) {
+          const float2 x = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&h));
+          return detail::PackBf16(x.x + ga[nt][2 * half], x.y + ga[nt][2 * half + 1]);
+        };
 #pragma unroll
-        for (int nt = 0; nt < D / 8; ++nt)
-#pragma unroll
-          for (int half = 0; half < 2; ++half) {
-            const int c = grow + half * 8, n = nt * 8 + 2 * t;
-            const int off = (n / 64) * S::kHiChunkBytes + c * 128 +
-                            ((((n % 64) / 8) ^ (c & 7)) << 4) + (n % 8) * 2;
-            *reinterpret_cast<uint32_t*>(hi_s + off) =
-                detail::PackBf16(ga[nt][2 * half], ga[nt][2 * half + 1]);
-          }
+        for (int nt = 0; nt < D / 8; nt += 2) {
+          uint32_t h0, h1, h2, h3;
+          hi_rows.Get16x16(wrow, nt * 8, h0, h1, h2, h3);
+          hi_rows.Put16x16(wrow, nt * 8, plus_g(h0, nt, 0), plus_g(h1, nt, 1),
+                           plus_g(h2, nt + 1, 0), plus_g(h3, nt + 1, 1));
+        }
       }
       if (wtid < D) zloc[wtid] = zi;
+      // D = 64: warpgroup 1's staging, written below, has been read by its last store.
+      if (wtid == 0) BulkWaitRead();
       FenceProxyAsyncShared();  // H_i is read by wgmma (async proxy)
+      SLA2_STAMP(kProfHiUpdate);
       NamedBarrier(5, 256);
+      SLA2_STAMP(kProfHiBarrier);
       float den[2];
       PhiQFrags<D>(qf, zloc, t, den);
+      SLA2_STAMP(kProfPhiQ);
       WgmmaFence();
-      const uint64_t hi_desc = SmemDesc(detail::SmemAddr(hi_s), S::kHiChunkBytes, 1024);
+      // k-step kk: G rows 16 kk.., in warpgroup kk / 4's staging at D = 128.
+      const uint64_t hi_desc = SmemDesc(detail::SmemAddr(hi_s), kKvChunkBytes, 1024);
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
-        const uint64_t bd = DescAdvance(hi_desc, kk * 16 * 128);
+        const uint64_t bd = DescAdvance(hi_desc, (kk / 4) * OutStage<D>::kBytes + (kk % 4) * 2048);
         if constexpr (D == 128) {
           WgmmaRS_N128(ga, qf[kk], bd, kk > 0);
         } else {
@@ -415,14 +445,17 @@ __global__ void __launch_bounds__(kThreads, 1)
       WgmmaCommit();
       WgmmaWait<0>();
       RegFence(ga);
+      SLA2_STAMP(kProfPhiQH);
       // All blocks kept: no complement, O_l = 0; a non-positive denominator too.
       const bool all_kept = cnt >= d.k_blocks;
 #pragma unroll
       for (int half = 0; half < 2; ++half)
         fl[half] = (!all_kept && den[half] > 0.f) ? (1.f - alpha) / den[half] : 0.f;
       NamedBarrier(5, 256);  // both warpgroups have read H_i: the staging area is free
+      SLA2_STAMP(kProfHiRead);
     } else {
       OutStageAcquire(wg, wtid);
+      SLA2_STAMP(kProfToEpilogue);
     }
     // alpha * O_s / l (+ (1 - alpha) O_l) through the warpgroup's staging tile.
     auto blended = [&](int nt, int half) {
@@ -440,6 +473,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     // Unfused with alpha, out holds the linear branch's part: add to it.
     OutStageStore<D>(out_stage, &tmap_out, !kFused && args.alpha != nullptr,
                      i * kBlockQ + wg * 64, d.seq_len, h, b, wg, wtid);
+    SLA2_STAMP(kProfStore);
+    SLA2_PROFILE_ADD(kProfTiles, 1);
   }
   OutStageDrain(wtid);
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
@@ -459,14 +494,15 @@ bool MakeTensorMap(CUtensorMap* map, const void* base, uint64_t rows, const cuui
 template <int D, bool kFused, bool kLinearOnly = false>
 cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                    Sla2Workspace::Buffers& w, cudaStream_t s, int sms) {
-  CUtensorMap tq, tk, tv, tphik, tout;
+  CUtensorMap tq, tk, tv, tphik, thtot, tout;
   if (!MakeQkvMap(&tq, p.q, d, kBlockQ) || !MakeQkvMap(&tk, p.k, d, kBlockK) ||
       !MakeQkvMap(&tv, p.v, d, kBlockK) || !MakeQkvMap(&tout, p.out, d, 64))
     return cudaErrorNotSupported;
   if constexpr (kFused) {
-    if (!MakePhiKMap(&tphik, w.phik, d)) return cudaErrorNotSupported;
+    if (!MakePhiKMap(&tphik, w.phik, d) || !MakeHtotMap(&thtot, w.htot16, d))
+      return cudaErrorNotSupported;
   } else {
-    tphik = tk;  // not read
+    tphik = thtot = tk;  // not read
   }
   using S = Smem<D, kFused>;
   cudaError_t e = cudaFuncSetAttribute(SparseBf16HopperKernel<D, kFused, kLinearOnly>,
@@ -476,7 +512,6 @@ cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                w.counts,
                cap,
                p.alpha,
-               kFused ? w.htot : nullptr,
                kFused ? w.zi : nullptr,
                static_cast<__nv_bfloat16*>(p.out),
                d,
@@ -487,11 +522,12 @@ cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
   const int64_t ctas = kLinearOnly ? PersistentCtas(sms, a.num_tiles)
                                    : HeadAlignedCtas(sms, a.num_tiles, d.q_blocks);
   SparseBf16HopperKernel<D, kFused, kLinearOnly>
-      <<<static_cast<unsigned>(ctas), kThreads, S::kBytes, s>>>(tq, tk, tv, tphik, tout, a);
+      <<<static_cast<unsigned>(ctas), kThreads, S::kBytes, s>>>(tq, tk, tv, tphik, thtot, tout, a);
   return cudaGetLastError();
 }
 
 }  // namespace
+
 
 namespace hopper {
 
@@ -530,6 +566,17 @@ bool MakePhiKMap(CUtensorMap* map, const void* base, const Sla2Dims& d) {
   const cuuint64_t row_bytes = static_cast<cuuint64_t>(d.head_dim) * 2;
   const cuuint64_t strides[3] = {row_bytes, rows * row_bytes, rows * row_bytes * d.heads};
   return MakeTensorMap(map, base, rows, strides, d, kBlockK);
+}
+
+// H_tot in bf16 from KeptZKernel: [B * H * D rows, D], boxes of 64 x 64.
+bool MakeHtotMap(CUtensorMap* map, const void* base, const Sla2Dims& d) {
+  const int D = d.head_dim;
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(D),
+                              static_cast<cuuint64_t>(d.batch) * d.heads * D};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(D) * 2};
+  const cuuint32_t box[2] = {64, 64};
+  return EncodeTensorMap(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, base, dims, strides, box,
+                         CU_TENSOR_MAP_SWIZZLE_128B);
 }
 
 bool EncodeTensorMap(CUtensorMap* map, CUtensorMapDataType type, int rank, const void* base,
