@@ -45,7 +45,6 @@ namespace {
 
 using namespace hopper;
 
-
 struct HopperArgs {
   const int32_t* lut;
   const int32_t* counts;
@@ -143,7 +142,7 @@ __device__ __forceinline__ void IssuePV(float (&o)[D / 8][4], const uint32_t (&p
 // spread over the quad), and den[half] = phi(Q)[row] . z for both rows, from
 // the fp32 values. Left unnormalised (exp(q - max q)): O_l = phi(Q) H / phi(Q) z
 // divides the row's sum out again, and bf16 rounds it the same relatively.
-// (The sum, its reciprocal and the 64 multiplies were ~900 cycles a tile.)
+// (The sum, its reciprocal and the 64 multiplies were ~700 cycles a tile.)
 template <int D>
 __device__ __forceinline__ void PhiQFrags(uint32_t (&qf)[D / 16][4], const float* z, int t,
                                           float (&den)[2]) {

@@ -3,7 +3,7 @@
 // time goes: built only with -DSLA2_PROFILE_TILES, otherwise every macro is
 // empty. Thread 0 of each consumer warpgroup reads clock64 at the phase ends
 // and adds the cycles since the previous stamp into a device table (one
-// relaxed atomic each, ~1 % on the kernel); bench/attention/sla2_bench
+// relaxed atomic each; the kernels run 2-4 % slower); bench/attention/sla2_bench
 // prints the table per tile for the rows that run these kernels
 // (docs/cuda-kernels.md, "Where a fused tile's cycles go").
 #pragma once
