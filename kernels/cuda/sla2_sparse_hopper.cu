@@ -137,6 +137,19 @@ __device__ __forceinline__ void IssuePV(float (&o)[D / 8][4], const uint32_t (&p
   WgmmaCommit();
 }
 
+// 2^y for y <= 0 on the FMA pipe: 2^j p(f) with j = rint(y) (the 1.5 * 2^23
+// rounding trick), |f| <= 1/2 and p the cubic Taylor polynomial (relative
+// error below 8e-4, under bf16's 3.9e-3, which is where phi(Q) goes);
+// y below -125 returns 2^-125, negligible beside the row's largest value, 1.
+__device__ __forceinline__ float Exp2Fma(float y) {
+  constexpr float kRound = 12582912.f;  // 1.5 * 2^23
+  const float yc = fmaxf(y, -125.f);
+  const float r = yc + kRound;  // j in the low mantissa bits
+  const float f = yc - (r - kRound);
+  const float p = fmaf(fmaf(fmaf(0.0555041087f, f, 0.240226507f), f, 0.693147181f), f, 1.f);
+  return __int_as_float(__float_as_int(p) + ((__float_as_int(r) - 0x4B400000) << 23));
+}
+
 // phi(Q) (softmax over the D channels of each row) in place of the warp's Q
 // fragments (rows g: registers 0, 2; rows g + 8: 1, 3; a row's channels are
 // spread over the quad), and den[half] = phi(Q)[row] . z for both rows, from
@@ -162,10 +175,17 @@ __device__ __forceinline__ void PhiQFrags(uint32_t (&qf)[D / 16][4], const float
       mx = fmaxf(mx, fmaxf(fmaxf(lo.x, lo.y), fmaxf(hi.x, hi.y)));
     }
     mx = detail::QuadMax(mx);
+    // Both warpgroups compute phi(Q) at once and the MUFU pipe bounds it:
+    // half of the exponentials go to the FMA pipe (Exp2Fma, measured 1 %
+    // faster on the fused kernel at both shapes).
+    const float ml = mx * 1.4426950408889634f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) x[kk][e] = __expf(x[kk][e] - mx);
+      for (int e = 0; e < 4; ++e) {
+        const float y = fmaf(x[kk][e], 1.4426950408889634f, -ml);  // log2 domain, <= 0
+        x[kk][e] = e < 2 ? detail::Exp2Ftz(y) : Exp2Fma(y);
+      }
     float dn = 0.f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
