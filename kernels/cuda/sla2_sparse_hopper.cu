@@ -175,9 +175,9 @@ __device__ __forceinline__ void PhiQFrags(uint32_t (&qf)[D / 16][4], const float
       mx = fmaxf(mx, fmaxf(fmaxf(lo.x, lo.y), fmaxf(hi.x, hi.y)));
     }
     mx = detail::QuadMax(mx);
-    // Both warpgroups compute phi(Q) at once and the MUFU pipe bounds it:
-    // half of the exponentials go to the FMA pipe (Exp2Fma, measured 1 %
-    // faster on the fused kernel at both shapes).
+    // Both warpgroups compute phi(Q) at once, on one MUFU pipe: half of the
+    // exponentials go to the FMA pipe (Exp2Fma; the fused kernel measured
+    // 1 % faster at both shapes, docs/cuda-kernels.md).
     const float ml = mx * 1.4426950408889634f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk)
