@@ -168,20 +168,21 @@ struct OutStage {
   // (no bank conflicts).
   __device__ void Put16x16(int wrow, int col16, uint32_t r0, uint32_t r1, uint32_t r2,
                            uint32_t r3) const {
-    const int l = threadIdx.x & 31, m = l >> 3;
-    const int row = wrow + (l & 7) + (m & 1) * 8;
-    const int col = col16 + (m >> 1) * 8;
-    const int off = (col / 64) * 64 * 128 + row * 128 + ((((col % 64) / 8) ^ (row & 7)) << 4);
-    StMatrixX4(detail::SmemAddr(base) + off, r0, r1, r2, r3);
+    StMatrixX4(LaneRow16x16(wrow, col16), r0, r1, r2, r3);
   }
   // The same 16 x 16 block read back in that layout (one ldmatrix).
   __device__ void Get16x16(int wrow, int col16, uint32_t& r0, uint32_t& r1, uint32_t& r2,
                            uint32_t& r3) const {
+    detail::LdMatrixX4(LaneRow16x16(wrow, col16), r0, r1, r2, r3);
+  }
+  // The shared address this lane hands stmatrix / ldmatrix: row l % 8 (16
+  // bytes) of the block's 8 x 8 matrix l / 8, in the swizzled layout.
+  __device__ uint32_t LaneRow16x16(int wrow, int col16) const {
     const int l = threadIdx.x & 31, m = l >> 3;
     const int row = wrow + (l & 7) + (m & 1) * 8;
     const int col = col16 + (m >> 1) * 8;
     const int off = (col / 64) * 64 * 128 + row * 128 + ((((col % 64) / 8) ^ (row & 7)) << 4);
-    detail::LdMatrixX4(detail::SmemAddr(base) + off, r0, r1, r2, r3);
+    return detail::SmemAddr(base) + off;
   }
 };
 
