@@ -265,6 +265,32 @@ int main(int argc, char** argv) {
         report("sparse+bl", MedianMs([&] { stage(sv::Sla2Stage::kSparse, p); }, shape_iters));
         PROFILE_DUMP("sparse+bl");
         report("module", MedianMs([&] { CheckStatus(sv::Sla2Forward(p, ws)); }, shape_iters));
+        {
+          // The same module call with its stage boundaries timed by events
+          // (Sla2Workspace::set_timeline): ms from the call's start to each,
+          // medians over the calls. Beside each other the route and the
+          // linear states slow each other down, which the m.* rows below
+          // (stages one after another) do not show.
+          ws.set_timeline(true);
+          std::vector<std::vector<float>> tl(5);
+          for (int it = 0; it < shape_iters + 3; ++it) {
+            SpinKernel<<<1, 1>>>(2000000);
+            CheckStatus(sv::Sla2Forward(p, ws));
+            const sv::Sla2Workspace::Timeline t = ws.forward_timeline();
+            if (!t.valid) {
+              std::fprintf(stderr, "forward timeline not recorded\n");
+              return 1;
+            }
+            const float ms[] = {t.prepared, t.states, t.routed, t.linear, t.end};
+            for (int i = 0; it >= 3 && i < 5; ++i) tl[i].push_back(ms[i]);
+          }
+          ws.set_timeline(false);
+          const char* names[] = {"t.prepared", "t.states", "t.routed", "t.linear", "t.end"};
+          for (int i = 0; i < 5; ++i) {
+            std::sort(tl[i].begin(), tl[i].end());
+            report(names[i], tl[i][tl[i].size() / 2]);
+          }
+        }
         const std::string linear = ws.linear_kernel();
         const bool fused = linear == "fused" || linear == "hopper";  // the phi(K~) form
         // Same run, the stages one after another (no side stream for the linear states).

@@ -104,6 +104,20 @@ class Sla2Workspace {
   };
   Quantized quantized() const;
 
+  // Where one Sla2Forward's time goes with its stages overlapped. When
+  // enabled, Sla2Forward records CUDA events at its stage boundaries (the
+  // linear states and per-tile part on its side stream, the rest on the
+  // caller's), and forward_timeline() waits for the last call to end and
+  // gives each boundary in ms since that call began. Stages in sequence
+  // (SLA2_OVERLAP=0, no alpha): states = linear = the end of kLinear. Off by
+  // default; valid is false when off or before a call.
+  struct Timeline {
+    bool valid = false;
+    float prepared = 0, states = 0, routed = 0, linear = 0, end = 0;
+  };
+  void set_timeline(bool on);
+  Timeline forward_timeline() const;
+
   struct Buffers;  // defined in sla2_workspace.h (device code only)
   Buffers* buffers() const { return buffers_; }
 

@@ -136,6 +136,9 @@ Sla2Workspace::~Sla2Workspace() {
   if (buffers_->fork != nullptr) cudaEventDestroy(buffers_->fork);
   if (buffers_->join != nullptr) cudaEventDestroy(buffers_->join);
   if (buffers_->routed != nullptr) cudaEventDestroy(buffers_->routed);
+  for (cudaEvent_t e : buffers_->timeline) {
+    if (e != nullptr) cudaEventDestroy(e);
+  }
   delete buffers_;
 }
 
@@ -157,6 +160,40 @@ Sla2Workspace::Quantized Sla2Workspace::quantized() const {
   const Buffers& w = *buffers_;
   return {w.q8, w.qscale, w.k8, w.kscale, w.vt8, w.kmean, w.vscale};
 }
+void Sla2Workspace::set_timeline(bool on) {
+  if (buffers_ == nullptr) buffers_ = new Buffers();
+  Buffers& w = *buffers_;
+  bool ready = true;
+  for (cudaEvent_t& e : w.timeline) {
+    if (on && e == nullptr && cudaEventCreate(&e) != cudaSuccess) e = nullptr;
+    ready = ready && e != nullptr;
+  }
+  cudaGetLastError();
+  w.timeline_on = on && ready;
+}
+
+Sla2Workspace::Timeline Sla2Workspace::forward_timeline() const {
+  Timeline t;
+  if (buffers_ == nullptr || !buffers_->timeline_on) return t;
+  const cudaEvent_t* ev = buffers_->timeline;
+  using B = Buffers;
+  if (cudaEventSynchronize(ev[B::kMarkEnd]) != cudaSuccess) {
+    cudaGetLastError();
+    return t;
+  }
+  float* out[] = {&t.prepared, &t.states, &t.routed, &t.linear, &t.end};
+  const B::TimelineMark marks[] = {B::kMarkPrepared, B::kMarkStates, B::kMarkRouted,
+                                   B::kMarkLinear, B::kMarkEnd};
+  for (int i = 0; i < 5; ++i) {
+    if (cudaEventElapsedTime(out[i], ev[B::kMarkStart], ev[marks[i]]) != cudaSuccess) {
+      cudaGetLastError();  // a mark not recorded yet: no call since enabling
+      return Timeline{};
+    }
+  }
+  t.valid = true;
+  return t;
+}
+
 const char* Sla2Workspace::sparse_kernel() const {
   return buffers_ ? buffers_->sparse_kernel : "";
 }
@@ -312,8 +349,11 @@ bool SideStreamReady(Sla2Workspace::Buffers& w) {
 }  // namespace
 
 Sla2Status Sla2Forward(const Sla2Problem& p, Sla2Workspace& ws, Sla2Stream stream) {
+  using B = Sla2Workspace::Buffers;
+  if (ws.buffers() != nullptr) ws.buffers()->Mark(B::kMarkStart, stream);
   if (Sla2Status st = Sla2RunStage(Sla2Stage::kPrepare, p, ws, stream); !st.ok()) return st;
   Sla2Workspace::Buffers& w = *ws.buffers();
+  w.Mark(B::kMarkPrepared, stream);
   const char* env = std::getenv("SLA2_OVERLAP");
   const bool overlap =
       p.alpha != nullptr && !(env && std::string(env) == "0") && SideStreamReady(w);
@@ -321,7 +361,13 @@ Sla2Status Sla2Forward(const Sla2Problem& p, Sla2Workspace& ws, Sla2Stream strea
     for (Sla2Stage s : {Sla2Stage::kRoute, Sla2Stage::kLinear, Sla2Stage::kQuantize,
                         Sla2Stage::kSparse}) {
       if (Sla2Status st = Sla2RunStage(s, p, ws, stream); !st.ok()) return st;
+      if (s == Sla2Stage::kRoute) w.Mark(B::kMarkRouted, stream);
+      if (s == Sla2Stage::kLinear) {
+        w.Mark(B::kMarkStates, stream);
+        w.Mark(B::kMarkLinear, stream);
+      }
     }
+    w.Mark(B::kMarkEnd, stream);
     return Sla2Status::Ok();
   }
   // The whole linear branch runs on the side stream: its per-key-block
@@ -336,13 +382,16 @@ Sla2Status Sla2Forward(const Sla2Problem& p, Sla2Workspace& ws, Sla2Stream strea
   if (e != cudaSuccess)
     return CudaFailure("fork to the side stream", e);
   cudaError_t linear = LaunchLinearStates(p, d, w, w.side);
+  w.Mark(B::kMarkStates, w.side);
   const Sla2Status routed = Sla2RunStage(Sla2Stage::kRoute, p, ws, stream);
+  w.Mark(B::kMarkRouted, stream);
   // The per-tile part only after a successful route (the side stream then
   // waits for its event); the join is queued whatever happened.
   cudaError_t e_route = routed.ok() ? cudaEventRecord(w.routed, stream) : cudaSuccess;
   if (e_route == cudaSuccess && routed.ok()) e_route = cudaStreamWaitEvent(w.side, w.routed, 0);
   if (linear == cudaSuccess && routed.ok() && e_route == cudaSuccess)
     linear = LaunchLinearTiles(p, d, ws.lut_capacity(), w, w.side);
+  w.Mark(B::kMarkLinear, w.side);
   if (routed.ok() && e_route == cudaSuccess && linear == cudaSuccess)
     w.fused_for = LinearKeyOf(p, w.route_epoch);
   const Sla2Status quantized =
@@ -360,7 +409,9 @@ Sla2Status Sla2Forward(const Sla2Problem& p, Sla2Workspace& ws, Sla2Stream strea
   if (!quantized.ok()) return quantized;
   if (e != cudaSuccess)
     return CudaFailure("join of the side stream", e);
-  return Sla2RunStage(Sla2Stage::kSparse, p, ws, stream);
+  const Sla2Status sparse = Sla2RunStage(Sla2Stage::kSparse, p, ws, stream);
+  w.Mark(B::kMarkEnd, stream);
+  return sparse;
 }
 
 }  // namespace sparsevid::kernels::cuda

@@ -76,6 +76,14 @@ struct Sla2Workspace::Buffers {
   // the quantisation (fork: after prepare; routed: the per-tile part may start).
   cudaStream_t side = nullptr;
   cudaEvent_t fork = nullptr, join = nullptr, routed = nullptr;
+  // Sla2Workspace::set_timeline: events at Sla2Forward's stage boundaries
+  // (start, prepared, states, routed, linear, end), created when enabled.
+  enum TimelineMark { kMarkStart, kMarkPrepared, kMarkStates, kMarkRouted, kMarkLinear, kMarkEnd, kMarks };
+  cudaEvent_t timeline[kMarks] = {};
+  bool timeline_on = false;
+  void Mark(TimelineMark m, cudaStream_t s) const {
+    if (timeline_on) cudaEventRecord(timeline[m], s);
+  }
   size_t sizes[32] = {};  // allocated bytes per buffer, see Reserve
 };
 

@@ -141,6 +141,8 @@ struct Case {
   const char* env = nullptr;
   bool shared_ws = false;    // run on the workspace the previous shared case used
   bool check_stale = false;  // the sparse stage refuses a linear stage of another problem
+  bool route_only = false;   // prepare and route only: the block lists are what is checked
+  int proj_only = 0;         // with proj: 1 = proj_q alone, 2 = proj_k alone
 };
 
 // Sets an environment variable for a scope and restores what was there.
@@ -233,10 +235,75 @@ double RelL2(const std::vector<float>& a, const std::vector<float>& b) {
   return std::sqrt(num / std::max(den, 1e-30));
 }
 
+// The routing the workspace holds, as a mask: its block lists well formed,
+// and against the CPU router (differences only at near-ties) or the
+// external mask. gpu_mask gets the routing as a [rows][T_n] mask.
+void CheckBlockLists(const Case& c, const ref::RefProblem& rp, const std::vector<float>& q,
+                     const std::vector<float>& k, const ref::BlockMask& ext,
+                     const sv::Sla2Workspace& ws, ref::BlockMask& gpu_mask) {
+  // Block lists back as a mask; check their form.
+  const int tm = rp.q_blocks(), tn = rp.k_blocks();
+  const size_t rows = static_cast<size_t>(c.batch) * c.heads * tm;
+  std::vector<int32_t> lut(rows * ws.lut_capacity()), counts(rows);
+  CUDA_OK(cudaMemcpy(lut.data(), ws.lut(), lut.size() * 4, cudaMemcpyDeviceToHost));
+  CUDA_OK(cudaMemcpy(counts.data(), ws.counts(), counts.size() * 4, cudaMemcpyDeviceToHost));
+  gpu_mask.assign(rows * tn, 0);
+  bool well_formed = true;
+  for (size_t r = 0; r < rows; ++r) {
+    if (counts[r] < 0 || counts[r] > ws.lut_capacity()) {
+      well_formed = false;
+      continue;
+    }
+    for (int x = 0; x < counts[r]; ++x) {
+      const int j = lut[r * ws.lut_capacity() + x];
+      if (j < 0 || j >= tn || (x > 0 && j <= lut[r * ws.lut_capacity() + x - 1])) well_formed = false;
+      else gpu_mask[r * tn + j] = 1;
+    }
+  }
+  Check(well_formed, c.name + ": block lists ascending, in range, counts valid");
+
+  if (c.mask == MaskKind::kRouter) {
+    std::vector<double> scores;
+    const ref::BlockMask cpu_mask = ref::RouteReference(rp, q, k, &scores);
+    const int keep = rp.keep_count();
+    int differing = 0, bad = 0;
+    bool counts_ok = true;
+    for (size_t r = 0; r < rows; ++r) {
+      counts_ok = counts_ok && counts[r] == keep;
+      if (std::equal(cpu_mask.begin() + r * tn, cpu_mask.begin() + (r + 1) * tn,
+                     gpu_mask.begin() + r * tn))
+        continue;
+      ++differing;
+      // A differing selection is acceptable only at a near-tie of scores.
+      std::vector<double> row(scores.begin() + r * tn, scores.begin() + (r + 1) * tn);
+      std::vector<double> sorted = row;
+      std::sort(sorted.begin(), sorted.end(), std::greater<double>());
+      const double kth = sorted[keep - 1];
+      const double tol = 1e-4 * (std::abs(sorted[0]) + std::abs(sorted[tn - 1]) + 1e-6);
+      for (int j = 0; j < tn; ++j)
+        if (gpu_mask[r * tn + j] && row[j] < kth - tol) ++bad;
+    }
+    Check(counts_ok, c.name + ": router keeps k = " + std::to_string(keep) + " blocks per row");
+    Check(bad == 0, c.name + ": router top-k matches the CPU router (" +
+                        std::to_string(differing) + " of " + std::to_string(rows) +
+                        " rows differ, all at near-ties)");
+  } else {
+    ref::BlockMask want(rows * tn);
+    for (int b = 0; b < c.batch; ++b) {
+      const size_t src = c.mask == MaskKind::kRandomShared ? 0 : static_cast<size_t>(b);
+      std::copy(ext.begin() + src * c.heads * tm * tn, ext.begin() + (src + 1) * c.heads * tm * tn,
+                want.begin() + static_cast<size_t>(b) * c.heads * tm * tn);
+    }
+    Check(want == gpu_mask, c.name + ": external mask converted to identical block lists");
+  }
+}
+
 void RunCase(const Case& c, uint64_t seed) {
-  std::printf("--- %s: B%d H%d D%d L%lld keep %.3f %s%s%s\n", c.name.c_str(), c.batch, c.heads,
-              c.dim, static_cast<long long>(c.len), c.keep, c.low_bit ? "low-bit" : "bf16",
-              c.alpha ? " +alpha" : "", c.proj ? " +proj" : "");
+  std::printf("--- %s: B%d H%d D%d L%lld keep %.3f %s%s%s%s\n", c.name.c_str(), c.batch,
+              c.heads, c.dim, static_cast<long long>(c.len), c.keep, c.low_bit ? "low-bit" : "bf16",
+              c.alpha ? " +alpha" : "",
+              !c.proj ? "" : c.proj_only == 1 ? " +proj_q" : c.proj_only == 2 ? " +proj_k" : " +proj",
+              c.route_only ? " (route only)" : "");
   std::mt19937_64 rng(seed);
   std::vector<float> q, k, v;
   MakeInputs(c, rng, q, k, v);
@@ -257,10 +324,9 @@ void RunCase(const Case& c, uint64_t seed) {
       wk[i * c.dim + j] = (i == j) + 0.2f * nd(rng) / std::sqrt(float(c.dim));
     }
   for (float& a : alpha) a = ud(rng);
-  if (c.proj) {
-    rp.proj_q = &wq;
-    rp.proj_k = &wk;
-  }
+  const bool use_wq = c.proj && c.proj_only != 2, use_wk = c.proj && c.proj_only != 1;
+  if (use_wq) rp.proj_q = &wq;
+  if (use_wk) rp.proj_k = &wk;
   if (c.alpha) rp.alpha = &alpha;
 
   ref::BlockMask ext;
@@ -316,8 +382,8 @@ void RunCase(const Case& c, uint64_t seed) {
   p.stride_l = s.l;
   p.stride_h = s.h;
   p.keep_ratio = c.keep;
-  p.proj_q = c.proj ? dwq : nullptr;
-  p.proj_k = c.proj ? dwk : nullptr;
+  p.proj_q = use_wq ? dwq : nullptr;
+  p.proj_k = use_wk ? dwk : nullptr;
   p.alpha = c.alpha ? dalpha : nullptr;
   p.low_bit = c.low_bit;
   p.block_mask = dmask;
@@ -332,6 +398,21 @@ void RunCase(const Case& c, uint64_t seed) {
     case_env.emplace(env.substr(0, eq), env.c_str() + eq + 1);
   ScopedEnv ctas_env("SLA2_HOPPER_MAX_CTAS",
                      c.max_ctas > 0 ? std::to_string(c.max_ctas).c_str() : nullptr);
+  auto free_all = [&] {
+    for (void* ptr : {dq, dk, dv, dout, static_cast<void*>(dwq), static_cast<void*>(dwk),
+                      static_cast<void*>(dalpha), static_cast<void*>(dmask)})
+      if (ptr) cudaFree(ptr);
+  };
+  if (c.route_only) {
+    sv::Sla2Status st = sv::Sla2RunStage(sv::Sla2Stage::kPrepare, p, ws);
+    if (st.ok()) st = sv::Sla2RunStage(sv::Sla2Stage::kRoute, p, ws);
+    Check(st.ok(), c.name + ": prepare and route return OK " + st.message);
+    CUDA_OK(cudaDeviceSynchronize());
+    ref::BlockMask gpu_mask;
+    CheckBlockLists(c, rp, q, k, ext, ws, gpu_mask);
+    free_all();
+    return;
+  }
   const sv::Sla2Status st = sv::Sla2Forward(p, ws);
   Check(st.ok(), c.name + ": forward returns OK " + st.message);
   const char* kernel_env = std::getenv("SLA2_SPARSE_KERNEL");
@@ -361,60 +442,8 @@ void RunCase(const Case& c, uint64_t seed) {
   CUDA_OK(cudaDeviceSynchronize());
   CUDA_OK(cudaGetLastError());
 
-  // Block lists back as a mask; check their form.
-  const size_t rows = static_cast<size_t>(c.batch) * c.heads * tm;
-  std::vector<int32_t> lut(rows * ws.lut_capacity()), counts(rows);
-  CUDA_OK(cudaMemcpy(lut.data(), ws.lut(), lut.size() * 4, cudaMemcpyDeviceToHost));
-  CUDA_OK(cudaMemcpy(counts.data(), ws.counts(), counts.size() * 4, cudaMemcpyDeviceToHost));
-  ref::BlockMask gpu_mask(rows * tn, 0);
-  bool well_formed = true;
-  for (size_t r = 0; r < rows; ++r) {
-    if (counts[r] < 0 || counts[r] > ws.lut_capacity()) {
-      well_formed = false;
-      continue;
-    }
-    for (int x = 0; x < counts[r]; ++x) {
-      const int j = lut[r * ws.lut_capacity() + x];
-      if (j < 0 || j >= tn || (x > 0 && j <= lut[r * ws.lut_capacity() + x - 1])) well_formed = false;
-      else gpu_mask[r * tn + j] = 1;
-    }
-  }
-  Check(well_formed, c.name + ": block lists ascending, in range, counts valid");
-
-  if (c.mask == MaskKind::kRouter) {
-    std::vector<double> scores;
-    const ref::BlockMask cpu_mask = ref::RouteReference(rp, q, k, &scores);
-    const int keep = rp.keep_count();
-    int differing = 0, bad = 0;
-    bool counts_ok = true;
-    for (size_t r = 0; r < rows; ++r) {
-      counts_ok = counts_ok && counts[r] == keep;
-      if (std::equal(cpu_mask.begin() + r * tn, cpu_mask.begin() + (r + 1) * tn,
-                     gpu_mask.begin() + r * tn))
-        continue;
-      ++differing;
-      // A differing selection is acceptable only at a near-tie of scores.
-      std::vector<double> row(scores.begin() + r * tn, scores.begin() + (r + 1) * tn);
-      std::vector<double> sorted = row;
-      std::sort(sorted.begin(), sorted.end(), std::greater<double>());
-      const double kth = sorted[keep - 1];
-      const double tol = 1e-4 * (std::abs(sorted[0]) + std::abs(sorted[tn - 1]) + 1e-6);
-      for (int j = 0; j < tn; ++j)
-        if (gpu_mask[r * tn + j] && row[j] < kth - tol) ++bad;
-    }
-    Check(counts_ok, c.name + ": router keeps k = " + std::to_string(keep) + " blocks per row");
-    Check(bad == 0, c.name + ": router top-k matches the CPU router (" +
-                        std::to_string(differing) + " of " + std::to_string(rows) +
-                        " rows differ, all at near-ties)");
-  } else {
-    ref::BlockMask want(rows * tn);
-    for (int b = 0; b < c.batch; ++b) {
-      const size_t src = c.mask == MaskKind::kRandomShared ? 0 : static_cast<size_t>(b);
-      std::copy(ext.begin() + src * c.heads * tm * tn, ext.begin() + (src + 1) * c.heads * tm * tn,
-                want.begin() + static_cast<size_t>(b) * c.heads * tm * tn);
-    }
-    Check(want == gpu_mask, c.name + ": external mask converted to identical block lists");
-  }
+  ref::BlockMask gpu_mask;
+  CheckBlockLists(c, rp, q, k, ext, ws, gpu_mask);
 
   std::vector<uint16_t> raw(n);
   CUDA_OK(cudaMemcpy(raw.data(), dout, n * 2, cudaMemcpyDeviceToHost));
@@ -455,9 +484,7 @@ void RunCase(const Case& c, uint64_t seed) {
     std::printf("        rel L2 of low-bit vs bf16 operator: %.3e\n",
                 RelL2(out, ref::Sla2Reference(hp, q, k, v, gpu_mask)));
   }
-  for (void* ptr : {dq, dk, dv, dout, static_cast<void*>(dwq), static_cast<void*>(dwk),
-                    static_cast<void*>(dalpha), static_cast<void*>(dmask)})
-    if (ptr) cudaFree(ptr);
+  free_all();
 }
 
 // ------------------------------------------------- quantisation, bit-exact
@@ -720,9 +747,72 @@ void GpuCases() {
   };
   uint64_t seed = 20261117;
   for (const Case& c : cases) RunCase(c, seed++);
+
+  // The router alone: more than 512 key blocks (the route kernel's
+  // selection then reads shared memory instead of registers), and one
+  // projection without the other.
+  auto route_case = [](const char* name, int batch, int heads, int dim, int64_t len, float keep,
+                       Inputs in, int proj_only) {
+    Case r{name, batch, heads, dim, len, keep, false, false, true, Layout::kBLHD, in,
+           MaskKind::kRouter};
+    r.route_only = true;
+    r.proj_only = proj_only;
+    return r;
+  };
+  for (const Case& c : {route_case("router-long-d64", 1, 2, 64, 40037, 0.03f, Inputs::kRandom, 0),
+                        route_case("router-long-d128-proj-q-only", 1, 1, 128, 33001, 0.05f,
+                                   Inputs::kCorrelated, 1),
+                        route_case("router-d128-proj-k-only-batch2", 2, 2, 128, 3000, 0.1f,
+                                   Inputs::kRandom, 2)})
+    RunCase(c, seed++);
 }
 
 }  // namespace
+
+// Sla2Workspace's forward timeline: off by default, then each stage boundary
+// of the last call in order, for the overlapped and the sequential forward.
+void TimelineCase() {
+  const int heads = 2, dim = 128;
+  const int64_t len = 3000, n = len * heads * dim;
+  void *q, *k, *v, *out;
+  float* alpha;
+  for (void** ptr : {&q, &k, &v, &out}) CUDA_OK(cudaMalloc(ptr, n * 2));
+  CUDA_OK(cudaMalloc(&alpha, heads * ((len + 127) / 128) * 4));
+  for (void* ptr : {q, k, v}) CUDA_OK(cudaMemset(ptr, 0, n * 2));  // bf16 zeros
+  CUDA_OK(cudaMemset(alpha, 0, heads * ((len + 127) / 128) * 4));
+  sv::Sla2Problem p;
+  p.batch = 1;
+  p.heads = heads;
+  p.head_dim = dim;
+  p.seq_len = len;
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.out = out;
+  p.stride_l = int64_t{heads} * dim;
+  p.stride_h = dim;
+  p.stride_b = len * p.stride_l;
+  p.keep_ratio = 0.1f;
+  p.alpha = alpha;
+  sv::Sla2Workspace ws;
+  Check(sv::Sla2Forward(p, ws).ok(), "timeline: forward runs");
+  Check(!ws.forward_timeline().valid, "timeline: off by default");
+  ws.set_timeline(true);
+  Check(!ws.forward_timeline().valid, "timeline: not valid before a call records it");
+  for (const char* overlap : {"1", "0"}) {
+    ScopedEnv env("SLA2_OVERLAP", overlap);
+    Check(sv::Sla2Forward(p, ws).ok(), std::string("timeline: forward runs, SLA2_OVERLAP=") + overlap);
+    const sv::Sla2Workspace::Timeline t = ws.forward_timeline();
+    std::printf("        SLA2_OVERLAP=%s: prepared %.3f states %.3f routed %.3f linear %.3f end %.3f ms\n",
+                overlap, t.prepared, t.states, t.routed, t.linear, t.end);
+    Check(t.valid && t.prepared >= 0.f && t.prepared <= t.routed && t.routed <= t.end &&
+              t.prepared <= t.states && t.states <= t.linear && t.linear <= t.end && t.end > 0.f,
+          std::string("timeline: stage boundaries in order, SLA2_OVERLAP=") + overlap);
+  }
+  ws.set_timeline(false);
+  Check(!ws.forward_timeline().valid, "timeline: off again");
+  for (void* ptr : {q, k, v, out, static_cast<void*>(alpha)}) cudaFree(ptr);
+}
 
 // The persistent grid's size (host arithmetic, checked without a GPU too).
 void GridTests() {
@@ -753,6 +843,7 @@ int main() {
               prop.multiProcessorCount);
   g_hopper = prop.major == 9 && prop.minor == 0;
   GpuCases();
+  TimelineCase();
   std::printf("%s: %d failure(s)\n", g_failures ? "FAILED" : "PASSED", g_failures);
   return g_failures == 0 ? 0 : 1;
 }
