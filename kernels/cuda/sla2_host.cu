@@ -170,11 +170,12 @@ void Sla2Workspace::set_timeline(bool on) {
   }
   cudaGetLastError();
   w.timeline_on = on && ready;
+  w.timeline_recorded = false;
 }
 
 Sla2Workspace::Timeline Sla2Workspace::forward_timeline() const {
   Timeline t;
-  if (buffers_ == nullptr || !buffers_->timeline_on) return t;
+  if (buffers_ == nullptr || !buffers_->timeline_on || !buffers_->timeline_recorded) return t;
   const cudaEvent_t* ev = buffers_->timeline;
   using B = Buffers;
   if (cudaEventSynchronize(ev[B::kMarkEnd]) != cudaSuccess) {
@@ -186,7 +187,7 @@ Sla2Workspace::Timeline Sla2Workspace::forward_timeline() const {
                                    B::kMarkLinear, B::kMarkEnd};
   for (int i = 0; i < 5; ++i) {
     if (cudaEventElapsedTime(out[i], ev[B::kMarkStart], ev[marks[i]]) != cudaSuccess) {
-      cudaGetLastError();  // a mark not recorded yet: no call since enabling
+      cudaGetLastError();
       return Timeline{};
     }
   }

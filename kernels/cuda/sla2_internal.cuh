@@ -81,8 +81,14 @@ struct Sla2Workspace::Buffers {
   enum TimelineMark { kMarkStart, kMarkPrepared, kMarkStates, kMarkRouted, kMarkLinear, kMarkEnd, kMarks };
   cudaEvent_t timeline[kMarks] = {};
   bool timeline_on = false;
-  void Mark(TimelineMark m, cudaStream_t s) const {
-    if (timeline_on) cudaEventRecord(timeline[m], s);
+  // Every mark recorded by one call: from its start mark to its end mark
+  // (elapsed times are never asked of events a call did not record).
+  bool timeline_recorded = false;
+  void Mark(TimelineMark m, cudaStream_t s) {
+    if (!timeline_on) return;
+    if (m == kMarkStart) timeline_recorded = false;
+    cudaEventRecord(timeline[m], s);
+    if (m == kMarkEnd) timeline_recorded = true;
   }
   size_t sizes[32] = {};  // allocated bytes per buffer, see Reserve
 };
