@@ -525,6 +525,25 @@ std::vector<std::pair<float, std::vector<float>>> Crafted(Scale scale_of, Quant 
   return out;
 }
 
+// A problem on [B, L, H, D] tensors, keep 10 %, everything else default.
+sv::Sla2Problem BlhdProblem(int batch, int heads, int dim, int64_t len, void* q, void* k, void* v,
+                            void* out) {
+  sv::Sla2Problem p;
+  p.batch = batch;
+  p.heads = heads;
+  p.head_dim = dim;
+  p.seq_len = len;
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.out = out;
+  p.stride_l = int64_t{heads} * dim;
+  p.stride_h = dim;
+  p.stride_b = len * p.stride_l;
+  p.keep_ratio = 0.1f;
+  return p;
+}
+
 void QuantizeExactCase(int batch, int heads, int dim, int64_t len, uint64_t seed) {
   const std::string name = "quantize-exact D" + std::to_string(dim) + " B" +
                            std::to_string(batch) + " H" + std::to_string(heads) + " L" +
@@ -576,19 +595,7 @@ void QuantizeExactCase(int batch, int heads, int dim, int64_t len, uint64_t seed
   CUDA_OK(cudaMemcpy(dq, hq.data(), n * 2, cudaMemcpyHostToDevice));
   CUDA_OK(cudaMemcpy(dk, hk.data(), n * 2, cudaMemcpyHostToDevice));
   CUDA_OK(cudaMemcpy(dv, hv.data(), n * 2, cudaMemcpyHostToDevice));
-  sv::Sla2Problem p;
-  p.batch = batch;
-  p.heads = heads;
-  p.head_dim = dim;
-  p.seq_len = len;
-  p.q = dq;
-  p.k = dk;
-  p.v = dv;
-  p.out = dout;
-  p.stride_l = int64_t{heads} * dim;
-  p.stride_h = dim;
-  p.stride_b = len * p.stride_l;
-  p.keep_ratio = 0.1f;
+  sv::Sla2Problem p = BlhdProblem(batch, heads, dim, len, dq, dk, dv, dout);
   p.low_bit = true;
   sv::Sla2Workspace ws;
   const sv::Sla2Status st1 = sv::Sla2RunStage(sv::Sla2Stage::kPrepare, p, ws);
@@ -780,19 +787,7 @@ void TimelineCase() {
   CUDA_OK(cudaMalloc(&alpha, heads * ((len + 127) / 128) * 4));
   for (void* ptr : {q, k, v}) CUDA_OK(cudaMemset(ptr, 0, n * 2));  // bf16 zeros
   CUDA_OK(cudaMemset(alpha, 0, heads * ((len + 127) / 128) * 4));
-  sv::Sla2Problem p;
-  p.batch = 1;
-  p.heads = heads;
-  p.head_dim = dim;
-  p.seq_len = len;
-  p.q = q;
-  p.k = k;
-  p.v = v;
-  p.out = out;
-  p.stride_l = int64_t{heads} * dim;
-  p.stride_h = dim;
-  p.stride_b = len * p.stride_l;
-  p.keep_ratio = 0.1f;
+  sv::Sla2Problem p = BlhdProblem(1, heads, dim, len, q, k, v, out);
   p.alpha = alpha;
   sv::Sla2Workspace ws;
   Check(sv::Sla2Forward(p, ws).ok(), "timeline: forward runs");
