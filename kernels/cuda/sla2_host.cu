@@ -160,6 +160,7 @@ Sla2Workspace::Quantized Sla2Workspace::quantized() const {
   const Buffers& w = *buffers_;
   return {w.q8, w.qscale, w.k8, w.kscale, w.vt8, w.kmean, w.vscale};
 }
+
 void Sla2Workspace::set_timeline(bool on) {
   if (buffers_ == nullptr) buffers_ = new Buffers();
   Buffers& w = *buffers_;

@@ -78,11 +78,19 @@ struct Sla2Workspace::Buffers {
   cudaEvent_t fork = nullptr, join = nullptr, routed = nullptr;
   // Sla2Workspace::set_timeline: events at Sla2Forward's stage boundaries
   // (start, prepared, states, routed, linear, end), created when enabled.
-  enum TimelineMark { kMarkStart, kMarkPrepared, kMarkStates, kMarkRouted, kMarkLinear, kMarkEnd, kMarks };
+  enum TimelineMark {
+    kMarkStart,
+    kMarkPrepared,
+    kMarkStates,
+    kMarkRouted,
+    kMarkLinear,
+    kMarkEnd,
+    kMarks
+  };
   cudaEvent_t timeline[kMarks] = {};
   bool timeline_on = false;
-  // Every mark recorded by one call: from its start mark to its end mark
-  // (elapsed times are never asked of events a call did not record).
+  // The last call recorded all its marks, start to end (so no elapsed time
+  // is asked of an event that was never recorded).
   bool timeline_recorded = false;
   void Mark(TimelineMark m, cudaStream_t s) {
     if (!timeline_on) return;
