@@ -86,6 +86,10 @@ class Sla2Workspace {
   // (bf16), "lowbit-hopper-pairs", "lowbit-hopper" (SLA2_HOPPER_PAIRS=0) or
   // "lowbit-mma"; "" before the first.
   const char* sparse_kernel() const;
+  // The kernels the last route stage ran: "tiles" (scores on tensor cores),
+  // "generic" (FP32; past 1536 key blocks or SLA2_ROUTE_KERNEL=generic) or
+  // "mask" (an external block mask); "" before the first.
+  const char* route_kernel() const;
 
   // What the last quantise stage wrote, for tests (device pointers, null
   // before a low-bit Reserve): INT8 Q [B,H,T_m*128,D] and K~ [B,H,T_n*64,D]

@@ -128,7 +128,7 @@ Sla2Workspace::~Sla2Workspace() {
                  buffers_->vscale, buffers_->q8,    buffers_->qscale,    buffers_->k8,
                  buffers_->kscale, buffers_->vt8,   buffers_->hblk,      buffers_->htot,
                  buffers_->ztot,  buffers_->ktotal,  buffers_->zblk,      buffers_->phik,
-                 buffers_->zi,    buffers_->htot16};
+                 buffers_->zi,    buffers_->htot16,  buffers_->route_m};
   for (void* p : all) {
     if (p != nullptr) cudaFree(p);
   }
@@ -196,6 +196,10 @@ Sla2Workspace::Timeline Sla2Workspace::forward_timeline() const {
   return t;
 }
 
+const char* Sla2Workspace::route_kernel() const {
+  return buffers_ ? buffers_->route_kernel : "";
+}
+
 const char* Sla2Workspace::sparse_kernel() const {
   return buffers_ ? buffers_->sparse_kernel : "";
 }
@@ -216,8 +220,14 @@ Sla2Status Sla2Workspace::Reserve(const Sla2Problem& p) {
   grow(w.kbar, 1, bh * tn * D * 4);
   grow(w.kmean, 2, bh * D * 4);
   grow(w.ktotal, 17, kTotalCopies * bh * D * 4);
-  if (p.proj_q) grow(w.qproj, 3, bh * tm * D * 4);
-  if (p.proj_k) grow(w.kproj, 4, bh * tn * D * 4);
+  if (p.proj_q || p.proj_k) {
+    if (RouteTilesApply(p)) {
+      grow(w.route_m, 22, RouteTileMatrixBytes(p.head_dim));
+    } else {
+      if (p.proj_q) grow(w.qproj, 3, bh * tm * D * 4);
+      if (p.proj_k) grow(w.kproj, 4, bh * tn * D * 4);
+    }
+  }
   grow(w.lut, 5, bh * tm * cap * 4);
   grow(w.counts, 6, bh * tm * 4);
   grow(w.vscale, 8, bh * D * 4);

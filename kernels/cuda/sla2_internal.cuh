@@ -23,8 +23,9 @@ struct Sla2Workspace::Buffers {
   float* kbar = nullptr;     // [B,H,T_n,D] block sums of K, then pooled K~ = mean - mu
   float* kmean = nullptr;    // [B,H,D] mu = mean over tokens of K
   float* ktotal = nullptr;   // [kTotalCopies][B,H,D] partial sums over tokens of K
-  float* qproj = nullptr;    // [B,H,T_m,D] proj_q(qbar)
-  float* kproj = nullptr;    // [B,H,T_n,D] proj_k(kbar)
+  float* qproj = nullptr;    // [B,H,T_m,D] proj_q(qbar) (generic route only)
+  float* kproj = nullptr;    // [B,H,T_n,D] proj_k(kbar) (generic route only)
+  uint2* route_m = nullptr;  // W_q^T W_k as mma B fragments, bf16 hi and lo (tensor-core route)
   int32_t* lut = nullptr;    // [B,H,T_m,cap]
   int32_t* counts = nullptr; // [B,H,T_m]
   // Low-bit.
@@ -55,6 +56,7 @@ struct Sla2Workspace::Buffers {
     return linear_form == LinearForm::kFused || linear_form == LinearForm::kHopperTiles;
   }
   const char* sparse_kernel = "";  // what the last kSparse stage ran (Sla2Workspace::sparse_kernel)
+  const char* route_kernel = "";   // what the last kRoute stage ran (Sla2Workspace::route_kernel)
   // What that kLinear stage ran for: kSparse runs the fused kernel only for
   // the same problem and block lists (route_epoch counts kRoute runs).
   struct LinearKey {
@@ -130,6 +132,15 @@ cudaError_t LaunchPrepare(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace
                           cudaStream_t s);
 cudaError_t LaunchRoute(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,
                         Sla2Workspace::Buffers& w, cudaStream_t s);
+// The route on tensor cores (sla2_router_tiles.cu) for up to this many key
+// blocks (its score tile of 32 query rows fits in shared memory); beyond,
+// or with SLA2_ROUTE_KERNEL=generic, the FP32 kernels of sla2_router.cu.
+constexpr int kRouteTileMaxKeyBlocks = 1536;
+bool RouteTilesApply(const Sla2Problem& p);
+size_t RouteTileMatrixBytes(int head_dim);
+size_t RouteTileSmemBytes(int head_dim, int k_blocks);
+cudaError_t LaunchRouteTiles(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,
+                             Sla2Workspace::Buffers& w, cudaStream_t s);
 // The linear stage in two parts: the per-key-block states (after kPrepare;
 // decides w.linear_form) and the per-query-tile part (after kRoute too).
 cudaError_t LaunchLinearStates(const Sla2Problem& p, const Sla2Dims& d,

@@ -40,6 +40,13 @@ constexpr int kChunkBytes = kBlockK * 128;  // one 64-channel chunk of a 64-row 
 // waits for them: module 0.774 vs 0.764 ms (h200-v31-ab-states-*.log).
 constexpr int kStatesStages = 3;
 constexpr int kStatesCtasPerSm = 1;
+// Two waves of CTAs, not one: the route's CTAs share some SMs with the
+// states for a while, and with one wave of fixed key ranges the CTAs on
+// those SMs ended last (states done at 0.217 ms against 0.179 with two
+// waves, where the block scheduler gives the later CTAs to the SMs that
+// are free; h200-v39-ab-states-waves.log). Three waves: 0.193 (more H_tot
+// reductions and pipeline fills).
+constexpr int kStatesWaves = 2;
 
 template <int D>
 struct StatesSmem {
@@ -276,10 +283,11 @@ cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffe
       !MakePhiKMap(&tphik, w.phik, d))
     return cudaErrorNotSupported;
   const int64_t bh = static_cast<int64_t>(d.batch) * d.heads;
-  // kStatesCtasPerSm per SM, all in one wave: each head's key blocks split
-  // evenly over as many CTAs as fit (fewer, longer ranges also mean fewer
+  // kStatesCtasPerSm per SM, kStatesWaves waves: each head's key blocks
+  // split evenly over that many CTAs (fewer, longer ranges also mean fewer
   // H_tot reductions).
-  const int64_t splits = std::max<int64_t>(1, int64_t{kStatesCtasPerSm} * sms / bh);
+  const int64_t splits =
+      std::max<int64_t>(1, int64_t{kStatesCtasPerSm} * kStatesWaves * sms / bh);
   const int per = static_cast<int>((d.k_blocks + splits - 1) / splits);
   const dim3 grid((d.k_blocks + per - 1) / per, static_cast<unsigned>(bh));
   using S = StatesSmem<D>;

@@ -1,9 +1,14 @@
 // Stage kRoute: router projections, pooled block scores, exact per-row top-k
 // (ties -> lower block index) written as ascending block lists; or an
-// external block mask turned into the same lists.
+// external block mask turned into the same lists. The scores and top-k run
+// on tensor cores (sla2_router_tiles.cu) where RouteTilesApply; the FP32
+// kernels here are the generic path (any number of key blocks, any GPU).
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "kernels/cuda/sla2_internal.cuh"
+#include "kernels/cuda/sla2_router_common.cuh"
 
 namespace sparsevid::kernels::cuda {
 namespace {
@@ -86,11 +91,7 @@ __global__ void __launch_bounds__(D) ProjectKernel(ProjJob qjob, ProjJob kjob, i
   }
 }
 
-// Monotone map float -> uint32 (larger float, larger key).
-__device__ __forceinline__ uint32_t OrderedKey(float f) {
-  const uint32_t u = __float_as_uint(f);
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
+using detail::OrderedKey;
 
 // Writes, in ascending index order, the indices j < n with keep(j) true.
 // Called by a full warp; returns the number written.
@@ -216,21 +217,8 @@ __global__ void __launch_bounds__(kTopkThreads) ScoreTopkKernel(
     // prefix is the keep-th largest key; take everything above it and the
     // first `remaining` equal ones in index order.
     const int64_t out_row = bh * q_blocks + i0 + r;
-    int32_t* out = lut + out_row * lut_capacity;
-    const uint32_t lower = (1u << lane) - 1u;
-    int written = 0, ties = 0;
-    for (int base = 0; base < k_blocks; base += 32) {
-      const int j = base + lane;
-      const uint32_t u = j < k_blocks ? row[j] : 0u;
-      const bool gt = j < k_blocks && u > prefix;
-      const bool eq = j < k_blocks && u == prefix;
-      const uint32_t eq_ballot = __ballot_sync(0xffffffffu, eq);
-      const bool kept = gt || (eq && ties + __popc(eq_ballot & lower) < remaining);
-      const uint32_t ballot = __ballot_sync(0xffffffffu, kept);
-      if (kept) out[written + __popc(ballot & lower)] = j;
-      written += __popc(ballot);
-      ties += __popc(eq_ballot);
-    }
+    const int written = detail::WriteKeptBlocks(
+        k_blocks, [&](int j) { return row[j]; }, prefix, remaining, lut + out_row * lut_capacity);
     if (lane == 0) counts[out_row] = written;
   }
 }
@@ -273,10 +261,27 @@ cudaError_t LaunchTopk(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
 
 }  // namespace
 
+bool RouteTilesApply(const Sla2Problem& p) {
+  if (p.block_mask != nullptr || p.k_blocks() > kRouteTileMaxKeyBlocks) return false;
+  const char* env = std::getenv("SLA2_ROUTE_KERNEL");
+  if (env != nullptr && std::strcmp(env, "generic") == 0) return false;
+  // Its score tile of 32 query rows must fit the device's shared memory.
+  int device = 0, optin = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
+          cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return RouteTileSmemBytes(p.head_dim, static_cast<int>(p.k_blocks())) <=
+         static_cast<size_t>(optin);
+}
+
 cudaError_t LaunchRoute(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                         Sla2Workspace::Buffers& w, cudaStream_t s) {
   const int64_t bh = static_cast<int64_t>(d.batch) * d.heads;
   if (p.block_mask != nullptr) {
+    w.route_kernel = "mask";
     const int64_t rows = bh * d.q_blocks;
     const int threads = 256;
     const int64_t ctas = (rows * 32 + threads - 1) / threads;
@@ -285,6 +290,11 @@ cudaError_t LaunchRoute(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
         w.counts);
     return cudaGetLastError();
   }
+  if (RouteTilesApply(p)) {
+    w.route_kernel = "tiles";
+    return LaunchRouteTiles(p, d, cap, w, s);
+  }
+  w.route_kernel = "generic";
   const float* qsrc = w.qbar;
   const float* ksrc = w.kbar;
   if (p.proj_q != nullptr || p.proj_k != nullptr) {

@@ -119,7 +119,9 @@ void ValidationTests() {
 
 // ---------------------------------------------------------------- GPU cases
 
-enum class Inputs { kRandom, kCorrelated };
+// kConstantKeys: random Q and V, K constant per channel, so smoothing leaves
+// K~ = 0 and every router score is exactly 0 (all ties).
+enum class Inputs { kRandom, kCorrelated, kConstantKeys };
 enum class Layout { kBLHD, kBHLD };
 enum class MaskKind { kRouter, kRandomEdges, kRandomShared };
 
@@ -189,9 +191,9 @@ void MakeInputs(const Case& c, std::mt19937_64& rng, std::vector<float>& q,
       for (int h = 0; h < c.heads; ++h)
         for (int d = 0; d < c.dim; ++d, ++idx) {
           float qv, kv, vv;
-          if (c.inputs == Inputs::kRandom) {
+          if (c.inputs == Inputs::kRandom || c.inputs == Inputs::kConstantKeys) {
             qv = 1.5f * nd(rng);
-            kv = nd(rng);
+            kv = c.inputs == Inputs::kRandom ? nd(rng) : bias[d];
             vv = nd(rng);
           } else {  // smooth in token order with noise, like video features
             const float wave = std::sin(freq[d] * l + phase[d] + h);
@@ -287,6 +289,9 @@ void CheckBlockLists(const Case& c, const ref::RefProblem& rp, const std::vector
     Check(bad == 0, c.name + ": router top-k matches the CPU router (" +
                         std::to_string(differing) + " of " + std::to_string(rows) +
                         " rows differ, all at near-ties)");
+    if (c.inputs == Inputs::kConstantKeys)
+      Check(differing == 0, c.name + ": all scores tie: the lowest block indices are kept, as "
+                                     "the CPU router keeps them");
   } else {
     ref::BlockMask want(rows * tn);
     for (int b = 0; b < c.batch; ++b) {
@@ -408,6 +413,9 @@ void RunCase(const Case& c, uint64_t seed) {
     if (st.ok()) st = sv::Sla2RunStage(sv::Sla2Stage::kRoute, p, ws);
     Check(st.ok(), c.name + ": prepare and route return OK " + st.message);
     CUDA_OK(cudaDeviceSynchronize());
+    const char* want_route = EnvIs("SLA2_ROUTE_KERNEL", "generic") ? "generic" : "tiles";
+    Check(std::string(ws.route_kernel()) == want_route,
+          c.name + ": route ran as \"" + want_route + "\" (ran \"" + ws.route_kernel() + "\")");
     ref::BlockMask gpu_mask;
     CheckBlockLists(c, rp, q, k, ext, ws, gpu_mask);
     free_all();
@@ -755,22 +763,39 @@ void GpuCases() {
   uint64_t seed = 20261117;
   for (const Case& c : cases) RunCase(c, seed++);
 
-  // The router alone: more than 512 key blocks (the route kernel's
-  // selection then reads shared memory instead of registers), and one
-  // projection without the other.
+  // The router alone: more than 512 key blocks (the tensor-core route then
+  // holds 48 keys a lane instead of 16), one projection without the other,
+  // keep <= 16 (lane maxima bound the candidates), 16 < keep <= 64 (pairs),
+  // all scores tied, and the generic FP32 route (SLA2_ROUTE_KERNEL=generic;
+  // it runs by itself past kRouteTileMaxKeyBlocks).
   auto route_case = [](const char* name, int batch, int heads, int dim, int64_t len, float keep,
-                       Inputs in, int proj_only) {
-    Case r{name, batch, heads, dim, len, keep, false, false, true, Layout::kBLHD, in,
+                       Inputs in, int proj_only, bool proj = true, const char* env = nullptr) {
+    Case r{name, batch, heads, dim, len, keep, false, false, proj, Layout::kBLHD, in,
            MaskKind::kRouter};
     r.route_only = true;
     r.proj_only = proj_only;
+    r.env = env;
     return r;
   };
-  for (const Case& c : {route_case("router-long-d64", 1, 2, 64, 40037, 0.03f, Inputs::kRandom, 0),
-                        route_case("router-long-d128-proj-q-only", 1, 1, 128, 33001, 0.05f,
-                                   Inputs::kCorrelated, 1),
-                        route_case("router-d128-proj-k-only-batch2", 2, 2, 128, 3000, 0.1f,
-                                   Inputs::kRandom, 2)})
+  for (const Case& c :
+       {route_case("router-long-d64", 1, 2, 64, 40037, 0.03f, Inputs::kRandom, 0),
+        route_case("router-long-d128-proj-q-only", 1, 1, 128, 33001, 0.05f, Inputs::kCorrelated,
+                   1),
+        route_case("router-d128-proj-k-only-batch2", 2, 2, 128, 3000, 0.1f, Inputs::kRandom, 2),
+        route_case("router-d128-no-proj-14b-keys", 1, 1, 128, 75600, 0.03f, Inputs::kCorrelated,
+                   0, false),
+        route_case("router-d128-constant-keys-ties", 1, 2, 128, 3000, 0.1f,
+                   Inputs::kConstantKeys, 0),
+        // More tied candidates than a warp ranks, and keep > 64: the
+        // selection by bisection over the whole row.
+        route_case("router-d128-constant-keys-ties-bisection", 1, 1, 128, 10000, 0.1f,
+                   Inputs::kConstantKeys, 0),
+        route_case("router-long-d64-keep-20pct-bisection", 1, 2, 64, 40037, 0.2f,
+                   Inputs::kCorrelated, 0),
+        route_case("router-d64-constant-keys-ties-generic", 1, 2, 64, 3000, 0.1f,
+                   Inputs::kConstantKeys, 0, true, "SLA2_ROUTE_KERNEL=generic"),
+        route_case("router-long-d128-generic", 1, 2, 128, 40037, 0.03f, Inputs::kRandom, 0, true,
+                   "SLA2_ROUTE_KERNEL=generic")})
     RunCase(c, seed++);
 }
 
