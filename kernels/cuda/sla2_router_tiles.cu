@@ -1,6 +1,7 @@
 // Stage kRoute on tensor cores: the router's block scores for 32 query blocks
 // a CTA by mma.sync in split bf16 (fp32-class accuracy), and the exact
-// per-row top-k by bisection on the score keys held in registers.
+// per-row top-k from the score keys held in registers: the few candidates
+// above a cheap lower bound ranked against each other, or a bisection.
 //
 // The projections fold into one matrix on the query side:
 //   proj_q(q) . proj_k(k) = q W_q^T W_k k^T = (q M) . k,  M = W_q^T W_k
