@@ -133,14 +133,14 @@ __device__ __forceinline__ uint32_t KthLargestOfLanes(uint32_t v, int keep) {
   return __shfl_sync(0xffffffffu, v, 32 - keep);
 }
 
-// The keep-th largest of two keys per lane, bit by bit from the top (the
-// largest x with at least `keep` keys >= x).
-__device__ __forceinline__ uint32_t KthLargestOfPairs(uint32_t a, uint32_t b, int keep) {
+// The keep-th largest key of a warp, bit by bit from the top: the largest x
+// with at least `keep` keys >= x. count_ge(x) is the lane's count of keys >= x.
+template <typename CountGe>
+__device__ __forceinline__ uint32_t KthLargestByBisection(CountGe count_ge, int keep) {
   uint32_t kth = 0;
   for (int bit = 31; bit >= 0; --bit) {
     const uint32_t x = kth | (1u << bit);
-    const uint32_t c = (a >= x ? 1u : 0u) + (b >= x ? 1u : 0u);
-    if (static_cast<int>(__reduce_add_sync(0xffffffffu, c)) >= keep) kth = x;
+    if (static_cast<int>(__reduce_add_sync(0xffffffffu, count_ge(x))) >= keep) kth = x;
   }
   return kth;
 }
@@ -151,8 +151,8 @@ __host__ __device__ __forceinline__ int SmemRowsOffset(int head_dim) {
 }
 
 // Row stride of the score tile in words: >= k_blocks and = 8 (mod 32), so
-// the 8-byte score stores of a warp (rows g, key pairs 2t) take two
-// wavefronts.
+// the score stores of a warp (rows g, keys 2t and 2t + 1) spread over the
+// banks: lanes of rows g and g + 4 share a bank, no more.
 __host__ __device__ __forceinline__ int ScoreStride(int k_blocks) {
   return (k_blocks + 23) / 32 * 32 + 8;
 }
@@ -296,6 +296,19 @@ __global__ void __launch_bounds__(kThreads, 2) RouteTileKernel(
       const int j = 32 * i + lane;
       vals[i] = j < k_blocks ? row[j] : 0u;
     }
+    // The lane's count of its keys (index i, key u) with pred(i, u): four
+    // partial counts keep the compare-and-add chains short.
+    auto count_lane = [&](auto pred) {
+      int c[4] = {0, 0, 0, 0};
+#pragma unroll
+      for (int g8 = 0; g8 < kPer; g8 += 8) {
+        if (g8 < per) {
+#pragma unroll
+          for (int i = g8; i < g8 + 8; ++i) c[i & 3] += pred(i, vals[i]) ? 1 : 0;
+        }
+      }
+      return static_cast<uint32_t>((c[0] + c[1]) + (c[2] + c[3]));
+    };
     uint32_t v1 = 0, v2 = 0;  // the lane's largest two keys
 #pragma unroll
     for (int g8 = 0; g8 < kPer; g8 += 8) {
@@ -310,18 +323,13 @@ __global__ void __launch_bounds__(kThreads, 2) RouteTileKernel(
     int candidates = kCandidates + 1;
     uint32_t t = 0;
     if (keep <= 64) {
-      t = keep <= 16 ? KthLargestOfLanes(v1, keep) : KthLargestOfPairs(v1, v2, keep);
-      int c[4] = {0, 0, 0, 0};
-#pragma unroll
-      for (int g8 = 0; g8 < kPer; g8 += 8) {
-        if (g8 < per) {
-#pragma unroll
-          for (int i = g8; i < g8 + 8; ++i)
-            c[i & 3] += (vals[i] >= t && 32 * i + lane < k_blocks) ? 1 : 0;
-        }
-      }
-      candidates = static_cast<int>(
-          __reduce_add_sync(0xffffffffu, static_cast<uint32_t>((c[0] + c[1]) + (c[2] + c[3]))));
+      t = keep <= 16 ? KthLargestOfLanes(v1, keep)
+                     : KthLargestByBisection(
+                           [&](uint32_t x) { return (v1 >= x ? 1u : 0u) + (v2 >= x ? 1u : 0u); },
+                           keep);
+      candidates = static_cast<int>(__reduce_add_sync(0xffffffffu, count_lane([&](int i, uint32_t u) {
+        return u >= t && 32 * i + lane < k_blocks;
+      })));
     }
     int written = 0;
     if (candidates <= kCandidates) {
@@ -355,24 +363,10 @@ __global__ void __launch_bounds__(kThreads, 2) RouteTileKernel(
       }
       __syncwarp();  // the next row reuses the candidate list
     } else {
-      uint32_t kth = 0;
-      for (int bit = 31; bit >= 0; --bit) {
-        const uint32_t x = kth | (1u << bit);
-        int c[4] = {0, 0, 0, 0};
-#pragma unroll
-        for (int g8 = 0; g8 < kPer; g8 += 8) {
-          if (g8 < per) {
-#pragma unroll
-            for (int i = g8; i < g8 + 8; ++i) c[i & 3] += vals[i] >= x ? 1 : 0;
-          }
-        }
-        const uint32_t total = static_cast<uint32_t>((c[0] + c[1]) + (c[2] + c[3]));
-        if (static_cast<int>(__reduce_add_sync(0xffffffffu, total)) >= keep) kth = x;
-      }
-      int above = 0;
-#pragma unroll
-      for (int i = 0; i < kPer; ++i) above += vals[i] > kth ? 1 : 0;
-      above = static_cast<int>(__reduce_add_sync(0xffffffffu, static_cast<uint32_t>(above)));
+      const uint32_t kth = KthLargestByBisection(
+          [&](uint32_t x) { return count_lane([&](int, uint32_t u) { return u >= x; }); }, keep);
+      const int above = static_cast<int>(__reduce_add_sync(
+          0xffffffffu, count_lane([&](int, uint32_t u) { return u > kth; })));
       written = detail::WriteKeptBlocks(
           k_blocks, [&](int j) { return row[j]; }, kth, keep - above, out);
     }
