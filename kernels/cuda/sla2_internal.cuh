@@ -125,11 +125,30 @@ constexpr int kTotalCopies = 32;
 
 __host__ __device__ __forceinline__ int64_t MinI64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+// mu = mean over tokens of K for channel c of (batch*head) bh, from the
+// prepare stage's K total copies: the same sum in the same order wherever it
+// is taken (FinishKernel, the linear states), so every stage sees one mu.
+__device__ __forceinline__ float KeyMean(const float* __restrict__ ktotal, const Sla2Dims& d,
+                                         int64_t bh, int c) {
+  const int64_t copy_stride = static_cast<int64_t>(d.batch) * d.heads * d.head_dim;
+  float total = 0.f;
+#pragma unroll 8
+  for (int x = 0; x < kTotalCopies; ++x) total += ktotal[x * copy_stride + bh * d.head_dim + c];
+  return total / static_cast<float>(d.seq_len);
+}
+
 Sla2Dims MakeDims(const Sla2Problem& p);
 
 // Stage launchers (one per translation unit); they return the launch error.
 cudaError_t LaunchPrepare(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
                           cudaStream_t s);
+// LaunchPrepare in its two parts: the pooling pass (block sums, the K total
+// copies; all the linear states need) and FinishKernel (mu, pooled K~, the
+// V scales; what the route and the quantisation need).
+cudaError_t LaunchPool(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
+                       cudaStream_t s);
+cudaError_t LaunchFinish(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
+                         cudaStream_t s);
 cudaError_t LaunchRoute(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,
                         Sla2Workspace::Buffers& w, cudaStream_t s);
 // The route on tensor cores (sla2_router_tiles.cu) for up to this many key

@@ -87,7 +87,7 @@ __device__ __forceinline__ void AtomicAddWarpRows(float* h, int m0, const float 
 template <int D>
 __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __restrict__ k,
                                                       const __nv_bfloat16* __restrict__ v,
-                                                      Sla2Dims d, const float* __restrict__ kmean,
+                                                      Sla2Dims d, const float* __restrict__ ktotal,
                                                       int blocks_per_cta,
                                                       __nv_bfloat16* __restrict__ hblk,
                                                       float* __restrict__ zblk,
@@ -112,7 +112,7 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
   float mu[kPerLane], z[kPerLane];
 #pragma unroll
   for (int e = 0; e < kPerLane; ++e) {
-    mu[e] = kmean[bh * D + c0 + e];
+    mu[e] = KeyMean(ktotal, d, bh, c0 + e);  // the K total copies: see LaunchPool
     z[e] = 0.f;
   }
   float acc[D / 8][4];
@@ -223,31 +223,62 @@ __global__ void __launch_bounds__(D * 2) StatesKernel(const __nv_bfloat16* __res
   for (int e = 0; e < kPerLane; ++e) atomicAdd(ztot + bh * D + c0 + e, z[e]);
 }
 
-// Fused: z_i = z_tot - sum of the kept z_j per query tile, one thread per
-// channel, four kept blocks' loads in flight; and H_tot in bf16 for the
-// Hopper kernel's TMA (query tile i rounds rows i, i + T_m, ...).
-__global__ void KeptZKernel(const float* __restrict__ zblk, const float* __restrict__ ztot,
-                            const int32_t* __restrict__ lut, const int32_t* __restrict__ counts,
-                            int64_t lut_capacity, Sla2Dims d, float* __restrict__ zi,
-                            const float* __restrict__ htot, __nv_bfloat16* __restrict__ htot16) {
-  const int i = blockIdx.x, D = d.head_dim, c = threadIdx.x;
+// Fused: z_i = z_tot - sum of the kept z_j per query tile, a warp per tile:
+// the lanes load the tile's kept indices at once, then the kept z_j rows (D/32
+// channels a lane) are all in flight together, so a tile costs three dependent
+// L2 round trips (a thread per channel looping over the blocks took about six,
+// 11 us at the 1.3B shape). And H_tot in bf16 for the Hopper kernel's TMA
+// (query tile i rounds rows i, i + T_m, ...).
+constexpr int kKeptZWarps = 4;
+template <int D>
+__global__ void __launch_bounds__(32 * kKeptZWarps)
+    KeptZKernel(const float* __restrict__ zblk, const float* __restrict__ ztot,
+                const int32_t* __restrict__ lut, const int32_t* __restrict__ counts,
+                int64_t lut_capacity, Sla2Dims d, float* __restrict__ zi,
+                const float* __restrict__ htot, __nv_bfloat16* __restrict__ htot16) {
+  constexpr int kPer = D / 32;  // channels per lane (4 at D = 128, 2 at D = 64)
+  const int lane = threadIdx.x & 31;
+  const int i = blockIdx.x * kKeptZWarps + threadIdx.x / 32;
+  if (i >= d.q_blocks) return;  // uniform over the warp
   const int64_t bh = blockIdx.y;
+  const int c0 = lane * kPer;
   for (int r = i; r < D; r += d.q_blocks) {
-    const int64_t e = (bh * D + r) * D + c;
-    htot16[e] = __float2bfloat16_rn(htot[e]);
+    const int64_t e = (bh * D + r) * D + c0;
+#pragma unroll
+    for (int u = 0; u < kPer; u += 2)
+      *reinterpret_cast<__nv_bfloat162*>(htot16 + e + u) =
+          __floats2bfloat162_rn(htot[e + u], htot[e + u + 1]);
   }
   const int64_t row = bh * d.q_blocks + i;
   const int cnt = counts[row];
   const int32_t* lut_row = lut + row * lut_capacity;
-  const float* zb = zblk + bh * d.k_blocks * D + c;
-  float s[4] = {0.f, 0.f, 0.f, 0.f};
-  int n = 0;
-  for (; n + 4 <= cnt; n += 4) {
+  const float* zb = zblk + bh * d.k_blocks * D + c0;
+  float s[kPer] = {};
+  constexpr int kChunk = 16;  // kept blocks in flight (all of them at keep 3 %)
+  for (int n0 = 0; n0 < cnt; n0 += kChunk) {
+    const int mine = lane < kChunk && n0 + lane < cnt ? lut_row[n0 + lane] : 0;
+    const int m = min(kChunk, cnt - n0);
+    float t[kChunk][kPer];
 #pragma unroll
-    for (int u = 0; u < 4; ++u) s[u] += zb[static_cast<int64_t>(lut_row[n + u]) * D];
+    for (int u = 0; u < kChunk; ++u) {
+      const int j = __shfl_sync(0xffffffffu, mine, u);
+      const float* src = zb + static_cast<int64_t>(j) * D;
+      if constexpr (kPer == 4) {
+        const float4 v =
+            u < m ? *reinterpret_cast<const float4*>(src) : make_float4(0.f, 0.f, 0.f, 0.f);
+        t[u][0] = v.x, t[u][1] = v.y, t[u][2] = v.z, t[u][3] = v.w;
+      } else {
+        const float2 v = u < m ? *reinterpret_cast<const float2*>(src) : make_float2(0.f, 0.f);
+        t[u][0] = v.x, t[u][1] = v.y;
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kChunk; ++u)
+#pragma unroll
+      for (int x = 0; x < kPer; ++x) s[x] += t[u][x];
   }
-  for (; n < cnt; ++n) s[0] += zb[static_cast<int64_t>(lut_row[n]) * D];
-  zi[row * D + c] = ztot[bh * D + c] - ((s[0] + s[1]) + (s[2] + s[3]));
+#pragma unroll
+  for (int x = 0; x < kPer; ++x) zi[row * D + c0 + x] = ztot[bh * D + c0 + x] - s[x];
 }
 
 struct LinearArgs {
@@ -413,7 +444,7 @@ cudaError_t LaunchStatesD(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace
       StatesKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, kStatesSmem);
   if (e != cudaSuccess) return e;
   StatesKernel<D><<<sgrid, D * 2, kStatesSmem, s>>>(
-      static_cast<const __nv_bfloat16*>(p.k), static_cast<const __nv_bfloat16*>(p.v), d, w.kmean,
+      static_cast<const __nv_bfloat16*>(p.k), static_cast<const __nv_bfloat16*>(p.v), d, w.ktotal,
       per_cta, w.hblk, w.zblk, w.htot, w.ztot);
   return cudaGetLastError();
 }
@@ -424,8 +455,9 @@ cudaError_t LaunchTilesD(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
                          Sla2Workspace::Buffers& w, cudaStream_t s) {
   const int64_t bh = static_cast<int64_t>(d.batch) * d.heads;
   if (w.linear_phik()) {
-    KeptZKernel<<<dim3(d.q_blocks, static_cast<unsigned>(bh)), D, 0, s>>>(
-        w.zblk, w.ztot, w.lut, w.counts, cap, d, w.zi, w.htot, w.htot16);
+    const dim3 grid((d.q_blocks + kKeptZWarps - 1) / kKeptZWarps, static_cast<unsigned>(bh));
+    KeptZKernel<D><<<grid, 32 * kKeptZWarps, 0, s>>>(w.zblk, w.ztot, w.lut, w.counts, cap, d,
+                                                      w.zi, w.htot, w.htot16);
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess && w.linear_form == Sla2Workspace::Buffers::LinearForm::kHopperTiles)
       e = LaunchLinearTilesHopper(p, d, cap, w, s);

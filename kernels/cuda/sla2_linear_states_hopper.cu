@@ -73,7 +73,7 @@ __global__ void __launch_bounds__(kStatesThreads, kStatesCtasPerSm)
     StatesHopperKernel(const __grid_constant__ CUtensorMap tmap_k,
                        const __grid_constant__ CUtensorMap tmap_v,
                        const __grid_constant__ CUtensorMap tmap_phik, Sla2Dims d,
-                       const float* __restrict__ kmean, int blocks_per_cta,
+                       const float* __restrict__ ktotal, int blocks_per_cta,
                        float* __restrict__ zblk, float* __restrict__ htot,
                        float* __restrict__ ztot) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -112,7 +112,10 @@ __global__ void __launch_bounds__(kStatesThreads, kStatesCtasPerSm)
     for (int n = 0; n < min(nblk, kStatesStages); ++n) load(n);
   }
   constexpr float kLog2e = 1.4426950408889634f;  // softmax in exp2
-  if (tid < D) mu[tid] = kmean[bh * D + tid] * kLog2e;  // in shared memory: registers are short
+  // mu from the K total copies (not FinishKernel's kmean): the states run
+  // right after the pooling pass, beside FinishKernel. In shared memory:
+  // registers are short.
+  if (tid < D) mu[tid] = KeyMean(ktotal, d, bh, tid) * kLog2e;
   reinterpret_cast<uint32_t*>(smem + S::kOnesOff)[tid] = 0x3F803F80u;  // two bf16 1.0
   FenceProxyAsyncShared();  // the ones are a wgmma operand
   __syncthreads();
@@ -295,7 +298,7 @@ cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffe
   const cudaError_t e =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kBytes);
   if (e != cudaSuccess) return e;
-  kernel<<<grid, kStatesThreads, S::kBytes, s>>>(tk, tv, tphik, d, w.kmean, per, w.zblk, w.htot,
+  kernel<<<grid, kStatesThreads, S::kBytes, s>>>(tk, tv, tphik, d, w.ktotal, per, w.zblk, w.htot,
                                                  w.ztot);
   return cudaGetLastError();
 }

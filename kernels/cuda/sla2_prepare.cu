@@ -139,10 +139,7 @@ __global__ void FinishKernel(Sla2Dims d, float* __restrict__ kbar, const float* 
   const int64_t bh = blockIdx.y;
   const int c = threadIdx.x;
   const int64_t copy_stride = static_cast<int64_t>(d.batch) * d.heads * d.head_dim;
-  float total = 0.f;
-#pragma unroll 8
-  for (int x = 0; x < kTotalCopies; ++x) total += ktotal[x * copy_stride + bh * d.head_dim + c];
-  const float mu = total / static_cast<float>(d.seq_len);
+  const float mu = KeyMean(ktotal, d, bh, c);
 #pragma unroll
   for (int e = 0; e < kFinishRows; ++e) {
     const int row = blockIdx.x * kFinishRows + e;
@@ -164,8 +161,8 @@ __global__ void FinishKernel(Sla2Dims d, float* __restrict__ kbar, const float* 
 }
 
 template <int D>
-cudaError_t LaunchPool(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
-                       cudaStream_t s) {
+cudaError_t LaunchPoolD(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
+                        cudaStream_t s) {
   const dim3 grid(d.q_blocks, d.heads, d.batch);
   const auto* q = static_cast<const __nv_bfloat16*>(p.q);
   const auto* k = static_cast<const __nv_bfloat16*>(p.k);
@@ -180,19 +177,29 @@ cudaError_t LaunchPool(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::B
 
 }  // namespace
 
-cudaError_t LaunchPrepare(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
-                          cudaStream_t s) {
-  const int64_t bh = static_cast<int64_t>(d.batch) * d.heads;
-  const int64_t bhd = bh * d.head_dim;
+cudaError_t LaunchPool(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
+                       cudaStream_t s) {
+  const int64_t bhd = static_cast<int64_t>(d.batch) * d.heads * d.head_dim;
   cudaError_t e = cudaMemsetAsync(w.ktotal, 0, kTotalCopies * bhd * sizeof(float), s);
   if (e == cudaSuccess && p.low_bit)
     e = cudaMemsetAsync(w.vamax, 0, kTotalCopies * bhd * sizeof(uint32_t), s);
-  if (e == cudaSuccess) e = d.head_dim == 64 ? LaunchPool<64>(p, d, w, s) : LaunchPool<128>(p, d, w, s);
-  if (e != cudaSuccess) return e;
+  if (e == cudaSuccess) e = d.head_dim == 64 ? LaunchPoolD<64>(p, d, w, s) : LaunchPoolD<128>(p, d, w, s);
+  return e;
+}
+
+cudaError_t LaunchFinish(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
+                         cudaStream_t s) {
+  const int64_t bh = static_cast<int64_t>(d.batch) * d.heads;
   const dim3 grid((d.k_blocks + kFinishRows - 1) / kFinishRows, static_cast<unsigned>(bh));
   FinishKernel<<<grid, d.head_dim, 0, s>>>(d, w.kbar, w.ktotal, w.kmean,
                                            p.low_bit ? w.vamax : nullptr, w.vscale);
   return cudaGetLastError();
+}
+
+cudaError_t LaunchPrepare(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
+                          cudaStream_t s) {
+  const cudaError_t e = LaunchPool(p, d, w, s);
+  return e != cudaSuccess ? e : LaunchFinish(p, d, w, s);
 }
 
 }  // namespace sparsevid::kernels::cuda
