@@ -113,8 +113,10 @@ class Sla2Workspace {
   // linear states and per-tile part on its side stream, the rest on the
   // caller's), and forward_timeline() waits for the last call to end and
   // gives each boundary in ms since that call began. Stages in sequence
-  // (SLA2_OVERLAP=0, no alpha): states = linear = the end of kLinear. Off by
-  // default; valid is false when off or before a call.
+  // (SLA2_OVERLAP=0, no alpha): states = linear = the end of kLinear.
+  // Overlapped, `prepared` is the end of the pooling pass (FinishKernel runs
+  // beside the states). Off by default; valid is false when off or before a
+  // call.
   struct Timeline {
     bool valid = false;
     float prepared = 0, states = 0, routed = 0, linear = 0, end = 0;

@@ -33,18 +33,20 @@ constexpr int kStatesThreads = 256;
 constexpr int kThreadsPerRow = 8;                          // one row's channels
 constexpr int kRowsPerPass = kStatesThreads / kThreadsPerRow;  // 32
 constexpr int kChunkBytes = kBlockK * 128;  // one 64-channel chunk of a 64-row tile
-// Three stages, one CTA per SM: 100 KB of shared memory and 122 registers a
-// thread leave room for the route's kernels, which run beside it on the
-// caller's stream. Two CTAs per SM stream faster alone (0.104 vs 0.123 ms
-// at the 1.3B shape, H200) but fill the SM's registers, and the route then
-// waits for them: module 0.774 vs 0.764 ms (h200-v31-ab-states-*.log).
+// Three stages: 100 KB of shared memory and 124 registers a thread, 32 K
+// registers a CTA. Two CTAs fit an SM and fill its register file, so all
+// of the grid's CTAs are resident at once (ncu, h200-v40-ncu-occupancy-
+// states.log; launch_bounds asks for one only), and the route's CTAs
+// start as they leave. Held to one CTA per SM (shared memory padded), the
+// states streamed more slowly (0.101 -> 0.116 ms alone) and the route
+// still waited, behind the grid's CTAs not yet started: bf16 module
+// 0.650 -> 0.671 ms (h200-v40-ab-states-one-per-sm-dropped.log).
 constexpr int kStatesStages = 3;
 constexpr int kStatesCtasPerSm = 1;
-// Two waves of CTAs, not one: the route's CTAs share some SMs with the
-// states for a while, and with one wave of fixed key ranges the CTAs on
-// those SMs ended last (states done at 0.217 ms against 0.179 with two
-// waves, where the block scheduler gives the later CTAs to the SMs that
-// are free; h200-v39-ab-states-waves.log). Three waves: 0.193 (more H_tot
+// kStatesWaves: twice as many CTAs as SMs, each a shorter key range. With
+// one CTA per SM of fixed key ranges, the CTAs that shared an SM
+// with the route ended last (states done at 0.217 ms against 0.179;
+// h200-v39-ab-states-waves.log). Three times as many: 0.193 (more H_tot
 // reductions and pipeline fills).
 constexpr int kStatesWaves = 2;
 
