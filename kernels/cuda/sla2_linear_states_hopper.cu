@@ -288,9 +288,9 @@ cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffe
       !MakePhiKMap(&tphik, w.phik, d))
     return cudaErrorNotSupported;
   const int64_t bh = static_cast<int64_t>(d.batch) * d.heads;
-  // kStatesCtasPerSm per SM, kStatesWaves waves: each head's key blocks
-  // split evenly over that many CTAs (fewer, longer ranges also mean fewer
-  // H_tot reductions).
+  // kStatesCtasPerSm * kStatesWaves CTAs per SM in all (all resident at
+  // once, above): each head's key blocks split evenly over its share
+  // (fewer, longer ranges also mean fewer H_tot reductions).
   const int64_t splits =
       std::max<int64_t>(1, int64_t{kStatesCtasPerSm} * kStatesWaves * sms / bh);
   const int per = static_cast<int>((d.k_blocks + splits - 1) / splits);
