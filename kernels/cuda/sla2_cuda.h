@@ -110,8 +110,10 @@ class Sla2Workspace {
 
   // Where one Sla2Forward's time goes with its stages overlapped. When
   // enabled, Sla2Forward records CUDA events at its stage boundaries (the
-  // linear states and per-tile part on its side stream, the rest on the
-  // caller's), and forward_timeline() waits for the last call to end and
+  // linear states on its side stream, and the per-tile part there too
+  // unless the linear branch is fused; the rest on the caller's stream;
+  // the events between KeptZKernel and the fused kernel cost that kernel its
+  // programmatic launch), and forward_timeline() waits for the last call to end and
   // gives each boundary in ms since that call began. Stages in sequence
   // (SLA2_OVERLAP=0, no alpha): states = linear = the end of kLinear.
   // Overlapped, `prepared` is the end of the pooling pass (FinishKernel runs

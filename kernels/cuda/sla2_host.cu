@@ -124,11 +124,11 @@ cudaError_t Grow(T*& ptr, size_t& have, size_t need) {
 Sla2Workspace::~Sla2Workspace() {
   if (buffers_ == nullptr) return;
   void* all[] = {buffers_->qbar,  buffers_->kbar,   buffers_->kmean,     buffers_->qproj,
-                 buffers_->kproj, buffers_->lut,    buffers_->counts,    buffers_->vamax,
-                 buffers_->vscale, buffers_->q8,    buffers_->qscale,    buffers_->k8,
-                 buffers_->kscale, buffers_->vt8,   buffers_->hblk,      buffers_->htot,
-                 buffers_->ztot,  buffers_->ktotal,  buffers_->zblk,      buffers_->phik,
-                 buffers_->zi,    buffers_->htot16,  buffers_->route_m};
+                 buffers_->kproj, buffers_->lut,    buffers_->counts,    buffers_->vscale,
+                 buffers_->q8,    buffers_->qscale, buffers_->k8,        buffers_->kscale,
+                 buffers_->vt8,   buffers_->hblk,   buffers_->ktotal,    buffers_->zblk,
+                 buffers_->phik,  buffers_->zi,     buffers_->htot16,    buffers_->route_m};
+  // (vamax, htot and ztot lie in ktotal's allocation.)
   for (void* p : all) {
     if (p != nullptr) cudaFree(p);
   }
@@ -219,7 +219,22 @@ Sla2Status Sla2Workspace::Reserve(const Sla2Problem& p) {
   grow(w.qbar, 0, bh * tm * D * 4);
   grow(w.kbar, 1, bh * tn * D * 4);
   grow(w.kmean, 2, bh * D * 4);
-  grow(w.ktotal, 17, kTotalCopies * bh * D * 4);
+  {
+    // The accumulators in one allocation: K total copies, V amax copies,
+    // H_tot, z_tot (each at a 256-byte boundary; H_tot is a bulk-reduce
+    // target).
+    auto up = [](size_t x) { return (x + 255) / 256 * 256; };
+    const size_t kt = up(kTotalCopies * bh * D * 4), va = up(kTotalCopies * bh * D * 4);
+    const size_t ht = up(bh * D * D * 4), zt = up(bh * D * 4);
+    grow(w.ktotal, 17, kt + va + ht + zt);
+    if (e == cudaSuccess) {
+      char* const base = reinterpret_cast<char*>(w.ktotal);
+      w.vamax = reinterpret_cast<uint32_t*>(base + kt);
+      w.htot = reinterpret_cast<float*>(base + kt + va);
+      w.ztot = reinterpret_cast<float*>(base + kt + va + ht);
+      w.accum_bytes = kt + va + ht + zt;
+    }
+  }
   if (p.proj_q || p.proj_k) {
     if (RouteTilesApply(p)) {
       grow(w.route_m, 22, RouteTileMatrixBytes(p.head_dim));
@@ -232,7 +247,6 @@ Sla2Status Sla2Workspace::Reserve(const Sla2Problem& p) {
   grow(w.counts, 6, bh * tm * 4);
   grow(w.vscale, 8, bh * D * 4);
   if (p.low_bit) {
-    grow(w.vamax, 7, kTotalCopies * bh * D * 4);
     grow(w.q8, 9, bh * tm * kBlockQ * D);
     grow(w.qscale, 10, bh * tm * 4);
     grow(w.k8, 11, bh * tn * kBlockK * D);
@@ -248,8 +262,6 @@ Sla2Status Sla2Workspace::Reserve(const Sla2Problem& p) {
       grow(w.hblk, 14, bh * tn * D * D * 2);
     }
     grow(w.zblk, 18, bh * tn * D * 4);
-    grow(w.htot, 15, bh * D * D * 4);
-    grow(w.ztot, 16, bh * D * 4);
   }
   if (e != cudaSuccess)
     return CudaFailure("workspace allocation", e);
@@ -360,6 +372,11 @@ bool SideStreamReady(Sla2Workspace::Buffers& w) {
 
 }  // namespace
 
+bool ProgrammaticLaunchEnabled() {
+  const char* env = std::getenv("SLA2_PDL");
+  return !(env && std::string(env) == "0");
+}
+
 Sla2Status Sla2Forward(const Sla2Problem& p, Sla2Workspace& ws, Sla2Stream stream) {
   using B = Sla2Workspace::Buffers;
   if (Sla2Status st = ws.Reserve(p); !st.ok()) return st;
@@ -382,31 +399,55 @@ Sla2Status Sla2Forward(const Sla2Problem& p, Sla2Workspace& ws, Sla2Stream strea
     w.Mark(B::kMarkEnd, stream);
     return Sla2Status::Ok();
   }
-  // The whole linear branch runs on the side stream: its per-key-block
-  // states need only the pooling pass (mu from the K total copies), its
-  // per-tile part also the block lists (the route's event). Here
-  // FinishKernel and the route run, then (low-bit) the quantisation, which
-  // needs neither; the sparse stage waits for both streams (it adds
-  // alpha * O_s to the (1 - alpha) * O_l the linear branch left in out, or
-  // reads the states when fused). Forking before FinishKernel, not after
-  // it, brings the states' end 20 us forward at the 1.3B shape.
+  // The linear states run on the side stream: they need only the pooling
+  // pass (mu from the K total copies). Here FinishKernel and the route run
+  // beside them. Forking before FinishKernel, not after it, brings the
+  // states' end 20 us forward at the 1.3B shape. One memset zeroes every
+  // accumulator of the pass and the states ahead of the pooling pass (three
+  // memsets before, two of them between the fork and the states).
   const Sla2Dims d = MakeDims(p);
-  cudaError_t e = LaunchPool(p, d, w, stream);
+  cudaError_t e = cudaMemsetAsync(w.ktotal, 0, w.accum_bytes, stream);
+  if (e == cudaSuccess) e = LaunchPool(p, d, w, stream, /*zeroed=*/true);
   if (e != cudaSuccess) return CudaFailure("prepare stage", e);
   w.Mark(B::kMarkPrepared, stream);  // the pooling pass; FinishKernel runs beside the states
   e = cudaEventRecord(w.fork, stream);
   if (e == cudaSuccess) e = cudaStreamWaitEvent(w.side, w.fork, 0);
   if (e != cudaSuccess)
     return CudaFailure("fork to the side stream", e);
-  cudaError_t linear = LaunchLinearStates(p, d, w, w.side);
+  cudaError_t linear = LaunchLinearStates(p, d, w, w.side, /*zeroed=*/true);
   w.Mark(B::kMarkStates, w.side);
   const cudaError_t finished = LaunchFinish(p, d, w, stream);
   const Sla2Status routed = finished != cudaSuccess
                                 ? CudaFailure("prepare stage", finished)
                                 : Sla2RunStage(Sla2Stage::kRoute, p, ws, stream);
   w.Mark(B::kMarkRouted, stream);
-  // The per-tile part only after a successful route (the side stream then
-  // waits for its event); the join is queued whatever happened.
+  if (linear == cudaSuccess && w.linear_fused()) {
+    // Fused: the caller's stream waits for the states, then runs
+    // KeptZKernel and the fused kernel back to back, the fused kernel
+    // launched programmatically (its launch and set-up under KeptZKernel).
+    // With the one memset: bf16 module 0.654 -> 0.652 ms at the 1.3B shape
+    // (H200, same call); the same order without the programmatic launch
+    // measured 0.656 (h200-v41-ab-memset-pdl.log).
+    e = cudaEventRecord(w.join, w.side);
+    if (e == cudaSuccess) e = cudaStreamWaitEvent(stream, w.join, 0);  // always rejoin
+    if (e != cudaSuccess) cudaStreamSynchronize(w.side);  // as below
+    if (!routed.ok()) return routed;
+    if (e != cudaSuccess)
+      return CudaFailure("join of the side stream", e);
+    linear = LaunchLinearTiles(p, d, ws.lut_capacity(), w, stream);
+    w.Mark(B::kMarkLinear, stream);
+    if (linear != cudaSuccess)
+      return CudaFailure("linear stage", linear);
+    w.fused_for = LinearKeyOf(p, w.route_epoch);
+    const Sla2Status sparse = Sla2RunStage(Sla2Stage::kSparse, p, ws, stream);
+    w.Mark(B::kMarkEnd, stream);
+    return sparse;
+  }
+  // Otherwise the per-tile part runs on the side stream too, after the
+  // route's event (only after a successful route), beside the (low-bit)
+  // quantisation on the caller's stream; the join is queued whatever
+  // happened, and the sparse stage adds alpha * O_s to the (1 - alpha) * O_l
+  // the linear branch left in out.
   cudaError_t e_route = routed.ok() ? cudaEventRecord(w.routed, stream) : cudaSuccess;
   if (e_route == cudaSuccess && routed.ok()) e_route = cudaStreamWaitEvent(w.side, w.routed, 0);
   if (linear == cudaSuccess && routed.ok() && e_route == cudaSuccess)

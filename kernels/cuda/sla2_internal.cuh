@@ -23,6 +23,10 @@ struct Sla2Workspace::Buffers {
   float* kbar = nullptr;     // [B,H,T_n,D] block sums of K, then pooled K~ = mean - mu
   float* kmean = nullptr;    // [B,H,D] mu = mean over tokens of K
   float* ktotal = nullptr;   // [kTotalCopies][B,H,D] partial sums over tokens of K
+  // ktotal, vamax, htot and ztot (the buffers the stages add into) lie in
+  // one allocation from ktotal, accum_bytes long, so that Sla2Forward zeroes
+  // them with one memset ahead of the pooling pass.
+  size_t accum_bytes = 0;
   float* qproj = nullptr;    // [B,H,T_m,D] proj_q(qbar) (generic route only)
   float* kproj = nullptr;    // [B,H,T_n,D] proj_k(kbar) (generic route only)
   uint2* route_m = nullptr;  // W_q^T W_k as mma B fragments, bf16 hi and lo (tensor-core route)
@@ -74,8 +78,10 @@ struct Sla2Workspace::Buffers {
   };
   LinearKey fused_for{};
   uint64_t route_epoch = 0;
-  // Sla2Forward runs the linear branch on this stream, beside the route and
-  // the quantisation (fork: after prepare; routed: the per-tile part may start).
+  // Sla2Forward runs the linear states on this stream, beside the route and
+  // the quantisation, and the per-tile part when not fused (fork: after the
+  // pooling pass; routed: the per-tile part may start; join: back to the
+  // caller's stream, which runs the fused kernel's per-tile part itself).
   cudaStream_t side = nullptr;
   cudaEvent_t fork = nullptr, join = nullptr, routed = nullptr;
   // Sla2Workspace::set_timeline: events at Sla2Forward's stage boundaries
@@ -139,14 +145,40 @@ __device__ __forceinline__ float KeyMean(const float* __restrict__ ktotal, const
 
 Sla2Dims MakeDims(const Sla2Problem& p);
 
+// Whether kernels launched by LaunchProgrammatic get the programmatic
+// stream serialisation (SLA2_PDL not 0; sla2_host.cu).
+bool ProgrammaticLaunchEnabled();
+
+// Launches kernel so that it may start while the kernel before it in s
+// finishes (programmatic dependent launch); the kernel calls
+// detail::WaitForPriorGrids before it touches global memory. What it saves
+// is the launch gap and the kernel's own set-up (barriers, register
+// reconfiguration), not any of the previous kernel's work.
+template <typename... Params, typename... Args>
+cudaError_t LaunchProgrammatic(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                               cudaStream_t s, Args&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = ProgrammaticLaunchEnabled() ? 1 : 0;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kernel, static_cast<Args&&>(args)...);
+}
+
 // Stage launchers (one per translation unit); they return the launch error.
 cudaError_t LaunchPrepare(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
                           cudaStream_t s);
 // LaunchPrepare in its two parts: the pooling pass (block sums, the K total
 // copies; all the linear states need) and FinishKernel (mu, pooled K~, the
 // V scales; what the route and the quantisation need).
+// zeroed: the caller has zeroed the accumulators (w.accum_bytes from ktotal).
 cudaError_t LaunchPool(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
-                       cudaStream_t s);
+                       cudaStream_t s, bool zeroed = false);
 cudaError_t LaunchFinish(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
                          cudaStream_t s);
 cudaError_t LaunchRoute(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,
@@ -163,7 +195,7 @@ cudaError_t LaunchRouteTiles(const Sla2Problem& p, const Sla2Dims& d, int64_t lu
 // The linear stage in two parts: the per-key-block states (after kPrepare;
 // decides w.linear_form) and the per-query-tile part (after kRoute too).
 cudaError_t LaunchLinearStates(const Sla2Problem& p, const Sla2Dims& d,
-                               Sla2Workspace::Buffers& w, cudaStream_t s);
+                               Sla2Workspace::Buffers& w, cudaStream_t s, bool zeroed = false);
 cudaError_t LaunchLinearTiles(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,
                               Sla2Workspace::Buffers& w, cudaStream_t s);
 cudaError_t LaunchQuantize(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
@@ -174,6 +206,24 @@ cudaError_t LaunchSparseLowBit(const Sla2Problem& p, const Sla2Dims& d, int64_t 
                                Sla2Workspace::Buffers& w, cudaStream_t s);
 
 namespace detail {
+
+// Programmatic dependent launch (sm_90). A kernel launched with the
+// programmatic-serialisation attribute (LaunchProgrammatic) may start while
+// the kernel before it in the stream still runs; it must call
+// WaitForPriorGrids before it touches global memory that kernel (or any
+// before it) writes or reads. AllowDependentLaunch lets the next kernel's
+// CTAs launch before this kernel's have all exited. Both are no-ops for a
+// kernel launched the ordinary way.
+__device__ __forceinline__ void WaitForPriorGrids() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void AllowDependentLaunch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
 
 // 16-byte streaming load (read once: no L1 allocation). volatile keeps a
 // group of them issued together ahead of the arithmetic that uses them,

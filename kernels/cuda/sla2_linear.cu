@@ -236,6 +236,9 @@ __global__ void __launch_bounds__(32 * kKeptZWarps)
                 const int32_t* __restrict__ lut, const int32_t* __restrict__ counts,
                 int64_t lut_capacity, Sla2Dims d, float* __restrict__ zi,
                 const float* __restrict__ htot, __nv_bfloat16* __restrict__ htot16) {
+  // The fused kernel after it may launch at once (it waits for this grid
+  // before it reads anything; LaunchProgrammatic).
+  detail::AllowDependentLaunch();
   constexpr int kPer = D / 32;  // channels per lane (4 at D = 128, 2 at D = 64)
   const int lane = threadIdx.x & 31;
   const int i = blockIdx.x * kKeptZWarps + threadIdx.x / 32;
@@ -476,7 +479,7 @@ cudaError_t LaunchTilesD(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
 }  // namespace
 
 cudaError_t LaunchLinearStates(const Sla2Problem& p, const Sla2Dims& d,
-                               Sla2Workspace::Buffers& w, cudaStream_t s) {
+                               Sla2Workspace::Buffers& w, cudaStream_t s, bool zeroed) {
   using F = Sla2Workspace::Buffers::LinearForm;
   w.linear_form = F::kNone;
   if (p.alpha == nullptr) return cudaSuccess;  // alpha = 1: no linear branch
@@ -485,10 +488,12 @@ cudaError_t LaunchLinearStates(const Sla2Problem& p, const Sla2Dims& d,
                   : phik && LinearTilesHopperApplies(p) ? F::kHopperTiles
                                                         : F::kOwn;
   // Both forms add into H_tot and z_tot.
-  const int64_t bh = static_cast<int64_t>(d.batch) * d.heads, dim = d.head_dim;
-  cudaError_t e = cudaMemsetAsync(w.htot, 0, bh * dim * dim * sizeof(float), s);
-  if (e == cudaSuccess) e = cudaMemsetAsync(w.ztot, 0, bh * dim * sizeof(float), s);
-  if (e != cudaSuccess) return e;
+  if (!zeroed) {
+    const int64_t bh = static_cast<int64_t>(d.batch) * d.heads, dim = d.head_dim;
+    cudaError_t e = cudaMemsetAsync(w.htot, 0, bh * dim * dim * sizeof(float), s);
+    if (e == cudaSuccess) e = cudaMemsetAsync(w.ztot, 0, bh * dim * sizeof(float), s);
+    if (e != cudaSuccess) return e;
+  }
   if (w.linear_phik()) return LaunchLinearStatesHopper(p, d, w, s);
   return d.head_dim == 64 ? LaunchStatesD<64>(p, d, w, s) : LaunchStatesD<128>(p, d, w, s);
 }

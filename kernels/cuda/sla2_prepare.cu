@@ -178,11 +178,14 @@ cudaError_t LaunchPoolD(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::
 }  // namespace
 
 cudaError_t LaunchPool(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
-                       cudaStream_t s) {
+                       cudaStream_t s, bool zeroed) {
   const int64_t bhd = static_cast<int64_t>(d.batch) * d.heads * d.head_dim;
-  cudaError_t e = cudaMemsetAsync(w.ktotal, 0, kTotalCopies * bhd * sizeof(float), s);
-  if (e == cudaSuccess && p.low_bit)
-    e = cudaMemsetAsync(w.vamax, 0, kTotalCopies * bhd * sizeof(uint32_t), s);
+  cudaError_t e = cudaSuccess;
+  if (!zeroed) {
+    e = cudaMemsetAsync(w.ktotal, 0, kTotalCopies * bhd * sizeof(float), s);
+    if (e == cudaSuccess && p.low_bit)
+      e = cudaMemsetAsync(w.vamax, 0, kTotalCopies * bhd * sizeof(uint32_t), s);
+  }
   if (e == cudaSuccess) e = d.head_dim == 64 ? LaunchPoolD<64>(p, d, w, s) : LaunchPoolD<128>(p, d, w, s);
   return e;
 }

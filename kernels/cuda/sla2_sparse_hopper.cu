@@ -231,6 +231,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     MbarInit(htot_full(1), 1);
   }
   bar.Init();  // (its fence and __syncthreads cover the two above)
+  // Launched programmatically (fused): the kernel before it (KeptZKernel)
+  // may still run; everything below reads its outputs or what came before.
+  detail::WaitForPriorGrids();
 
   if (warp >= kProducerWarp) {
     SetMaxRegs<kProducerRegs, false>();
@@ -540,6 +543,12 @@ cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, int64_t cap,
   // The low-bit module's linear tiles measured 2-3 % slower on the head-aligned grid.
   const int64_t ctas = kLinearOnly ? PersistentCtas(sms, a.num_tiles)
                                    : HeadAlignedCtas(sms, a.num_tiles, d.q_blocks);
+  if constexpr (kFused && !kLinearOnly) {
+    // Sla2Forward queues it right after KeptZKernel on the same stream.
+    return LaunchProgrammatic(SparseBf16HopperKernel<D, kFused, kLinearOnly>,
+                              dim3(static_cast<unsigned>(ctas)), dim3(kThreads), S::kBytes, s, tq,
+                              tk, tv, tphik, thtot, tout, a);
+  }
   SparseBf16HopperKernel<D, kFused, kLinearOnly>
       <<<static_cast<unsigned>(ctas), kThreads, S::kBytes, s>>>(tq, tk, tv, tphik, thtot, tout, a);
   return cudaGetLastError();
