@@ -372,11 +372,6 @@ bool SideStreamReady(Sla2Workspace::Buffers& w) {
 
 }  // namespace
 
-bool ProgrammaticLaunchEnabled() {
-  const char* env = std::getenv("SLA2_PDL");
-  return !(env && std::string(env) == "0");
-}
-
 Sla2Status Sla2Forward(const Sla2Problem& p, Sla2Workspace& ws, Sla2Stream stream) {
   using B = Sla2Workspace::Buffers;
   if (Sla2Status st = ws.Reserve(p); !st.ok()) return st;

@@ -146,7 +146,7 @@ __device__ __forceinline__ float KeyMean(const float* __restrict__ ktotal, const
 Sla2Dims MakeDims(const Sla2Problem& p);
 
 // Whether kernels launched by LaunchProgrammatic get the programmatic
-// stream serialisation (SLA2_PDL not 0; sla2_host.cu).
+// stream serialisation (SLA2_PDL not 0; sla2_sparse_hopper.cu).
 bool ProgrammaticLaunchEnabled();
 
 // Launches kernel so that it may start while the kernel before it in s

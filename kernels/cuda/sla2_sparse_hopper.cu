@@ -654,6 +654,8 @@ int HopperSms() {
 
 }  // namespace hopper
 
+bool ProgrammaticLaunchEnabled() { return !EnvIsZero("SLA2_PDL"); }
+
 bool SparseHopperRequired() {
   const char* env = std::getenv("SLA2_SPARSE_KERNEL");
   return env != nullptr && std::strcmp(env, "hopper") == 0;
