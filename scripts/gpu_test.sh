@@ -3,10 +3,11 @@
 # Builds kernels/cuda stand-alone for sm_90a (that machine has nvcc, cmake and
 # ninja but not the service's Debian dependencies), runs the GPU test
 # (tests/cuda/sla2_cuda_test: GPU vs CPU reference), the benchmark
-# (bench/attention/sla2_bench), the L2 read ceiling (bench/attention/l2_read_bench)
+# (bench/attention/sla2_bench), the L2 and DRAM ceilings (bench/attention/l2_read_bench)
 # and its PyTorch peers (bench/attention/peers.py:
 # SDPA FA2, SDPA cuDNN, FlexAttention on the same block lists), then prints
-# issue 4's targets with the measured ratios (bench/attention/targets.py).
+# issue 4's targets with the measured ratios and the bf16 module's floor on this
+# machine (bench/attention/targets.py).
 #
 #   scripts/gpu_test.sh [OUT_DIR]        logs go to OUT_DIR (default gpu-out/)
 #
@@ -65,7 +66,7 @@ done
 # Issue 4's targets against this run's logs (ours vs the peers of the same run).
 if [ -f "$OUT_DIR/bench.log" ] && [ -f "$OUT_DIR/peers.log" ]; then
   echo "===== targets ====="
-  python3 bench/attention/targets.py "$OUT_DIR/bench.log" "$OUT_DIR/peers.log" |
+  python3 bench/attention/targets.py "$OUT_DIR/bench.log" "$OUT_DIR/peers.log" "$OUT_DIR/l2_read.log" |
     tee "$OUT_DIR/targets.log"
 fi
 exit $test_rc

@@ -12,6 +12,13 @@
 //    does (chunks of 8 KB = one K/V box, or 32 KB).
 // Prints GB/s per variant and the best rate. Needs sm_90 (bulk copies).
 //
+// Then the DRAM ceilings, the rate behind the module's stages before the
+// fused kernel (they stream Q, K and V from DRAM and write phi(K~)): the
+// same ldg and bulk reads over a 4 GB buffer read once, and a 2 GB copy
+// (16-byte loads and streaming stores; read plus written bytes over the
+// time). bench/attention/targets.py divides the module's bytes by the best
+// of them ("best DRAM rate").
+//
 //   l2_read_bench [--reps N]
 #include <cuda_runtime.h>
 
@@ -49,6 +56,21 @@ __global__ void __launch_bounds__(512) LdgRead(const uint4* buf, long long n16, 
     }
   }
   if (acc == 0x9e3779b9u) sink[0] = acc;  // keeps the loads; never true for the zero buffer
+}
+
+// dst = src, 16-byte loads and streaming stores, four in flight per thread.
+__global__ void __launch_bounds__(512) CopyStream(const uint4* src, uint4* dst, long long n16) {
+  const long long tid = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long i = tid; i < n16; i += 4 * stride) {
+    uint4 v[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+      if (i + u * stride < n16) v[u] = sv::detail::LoadStream16(src + i + u * stride);
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+      if (i + u * stride < n16) __stcs(dst + i + u * stride, v[u]);
+  }
 }
 
 constexpr int kStages = 4;
@@ -179,6 +201,57 @@ int main(int argc, char** argv) {
     CHECK_CUDA(cudaFree(buf));
   }
   std::printf("best L2 read rate: %.2f TB/s\n", best / 1e3);
+
+  // DRAM: buffers far beyond L2, each byte moved once per timed launch.
+  double dram_best = 0;
+  {
+    const long long bytes = 4LL << 30;
+    char* buf = nullptr;
+    CHECK_CUDA(cudaMalloc(&buf, bytes));
+    CHECK_CUDA(cudaMemset(buf, 1, bytes));
+    for (const int threads : {256, 512}) {
+      const float ms = MedianMs(
+          [&] {
+            LdgRead<<<sms * (2048 / threads), threads>>>(reinterpret_cast<const uint4*>(buf),
+                                                         bytes / 16, 1, sink);
+          },
+          reps);
+      // LdgRead's last round runs up to 3 grid strides past the end (wrapped
+      // to the start): count the loads it issues.
+      const long long stride = static_cast<long long>(sms) * 2048, n16 = bytes / 16;
+      long long loads = 0;
+      for (long long t = 0; t < stride; ++t) loads += 4 * ((n16 - t + 4 * stride - 1) / (4 * stride));
+      const double gbs = static_cast<double>(loads) * 16 / (ms * 1e-3) / 1e9;
+      dram_best = std::max(dram_best, gbs);
+      std::printf("dram ldg %dx%-11d %9lld %9s %9.0f\n", 2048 / threads, threads, bytes >> 20, "-",
+                  gbs);
+    }
+    for (const int ctas_per_sm : {1, 2}) {
+      const int chunk = 32 << 10;
+      const long long chunks = bytes / chunk;
+      const int per_cta = static_cast<int>(chunks / (sms * ctas_per_sm));
+      const int smem = kStages * chunk;
+      CHECK_CUDA(cudaFuncSetAttribute(BulkRead, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+      const float ms = MedianMs(
+          [&] { BulkRead<<<sms * ctas_per_sm, 32, smem>>>(buf, chunks, chunk, per_cta, sink); },
+          reps);
+      const double gbs =
+          static_cast<double>(per_cta) * sms * ctas_per_sm * chunk / (ms * 1e-3) / 1e9;
+      dram_best = std::max(dram_best, gbs);
+      std::printf("dram bulk %d CTA/SM     %9lld %9d %9.0f\n", ctas_per_sm, bytes >> 20, 32, gbs);
+    }
+    // Copy: the first half into the second.
+    const long long half16 = bytes / 32;
+    const uint4* src = reinterpret_cast<const uint4*>(buf);
+    uint4* dst = reinterpret_cast<uint4*>(buf) + half16;
+    const float ms =
+        MedianMs([&] { CopyStream<<<sms * 4, 512>>>(src, dst, half16); }, reps);
+    const double gbs = static_cast<double>(bytes) / (ms * 1e-3) / 1e9;  // read + written
+    dram_best = std::max(dram_best, gbs);
+    std::printf("dram copy 4x512         %9lld %9s %9.0f\n", bytes >> 20, "-", gbs);
+    CHECK_CUDA(cudaFree(buf));
+  }
+  std::printf("best DRAM rate: %.2f TB/s\n", dram_best / 1e3);
   CHECK_CUDA(cudaFree(sink));
   return 0;
 }

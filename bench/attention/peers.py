@@ -1,6 +1,8 @@
 """Peer anchors for bench/attention, run right after sla2_bench in the same job.
 
-Times, at the Wan2.1 shapes: SDPA FlashAttention-2 and SDPA cuDNN (dense),
+First the dense bf16 GEMM rate (cuBLAS through torch.matmul), the tensor
+ceiling of the module's floor in targets.py. Then times, at the Wan2.1
+shapes: SDPA FlashAttention-2 and SDPA cuDNN (dense),
 FlexAttention block-sparse on the very block lists our router produced
 (lut_<shape>_<keep>.bin written by sla2_bench: 128-row query blocks, 64-key
 blocks), and the SLA authors' Triton module (thu-ml/SLA, whole
@@ -121,9 +123,29 @@ def time_sla_triton(sla_class, q, k, v, keep, iters):
     return bench(lambda: module(q, k, v), iters), float(density)
 
 
+def gemm_ceiling():
+    """This GPU's dense bf16 tensor-core rate as cuBLAS reaches it (torch.matmul
+    on square bf16 matrices, fp32 accumulation), timed as the kernels are.
+    targets.py divides the fused kernel's tensor work by the best of them
+    for the module's floor ("best bf16 GEMM rate")."""
+    best = 0.0
+    for n in (4096, 8192, 16384):
+        a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+        b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+        t = bench(lambda: torch.matmul(a, b), 10)
+        tflops = 2.0 * n ** 3 / t / 1e9
+        best = max(best, tflops)
+        print(f"ceiling bf16 GEMM {n}x{n}x{n}: {t:.3f} ms, {tflops:.1f} TFLOPS", flush=True)
+        del a, b
+    torch.cuda.empty_cache()
+    print(f"best bf16 GEMM rate: {best:.1f} TFLOPS", flush=True)
+
+
 def main():
     lut_dir = sys.argv[1] if len(sys.argv) > 1 else "."
     print(torch.cuda.get_device_name(0), "torch", torch.__version__, flush=True)
+    with torch.no_grad():
+        gemm_ceiling()
     flex = torch.compile(flex_attention)
     sla_peers = load_sla_triton()
     rows = []

@@ -309,6 +309,22 @@ int main(int argc, char** argv) {
                     linear == "fused"    ? "fused into the Hopper sparse kernel"
                     : linear == "hopper" ? "the Hopper kernel's linear part alone (low-bit)"
                                          : "own kernels");
+        if (!low_bit && linear == "fused") {
+          // The work of the module's two serial parts, for its floor on this
+          // machine (targets.py divides it by the run's DRAM and GEMM
+          // ceilings): the stages before the fused kernel move Q and K (the
+          // pooling pass), K and V (the linear states) from DRAM and write
+          // phi(K~) (padded key blocks); the fused kernel's tensor work is
+          // Q K^T, P V and G over the kept blocks plus phi(Q) H_i per tile.
+          const double elems = double(s.batch) * s.heads * s.len * s.dim;
+          const double phik = double(s.batch) * s.heads * p.k_blocks() * 64 * s.dim;
+          const double prefix_mb = (4 * elems + phik) * 2 / 1e6;
+          const double tiles = double(s.batch) * s.heads * p.q_blocks();
+          const double per_tile = double(p.keep_count()) * 3 * 2 * 128 * 64 * s.dim +
+                                  2.0 * 128 * s.dim * s.dim;
+          std::printf("floor-work %s bf16 %.2f prefix_MB %.1f fused_GFLOP %.1f\n", s.name, keep,
+                      prefix_mb, tiles * per_tile / 1e9);
+        }
         // Where the module's time goes: events between its stages, in
         // Sla2Forward's order.
         const sv::Sla2Stage order[] = {sv::Sla2Stage::kPrepare, sv::Sla2Stage::kRoute,

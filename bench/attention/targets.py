@@ -6,11 +6,20 @@ same call, e.g. scripts/gpu_test.sh's OUT_DIR/bench.log and peers.log, and
 prints every target with our time, the baseline's time from the same run,
 the measured ratio and whether the target is met:
 
-  python3 bench/attention/targets.py OUT_DIR/bench.log OUT_DIR/peers.log [--strict]
+  python3 bench/attention/targets.py OUT_DIR/bench.log OUT_DIR/peers.log \
+      [OUT_DIR/l2_read.log] [--strict]
 
 The targets are H100's (the issue's); on another device the table is still
 printed, with a warning. --strict: exit status 1 when a target is not met
 or cannot be checked. A missing or unreadable log is an error (status 2).
+
+With the memory-ceiling log (l2_read_bench) it also prints the bf16
+module's floor on this machine: the module runs in two serial parts, the
+stages before the fused kernel (bound by their DRAM bytes) and the fused
+kernel (bound by its tensor work), so no schedule of these parts beats
+bytes / best DRAM rate + FLOPs / best bf16 GEMM rate, with the work from
+sla2_bench's floor-work line and the GEMM rate from peers.py, all of the
+same run. Each part's measured time is printed beside its floor.
 """
 import re
 import sys
@@ -93,9 +102,79 @@ def format_rows(rows):
     return "\n".join(out)
 
 
+_WORK = re.compile(r"^floor-work (\S+) bf16 ([0-9.]+) prefix_MB ([0-9.]+) fused_GFLOP ([0-9.]+)")
+_DRAM = re.compile(r"^best DRAM rate: ([0-9.]+) TB/s")
+_GEMM = re.compile(r"^best bf16 GEMM rate: ([0-9.]+) TFLOPS")
+
+
+def _first(pattern, text):
+    for line in text.splitlines():
+        m = pattern.match(line)
+        if m:
+            return m
+    return None
+
+
+def module_floor(bench_text, peers_text, ceilings_text, shape="1.3B", keep="0.03"):
+    """The bf16 module's floor at one shape and keep ratio from one run's
+    logs, as a dict (ms unless named otherwise), or a string naming the
+    first thing the logs lack."""
+    work = next((m for m in map(_WORK.match, bench_text.splitlines())
+                 if m and m.group(1) == shape and m.group(2) == keep), None)
+    if work is None:
+        return f"no floor-work line for {shape} bf16 {keep} in the benchmark log"
+    dram, gemm = _first(_DRAM, ceilings_text), _first(_GEMM, peers_text)
+    if dram is None:
+        return "no 'best DRAM rate' line in the memory-ceiling log"
+    if gemm is None:
+        return "no 'best bf16 GEMM rate' line in the peers log"
+    ours = parse_ours(bench_text)
+    f = {"prefix_mb": float(work.group(3)), "fused_gflop": float(work.group(4)),
+         "dram_tbs": float(dram.group(1)), "gemm_tflops": float(gemm.group(1))}
+    f["prefix"] = f["prefix_mb"] / f["dram_tbs"] / 1e3  # MB / (TB/s) / 1e3 = ms
+    f["fused"] = f["fused_gflop"] / f["gemm_tflops"]  # GFLOP / TFLOPS = ms
+    f["floor"] = f["prefix"] + f["fused"]
+    f["prefix_measured"] = ours.get((shape, "bf16", keep, "t.linear"))
+    f["fused_measured"] = ours.get((shape, "bf16", keep, "sparse+bl"))
+    f["module"] = ours.get((shape, "bf16", keep, "module"))
+    return f
+
+
+def format_floor(f, peers_text, limit=0.55, min_ratio=3.3):
+    if isinstance(f, str):
+        return f"module floor: not computed ({f})"
+
+    def measured(x, name):
+        return f"measured {x:.3f} ({name})" if x is not None else f"no {name} row"
+
+    lines = [
+        "bf16 module floor, 1.3B keep 3 % (its two serial parts at this run's ceilings):",
+        f"  stages before the fused kernel: {f['prefix_mb']:.1f} MB at {f['dram_tbs']:.2f} TB/s "
+        f"(best DRAM rate) = {f['prefix']:.3f} ms; {measured(f['prefix_measured'], 't.linear')}",
+        f"  fused kernel: {f['fused_gflop']:.1f} GFLOP at {f['gemm_tflops']:.1f} TFLOPS "
+        f"(best bf16 GEMM rate) = {f['fused']:.3f} ms; {measured(f['fused_measured'], 'sparse+bl')}",
+    ]
+    floor = f["floor"]
+    needs = [(f"<= {limit:g} ms", limit)]
+    sla = parse_peers(peers_text).get(("1.3B", "SLA-Triton-main", "0.03"))
+    if sla is not None:
+        needs.append((f">= {min_ratio:g}x SLA Triton ({sla:.3f} ms): <= {sla / min_ratio:.3f} ms",
+                      sla / min_ratio))
+    verdicts = []
+    for text, ms in needs:
+        if ms < floor:
+            verdicts.append(f"{text} is under the floor")
+        else:
+            verdicts.append(f"{text} needs {100.0 * floor / ms:.0f} % of the ceilings")
+    lines.append(f"  floor {floor:.3f} ms" +
+                 (f" (the module measured {f['module']:.3f})" if f["module"] is not None else "") +
+                 "; " + "; ".join(verdicts))
+    return "\n".join(lines)
+
+
 def main(argv):
     args = [a for a in argv[1:] if a != "--strict"]
-    if len(args) != 2:
+    if len(args) not in (2, 3):
         print(__doc__.strip(), file=sys.stderr)
         return 2
     texts = []
@@ -110,10 +189,12 @@ def main(argv):
     print(f"device: {device or 'unknown (no device line in the benchmark log)'}")
     if "H100" not in device:
         print("warning: the targets are H100's; this run is not on an H100")
-    rows = check(*texts)
+    rows = check(texts[0], texts[1])
     print(format_rows(rows))
     met = sum(r[5] == "met" for r in rows)
     print(f"{met} of {len(rows)} targets met")
+    if len(texts) == 3:
+        print(format_floor(module_floor(*texts), texts[1]))
     return 1 if "--strict" in argv and met < len(rows) else 0
 
 

@@ -181,6 +181,13 @@ cudaError_t LaunchPool(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::B
                        cudaStream_t s, bool zeroed = false);
 cudaError_t LaunchFinish(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
                          cudaStream_t s);
+// The low-bit pooling pass on Hopper (sla2_prepare_hopper.cu: TMA ring,
+// persistent CTAs; the same outputs as PoolKernel's); cudaErrorNotSupported,
+// nothing launched, for bf16, off sm_90, where TMA cannot address q/k/v,
+// when the Hopper kernels are not selected or with SLA2_POOL_TMA=0.
+// LaunchPool tries it first.
+cudaError_t LaunchPoolHopper(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,
+                             cudaStream_t s);
 cudaError_t LaunchRoute(const Sla2Problem& p, const Sla2Dims& d, int64_t lut_capacity,
                         Sla2Workspace::Buffers& w, cudaStream_t s);
 // The route on tensor cores (sla2_router_tiles.cu) for up to this many key

@@ -186,8 +186,11 @@ cudaError_t LaunchPool(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::B
     if (e == cudaSuccess && p.low_bit)
       e = cudaMemsetAsync(w.vamax, 0, kTotalCopies * bhd * sizeof(uint32_t), s);
   }
-  if (e == cudaSuccess) e = d.head_dim == 64 ? LaunchPoolD<64>(p, d, w, s) : LaunchPoolD<128>(p, d, w, s);
-  return e;
+  if (e != cudaSuccess) return e;
+  // Low-bit on Hopper: the TMA pass (sla2_prepare_hopper.cu); else PoolKernel.
+  e = LaunchPoolHopper(p, d, w, s);
+  if (e != cudaErrorNotSupported) return e;
+  return d.head_dim == 64 ? LaunchPoolD<64>(p, d, w, s) : LaunchPoolD<128>(p, d, w, s);
 }
 
 cudaError_t LaunchFinish(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffers& w,

@@ -61,6 +61,34 @@ class TargetsTest(unittest.TestCase):
         st = self.status(targets.check(only_a, self.peers))
         self.assertIn("not in the run", st["sparse low-bit, 14B keep 3 %"])
 
+    def floor_logs(self, gemm="760.0", dram="4.05"):
+        bench = self.bench + "floor-work 1.3B bf16 0.03 prefix_MB 503.3 fused_GFLOP 303.2\n"
+        peers = self.peers + f"best bf16 GEMM rate: {gemm} TFLOPS\n"
+        return bench, peers, f"best DRAM rate: {dram} TB/s\n"
+
+    def test_module_floor(self):
+        f = targets.module_floor(*self.floor_logs())
+        self.assertAlmostEqual(f["prefix"], 503.3 / 4.05 / 1e3)
+        self.assertAlmostEqual(f["fused"], 303.2 / 760.0)
+        self.assertAlmostEqual(f["floor"], f["prefix"] + f["fused"])
+        self.assertAlmostEqual(f["module"], 0.862)
+        text = targets.format_floor(f, self.peers)
+        # SLA Triton 1.827 ms in the v27 run: 3.3x needs 0.554 ms, above 0.523.
+        self.assertIn("floor 0.523 ms", text)
+        self.assertIn("<= 0.55 ms needs 95 % of the ceilings", text)
+        self.assertIn("<= 0.554 ms needs 95 % of the ceilings", text)
+        # A slower GPU: its floor is over both.
+        text = targets.format_floor(targets.module_floor(*self.floor_logs(gemm="500.0")), self.peers)
+        self.assertIn("<= 0.55 ms is under the floor", text)
+        self.assertIn("<= 0.554 ms is under the floor", text)
+
+    def test_module_floor_names_what_is_missing(self):
+        bench, peers, ceilings = self.floor_logs()
+        self.assertIn("floor-work", targets.module_floor(self.bench, peers, ceilings))
+        self.assertIn("best DRAM rate", targets.module_floor(bench, peers, ""))
+        self.assertIn("best bf16 GEMM rate", targets.module_floor(bench, self.peers, ceilings))
+        self.assertIn("not computed", targets.format_floor("x", peers))
+
     def test_command_line(self):
         script = os.path.join(ROOT, "bench", "attention", "targets.py")
         bench, peers = (os.path.join(RESULTS, n) for n in ("h100-v27-bench.log", "h100-v27-peers.log"))
@@ -73,8 +101,18 @@ class TargetsTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             r = subprocess.run([sys.executable, script, os.path.join(d, "none.log"), peers],
                                capture_output=True, text=True)
-        self.assertEqual(r.returncode, 2)
-        self.assertIn("cannot read", r.stderr)
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("cannot read", r.stderr)
+            logs = []
+            for name, text in zip(("bench", "peers", "l2"), self.floor_logs()):
+                logs.append(os.path.join(d, name + ".log"))
+                with open(logs[-1], "w", encoding="utf-8") as f:
+                    f.write(text)
+            r = subprocess.run([sys.executable, script] + logs, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("6 of 8 targets met", r.stdout)
+        self.assertIn("bf16 module floor", r.stdout)
+        self.assertIn("= 0.399 ms; measured", r.stdout)
 
 
 if __name__ == "__main__":

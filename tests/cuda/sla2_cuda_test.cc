@@ -552,10 +552,13 @@ sv::Sla2Problem BlhdProblem(int batch, int heads, int dim, int64_t len, void* q,
   return p;
 }
 
-void QuantizeExactCase(int batch, int heads, int dim, int64_t len, uint64_t seed) {
+void QuantizeExactCase(int batch, int heads, int dim, int64_t len, uint64_t seed,
+                       bool pool_loads = false) {
   const std::string name = "quantize-exact D" + std::to_string(dim) + " B" +
                            std::to_string(batch) + " H" + std::to_string(heads) + " L" +
-                           std::to_string(len);
+                           std::to_string(len) + (pool_loads ? " SLA2_POOL_TMA=0" : "");
+  // The low-bit pooling pass by TMA on Hopper (default) or by PoolKernel's own loads.
+  ScopedEnv pool_env("SLA2_POOL_TMA", pool_loads ? "0" : nullptr);
   const int64_t tm = (len + 127) / 128, tn = (len + 63) / 64;
   const int64_t n = int64_t{batch} * len * heads * dim;
   auto at = [&](int b, int64_t l, int h, int c) { return ((b * len + l) * heads + h) * dim + c; };
@@ -668,6 +671,18 @@ void QuantizeExactCase(int batch, int heads, int dim, int64_t len, uint64_t seed
           }
       }
     }
+  // The K mean (the pooling pass's K total over its copies, in fp32 atomics)
+  // against the CPU's mean in double.
+  int64_t bad_mean = 0;
+  for (int b = 0; b < batch; ++b)
+    for (int h = 0; h < heads; ++h)
+      for (int c = 0; c < dim; ++c) {
+        double sum = 0;
+        for (int64_t l = 0; l < len; ++l) sum += FromBf16(hk[at(b, l, h, c)]);
+        bad_mean += std::fabs(kmean[(int64_t{b} * heads + h) * dim + c] - sum / len) > 1e-5;
+      }
+  Check(bad_mean == 0, name + ": K mean within 1e-5 of the CPU's (" + std::to_string(bad_mean) +
+                           " channels differ)");
   Check(bad_scale == 0, name + ": INT8 block scales and V scales equal the CPU's (" +
                             std::to_string(bad_scale) + " differ)");
   Check(bad_q == 0, name + ": INT8 Q bytes equal the CPU's (" + std::to_string(bad_q) + " differ)");
@@ -680,6 +695,7 @@ void QuantizeExactCase(int batch, int heads, int dim, int64_t len, uint64_t seed
 void GpuCases() {
   QuantizeExactCase(1, 2, 128, 1000, 7);
   QuantizeExactCase(2, 2, 64, 600, 8);
+  QuantizeExactCase(1, 2, 128, 1000, 7, /*pool_loads=*/true);
 
   // Lengths 4216 and 3920 have the tails of 32760 and 75600 (mod 128 and 64).
   const std::vector<Case> cases = {
