@@ -157,6 +157,34 @@ int main(int argc, char** argv) {
   unsigned* sink = nullptr;
   CHECK_CUDA(cudaMalloc(&sink, sizeof(unsigned)));
   std::printf("%-22s %9s %9s %9s\n", "variant", "buffer_MB", "chunk_KB", "GB/s");
+  // GB/s of LdgRead over `bytes` of buf, `passes` times. Each thread's
+  // last round issues 4 loads up to 3 grid strides past the end (wrapped
+  // to the start; with an 8 MB buffer that is a second pass): count the
+  // loads it issues, not the buffer.
+  auto ldg_rate = [&](const char* buf, long long bytes, int passes, int threads) {
+    const float ms = MedianMs(
+        [&] {
+          LdgRead<<<sms * (2048 / threads), threads>>>(reinterpret_cast<const uint4*>(buf),
+                                                       bytes / 16, passes, sink);
+        },
+        reps);
+    const long long stride = static_cast<long long>(sms) * 2048, n16 = bytes / 16;
+    long long loads = 0;
+    for (long long t = 0; t < stride; ++t) loads += 4 * ((n16 - t + 4 * stride - 1) / (4 * stride));
+    return static_cast<double>(loads) * passes * 16 / (ms * 1e-3) / 1e9;
+  };
+  // GB/s of BulkRead: `chunk`-byte copies, ctas_per_sm CTAs an SM, `passes`
+  // times over `bytes` of buf.
+  auto bulk_rate = [&](const char* buf, long long bytes, int passes, int chunk, int ctas_per_sm) {
+    const long long chunks = bytes / chunk;
+    const int per_cta = static_cast<int>(chunks * passes / (sms * ctas_per_sm));
+    const int smem = kStages * chunk;
+    CHECK_CUDA(cudaFuncSetAttribute(BulkRead, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    const float ms = MedianMs(
+        [&] { BulkRead<<<sms * ctas_per_sm, 32, smem>>>(buf, chunks, chunk, per_cta, sink); },
+        reps);
+    return static_cast<double>(per_cta) * sms * ctas_per_sm * chunk / (ms * 1e-3) / 1e9;
+  };
   double best = 0;
   for (const long long mb : {8LL, 16LL, 32LL}) {
     if ((mb << 20) > l2) continue;  // must stay L2-resident
@@ -168,13 +196,7 @@ int main(int argc, char** argv) {
     // 8 MB took ~16 us and measured half the rate).
     const int passes = static_cast<int>((4LL << 30) / bytes);
     for (const int threads : {256, 512}) {
-      const float ms = MedianMs(
-          [&] {
-            LdgRead<<<sms * (2048 / threads), threads>>>(reinterpret_cast<const uint4*>(buf),
-                                                         bytes / 16, passes, sink);
-          },
-          reps);
-      const double gbs = static_cast<double>(bytes) * passes / (ms * 1e-3) / 1e9;
+      const double gbs = ldg_rate(buf, bytes, passes, threads);
       best = std::max(best, gbs);
       char name[32];
       std::snprintf(name, sizeof name, "ldg %dx%d", 2048 / threads, threads);
@@ -182,16 +204,7 @@ int main(int argc, char** argv) {
     }
     for (const int chunk_kb : {8, 32}) {
       for (const int ctas_per_sm : {1, 2}) {
-        const int chunk = chunk_kb << 10;
-        const long long chunks = bytes / chunk;
-        const int per_cta = static_cast<int>(chunks * passes / (sms * ctas_per_sm));
-        const int smem = kStages * chunk;
-        CHECK_CUDA(cudaFuncSetAttribute(BulkRead, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-        const float ms = MedianMs(
-            [&] { BulkRead<<<sms * ctas_per_sm, 32, smem>>>(buf, chunks, chunk, per_cta, sink); },
-            reps);
-        const double gbs =
-            static_cast<double>(per_cta) * sms * ctas_per_sm * chunk / (ms * 1e-3) / 1e9;
+        const double gbs = bulk_rate(buf, bytes, passes, chunk_kb << 10, ctas_per_sm);
         best = std::max(best, gbs);
         char name[32];
         std::snprintf(name, sizeof name, "bulk %d CTA/SM", ctas_per_sm);
@@ -210,33 +223,13 @@ int main(int argc, char** argv) {
     CHECK_CUDA(cudaMalloc(&buf, bytes));
     CHECK_CUDA(cudaMemset(buf, 1, bytes));
     for (const int threads : {256, 512}) {
-      const float ms = MedianMs(
-          [&] {
-            LdgRead<<<sms * (2048 / threads), threads>>>(reinterpret_cast<const uint4*>(buf),
-                                                         bytes / 16, 1, sink);
-          },
-          reps);
-      // LdgRead's last round runs up to 3 grid strides past the end (wrapped
-      // to the start): count the loads it issues.
-      const long long stride = static_cast<long long>(sms) * 2048, n16 = bytes / 16;
-      long long loads = 0;
-      for (long long t = 0; t < stride; ++t) loads += 4 * ((n16 - t + 4 * stride - 1) / (4 * stride));
-      const double gbs = static_cast<double>(loads) * 16 / (ms * 1e-3) / 1e9;
+      const double gbs = ldg_rate(buf, bytes, 1, threads);
       dram_best = std::max(dram_best, gbs);
       std::printf("dram ldg %dx%-11d %9lld %9s %9.0f\n", 2048 / threads, threads, bytes >> 20, "-",
                   gbs);
     }
     for (const int ctas_per_sm : {1, 2}) {
-      const int chunk = 32 << 10;
-      const long long chunks = bytes / chunk;
-      const int per_cta = static_cast<int>(chunks / (sms * ctas_per_sm));
-      const int smem = kStages * chunk;
-      CHECK_CUDA(cudaFuncSetAttribute(BulkRead, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-      const float ms = MedianMs(
-          [&] { BulkRead<<<sms * ctas_per_sm, 32, smem>>>(buf, chunks, chunk, per_cta, sink); },
-          reps);
-      const double gbs =
-          static_cast<double>(per_cta) * sms * ctas_per_sm * chunk / (ms * 1e-3) / 1e9;
+      const double gbs = bulk_rate(buf, bytes, 1, 32 << 10, ctas_per_sm);
       dram_best = std::max(dram_best, gbs);
       std::printf("dram bulk %d CTA/SM     %9lld %9d %9.0f\n", ctas_per_sm, bytes >> 20, 32, gbs);
     }

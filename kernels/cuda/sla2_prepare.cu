@@ -2,11 +2,10 @@
 // pooled router inputs, the K mean used for smoothing, and the per-channel
 // amax of V; then a small pass that finishes the key means.
 #include "kernels/cuda/sla2_internal.cuh"
+#include "kernels/cuda/sla2_pool.cuh"
 
 namespace sparsevid::kernels::cuda {
 namespace {
-
-constexpr int kPoolThreads = 256;
 
 // One CTA per (query block i, head, batch): its 128 rows of Q and K, which
 // are also key blocks 2i and 2i + 1 (and of V for low-bit). A thread owns
@@ -23,30 +22,18 @@ constexpr int kPoolThreads = 256;
 // 0.084 ms at the 1.3B shape on an H200, 0.072 now (low-bit 0.120 -> 0.113;
 // h200-v33-ab-prepare-per-query-block.log).
 template <int D, bool kV>
-__global__ void __launch_bounds__(kPoolThreads) PoolKernel(
+__global__ void __launch_bounds__(pool::kThreads) PoolKernel(
     const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
     const __nv_bfloat16* __restrict__ v, Sla2Dims d, float* __restrict__ qbar,
     float* __restrict__ kbar_sums, float* __restrict__ ktotal, uint32_t* __restrict__ vamax) {
-  constexpr int kOcts = D / 8;                      // octets per row
-  constexpr int kPhases = kPoolThreads / kOcts;     // 16 at D = 128, 32 at D = 64
-  constexpr int kRows = kBlockQ / kPhases;          // rows per thread: 8 or 4
-  constexpr int kRowsPerKeyBlock = kRows / 2;       // rows m < this lie in key block 2i
-  __shared__ float part[3][kPhases][D];             // Q, key block 2i, key block 2i + 1
-  __shared__ uint32_t vpart[kV ? kPhases : 1][D];
+  using Sh = pool::Shape<D>;
+  constexpr int kOcts = Sh::kOcts, kPhases = Sh::kPhases, kRows = Sh::kRows;
+  __shared__ pool::Partials<D, kV> part;
   const int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int oct = threadIdx.x % kOcts, ph = threadIdx.x / kOcts;
   const int64_t row0 = static_cast<int64_t>(i) * kBlockQ;
   const int n = static_cast<int>(MinI64(kBlockQ, d.seq_len - row0));
   const int64_t base = d.TokenOffset(b, row0, h) + oct * 8;
-  auto add = [](float (&acc)[8], const uint4& raw) {
-    const __nv_bfloat162* p2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const float2 f = __bfloat1622float2(p2[e]);
-      acc[2 * e] += f.x;
-      acc[2 * e + 1] += f.y;
-    }
-  };
   uint4 qr[kRows], kr[kRows];
 #pragma unroll
   for (int m = 0; m < kRows; ++m) {
@@ -62,8 +49,8 @@ __global__ void __launch_bounds__(kPoolThreads) PoolKernel(
   float qs[8] = {}, k0[8] = {}, k1[8] = {};
 #pragma unroll
   for (int m = 0; m < kRows; ++m) {
-    add(qs, qr[m]);
-    add(m < kRowsPerKeyBlock ? k0 : k1, kr[m]);
+    pool::AddOctet(qs, qr[m]);
+    pool::AddOctet(m < Sh::kRowsPerKeyBlock ? k0 : k1, kr[m]);
   }
   if constexpr (kV) {
     // V's rows as a second batch: with all three tensors' loads in flight at
@@ -75,57 +62,17 @@ __global__ void __launch_bounds__(kPoolThreads) PoolKernel(
       const int r = ph + m * kPhases;
       vr[m] = r < n ? detail::LoadStream16(v + base + r * d.stride_l) : make_uint4(0, 0, 0, 0);
     }
-    // |V| max in bf16 pairs (exact: no rounding in abs and max).
     __nv_bfloat162 vm[4];
 #pragma unroll
     for (int e = 0; e < 4; ++e) vm[e] = __float2bfloat162_rn(0.f);
 #pragma unroll
-    for (int m = 0; m < kRows; ++m) {
-      const __nv_bfloat162* p2 = reinterpret_cast<const __nv_bfloat162*>(&vr[m]);
-#pragma unroll
-      for (int e = 0; e < 4; ++e) vm[e] = __hmax2(vm[e], __habs2(p2[e]));
-    }
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const float2 f = __bfloat1622float2(vm[e]);
-      vpart[ph][oct * 8 + 2 * e] = __float_as_uint(f.x);
-      vpart[ph][oct * 8 + 2 * e + 1] = __float_as_uint(f.y);
-    }
+    for (int m = 0; m < kRows; ++m) pool::AbsMaxOctet(vm, vr[m]);
+    part.PutVmax(ph, oct, vm);
   }
-#pragma unroll
-  for (int e = 0; e < 8; ++e) {
-    part[0][ph][oct * 8 + e] = qs[e];
-    part[1][ph][oct * 8 + e] = k0[e];
-    part[2][ph][oct * 8 + e] = k1[e];
-  }
+  part.Put(ph, oct, qs, k0, k1);
   __syncthreads();
-
-  const int64_t bh = static_cast<int64_t>(b) * d.heads + h;
-  const int64_t copy = static_cast<int64_t>(i % kTotalCopies) * d.batch * d.heads;
-  const int j0 = 2 * i;
-  for (int o = threadIdx.x; o < 3 * D; o += kPoolThreads) {
-    const int which = o / D, c = o % D;
-    float sum = 0.f;
-#pragma unroll 8
-    for (int x = 0; x < kPhases; ++x) sum += part[which][x][c];
-    if (which == 0) {
-      qbar[(bh * d.q_blocks + i) * D + c] = sum / static_cast<float>(n);
-    } else {
-      const int j = j0 + which - 1;
-      if (j < d.k_blocks) kbar_sums[(bh * d.k_blocks + j) * D + c] = sum;
-    }
-  }
-  if (threadIdx.x < D) {
-    const int c = threadIdx.x;
-    float kt = 0.f;
-    for (int x = 0; x < kPhases; ++x) kt += part[1][x][c] + part[2][x][c];
-    atomicAdd(ktotal + (copy + bh) * D + c, kt);
-    if constexpr (kV) {
-      uint32_t bits = 0;  // non-negative floats order like their bit patterns
-      for (int x = 0; x < kPhases; ++x) bits = max(bits, vpart[x][c]);
-      atomicMax(vamax + (copy + bh) * D + c, bits);
-    }
-  }
+  part.Store(threadIdx.x, i, static_cast<int64_t>(b) * d.heads + h, n, d, qbar, kbar_sums, ktotal,
+             vamax);
 }
 
 constexpr int kFinishRows = 8;  // pooled key rows per FinishKernel CTA
@@ -168,9 +115,9 @@ cudaError_t LaunchPoolD(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::
   const auto* k = static_cast<const __nv_bfloat16*>(p.k);
   const auto* v = static_cast<const __nv_bfloat16*>(p.v);
   if (p.low_bit) {
-    PoolKernel<D, true><<<grid, kPoolThreads, 0, s>>>(q, k, v, d, w.qbar, w.kbar, w.ktotal, w.vamax);
+    PoolKernel<D, true><<<grid, pool::kThreads, 0, s>>>(q, k, v, d, w.qbar, w.kbar, w.ktotal, w.vamax);
   } else {
-    PoolKernel<D, false><<<grid, kPoolThreads, 0, s>>>(q, k, v, d, w.qbar, w.kbar, w.ktotal, nullptr);
+    PoolKernel<D, false><<<grid, pool::kThreads, 0, s>>>(q, k, v, d, w.qbar, w.kbar, w.ktotal, nullptr);
   }
   return cudaGetLastError();
 }

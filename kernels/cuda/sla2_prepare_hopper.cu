@@ -21,22 +21,21 @@
 
 #include "kernels/cuda/sla2_hopper_common.cuh"
 #include "kernels/cuda/sla2_internal.cuh"
+#include "kernels/cuda/sla2_pool.cuh"
 
 namespace sparsevid::kernels::cuda {
 namespace {
 
 using namespace hopper;
 
-constexpr int kPoolConsumers = 256;
+constexpr int kPoolConsumers = pool::kThreads;
 constexpr int kPoolHopperThreads = kPoolConsumers + 32;  // + the producer warp
 
 template <int D>
 struct PoolSmem {
   static constexpr int kTileBytes = kBlockQ * D * 2;  // one query block of Q, K or V
   static constexpr int kStages = (128 * 1024) / kTileBytes;  // 4 at D = 128, 8 at D = 64
-  static constexpr int kOcts = D / 8;
-  static constexpr int kPhases = kPoolConsumers / kOcts;
-  static constexpr int kPartBytes = 4 * kPhases * D * 4;  // Q, K 2i, K 2i+1, |V|
+  static constexpr int kPartBytes = static_cast<int>(sizeof(pool::Partials<D, true>));
   static constexpr int kPartOff = kStages * kTileBytes;  // two part buffers, by item parity
   static constexpr int kBarOff = kPartOff + 2 * kPartBytes;
   static constexpr int kBytes = kBarOff + 2 * kStages * 8 + 1024;  // + alignment slack
@@ -55,9 +54,8 @@ __global__ void __launch_bounds__(kPoolHopperThreads, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using S = PoolSmem<D>;
   constexpr int kStages = S::kStages, kTiles = 3;  // Q, K, V
-  constexpr int kOcts = S::kOcts, kPhases = S::kPhases;
-  constexpr int kRows = kBlockQ / kPhases;     // rows per thread: 8 or 4
-  constexpr int kRowsPerKeyBlock = kRows / 2;  // rows m < this lie in key block 2i
+  using Sh = pool::Shape<D>;
+  constexpr int kOcts = Sh::kOcts, kPhases = Sh::kPhases, kRows = Sh::kRows;
   extern __shared__ uint8_t smem_raw[];
   const uint32_t raw = detail::SmemAddr(smem_raw);
   const uint32_t base = (raw + 1023u) & ~1023u;  // 128-byte swizzle atoms are 1 KB
@@ -104,15 +102,6 @@ __global__ void __launch_bounds__(kPoolHopperThreads, 1)
     return *reinterpret_cast<const uint4*>(smem + st * S::kTileBytes + (oct / 8) * kBlockQ * 128 +
                                            r * 128 + u * 16);
   };
-  auto add = [](float (&acc)[8], const uint4& raw8) {
-    const __nv_bfloat162* p2 = reinterpret_cast<const __nv_bfloat162*>(&raw8);
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const float2 f = __bfloat1622float2(p2[e]);
-      acc[2 * e] += f.x;
-      acc[2 * e + 1] += f.y;
-    }
-  };
   RingPos<kStages> pos;
   int parity = 0;
   for (int64_t item = blockIdx.x; item < items; item += gridDim.x, parity ^= 1) {
@@ -121,74 +110,32 @@ __global__ void __launch_bounds__(kPoolHopperThreads, 1)
     float qs[8] = {}, k0[8] = {}, k1[8] = {};
     MbarWait(full(pos.st), pos.ph);
 #pragma unroll
-    for (int m = 0; m < kRows; ++m) add(qs, octet(pos.st, ph + m * kPhases));
+    for (int m = 0; m < kRows; ++m) pool::AddOctet(qs, octet(pos.st, ph + m * kPhases));
     WarpArrive(empty(pos.st));
     pos.Next();
     MbarWait(full(pos.st), pos.ph);
 #pragma unroll
-    for (int m = 0; m < kRows; ++m) add(m < kRowsPerKeyBlock ? k0 : k1, octet(pos.st, ph + m * kPhases));
+    for (int m = 0; m < kRows; ++m)
+      pool::AddOctet(m < Sh::kRowsPerKeyBlock ? k0 : k1, octet(pos.st, ph + m * kPhases));
     WarpArrive(empty(pos.st));
     pos.Next();
-    float* const part = reinterpret_cast<float*>(smem + S::kPartOff + parity * S::kPartBytes);
-    auto part_at = [&](int which, int x, int c) -> float& {
-      return part[(which * kPhases + x) * D + c];
-    };
-    {
-      // |V| max in bf16 pairs (exact), as PoolKernel.
-      MbarWait(full(pos.st), pos.ph);
-      __nv_bfloat162 vm[4];
+    auto& part = *reinterpret_cast<pool::Partials<D, true>*>(smem + S::kPartOff +
+                                                             parity * S::kPartBytes);
+    MbarWait(full(pos.st), pos.ph);  // V: |V| max, as PoolKernel
+    __nv_bfloat162 vm[4];
 #pragma unroll
-      for (int e = 0; e < 4; ++e) vm[e] = __float2bfloat162_rn(0.f);
+    for (int e = 0; e < 4; ++e) vm[e] = __float2bfloat162_rn(0.f);
 #pragma unroll
-      for (int m = 0; m < kRows; ++m) {
-        const uint4 raw8 = octet(pos.st, ph + m * kPhases);
-        const __nv_bfloat162* p2 = reinterpret_cast<const __nv_bfloat162*>(&raw8);
-#pragma unroll
-        for (int e = 0; e < 4; ++e) vm[e] = __hmax2(vm[e], __habs2(p2[e]));
-      }
-      WarpArrive(empty(pos.st));
-      pos.Next();
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float2 f = __bfloat1622float2(vm[e]);
-        part_at(3, ph, oct * 8 + 2 * e) = f.x;
-        part_at(3, ph, oct * 8 + 2 * e + 1) = f.y;
-      }
-    }
-#pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      part_at(0, ph, oct * 8 + e) = qs[e];
-      part_at(1, ph, oct * 8 + e) = k0[e];
-      part_at(2, ph, oct * 8 + e) = k1[e];
-    }
+    for (int m = 0; m < kRows; ++m) pool::AbsMaxOctet(vm, octet(pos.st, ph + m * kPhases));
+    WarpArrive(empty(pos.st));
+    pos.Next();
+    part.PutVmax(ph, oct, vm);
+    part.Put(ph, oct, qs, k0, k1);
     // The other part buffer was last read before this barrier's previous
     // round, so one barrier per item suffices.
     NamedBarrier(1, kPoolConsumers);
-    const int64_t row0 = static_cast<int64_t>(i) * kBlockQ;
-    const int n = static_cast<int>(MinI64(kBlockQ, d.seq_len - row0));
-    const int64_t copy = static_cast<int64_t>(i % kTotalCopies) * d.batch * d.heads;
-    const int j0 = 2 * i;
-    for (int o = threadIdx.x; o < 3 * D; o += kPoolConsumers) {
-      const int which = o / D, c = o % D;
-      float sum = 0.f;
-#pragma unroll 8
-      for (int x = 0; x < kPhases; ++x) sum += part_at(which, x, c);
-      if (which == 0) {
-        qbar[(bh * d.q_blocks + i) * D + c] = sum / static_cast<float>(n);
-      } else {
-        const int j = j0 + which - 1;
-        if (j < d.k_blocks) kbar_sums[(bh * d.k_blocks + j) * D + c] = sum;
-      }
-    }
-    if (threadIdx.x < D) {
-      const int c = threadIdx.x;
-      float kt = 0.f;
-      for (int x = 0; x < kPhases; ++x) kt += part_at(1, x, c) + part_at(2, x, c);
-      atomicAdd(ktotal + (copy + bh) * D + c, kt);
-      uint32_t bits = 0;  // non-negative floats order like their bit patterns
-      for (int x = 0; x < kPhases; ++x) bits = max(bits, __float_as_uint(part_at(3, x, c)));
-      atomicMax(vamax + (copy + bh) * D + c, bits);
-    }
+    const int n = static_cast<int>(MinI64(kBlockQ, d.seq_len - static_cast<int64_t>(i) * kBlockQ));
+    part.Store(threadIdx.x, i, bh, n, d, qbar, kbar_sums, ktotal, vamax);
   }
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
