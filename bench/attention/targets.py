@@ -129,7 +129,8 @@ def module_floor(bench_text, peers_text, ceilings_text, shape="1.3B", keep="0.03
     if gemm is None:
         return "no 'best bf16 GEMM rate' line in the peers log"
     ours = parse_ours(bench_text)
-    f = {"prefix_mb": float(work.group(3)), "fused_gflop": float(work.group(4)),
+    f = {"shape": shape, "keep": keep,
+         "prefix_mb": float(work.group(3)), "fused_gflop": float(work.group(4)),
          "dram_tbs": float(dram.group(1)), "gemm_tflops": float(gemm.group(1))}
     f["prefix"] = f["prefix_mb"] / f["dram_tbs"] / 1e3  # MB / (TB/s) / 1e3 = ms
     f["fused"] = f["fused_gflop"] / f["gemm_tflops"]  # GFLOP / TFLOPS = ms
@@ -148,7 +149,8 @@ def format_floor(f, peers_text, limit=0.55, min_ratio=3.3):
         return f"measured {x:.3f} ({name})" if x is not None else f"no {name} row"
 
     lines = [
-        "bf16 module floor, 1.3B keep 3 % (its two serial parts at this run's ceilings):",
+        f"bf16 module floor, {f['shape']} keep {100 * float(f['keep']):g} % "
+        "(its two serial parts at this run's ceilings):",
         f"  stages before the fused kernel: {f['prefix_mb']:.1f} MB at {f['dram_tbs']:.2f} TB/s "
         f"(best DRAM rate) = {f['prefix']:.3f} ms; {measured(f['prefix_measured'], 't.linear')}",
         f"  fused kernel: {f['fused_gflop']:.1f} GFLOP at {f['gemm_tflops']:.1f} TFLOPS "
@@ -156,7 +158,7 @@ def format_floor(f, peers_text, limit=0.55, min_ratio=3.3):
     ]
     floor = f["floor"]
     needs = [(f"<= {limit:g} ms", limit)]
-    sla = parse_peers(peers_text).get(("1.3B", "SLA-Triton-main", "0.03"))
+    sla = parse_peers(peers_text).get((f["shape"], "SLA-Triton-main", f["keep"]))
     if sla is not None:
         needs.append((f">= {min_ratio:g}x SLA Triton ({sla:.3f} ms): <= {sla / min_ratio:.3f} ms",
                       sla / min_ratio))

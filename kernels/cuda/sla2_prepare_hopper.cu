@@ -152,7 +152,10 @@ cudaError_t Launch(const Sla2Problem& p, const Sla2Dims& d, Sla2Workspace::Buffe
       PoolHopperKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   if (e != cudaSuccess) return e;
   const int64_t items = static_cast<int64_t>(d.batch) * d.heads * d.q_blocks;
-  PoolHopperKernel<D><<<static_cast<unsigned>(MinI64(sms, items)), kPoolHopperThreads, kSmem, s>>>(
+  // PersistentCtas: SLA2_HOPPER_MAX_CTAS caps it, so the tests' few-CTA
+  // cases walk many query blocks a CTA (the ring's wrap, both part buffers).
+  PoolHopperKernel<D><<<static_cast<unsigned>(PersistentCtas(sms, items)), kPoolHopperThreads, kSmem,
+                        s>>>(
       tq, tk, tv, d, w.qbar, w.kbar, w.ktotal, w.vamax);
   return cudaGetLastError();
 }

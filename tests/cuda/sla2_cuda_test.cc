@@ -553,12 +553,15 @@ sv::Sla2Problem BlhdProblem(int batch, int heads, int dim, int64_t len, void* q,
 }
 
 void QuantizeExactCase(int batch, int heads, int dim, int64_t len, uint64_t seed,
-                       bool pool_loads = false) {
+                       bool pool_loads = false, int max_ctas = 0) {
   const std::string name = "quantize-exact D" + std::to_string(dim) + " B" +
                            std::to_string(batch) + " H" + std::to_string(heads) + " L" +
-                           std::to_string(len) + (pool_loads ? " SLA2_POOL_TMA=0" : "");
-  // The low-bit pooling pass by TMA on Hopper (default) or by PoolKernel's own loads.
+                           std::to_string(len) + (pool_loads ? " SLA2_POOL_TMA=0" : "") +
+                           (max_ctas > 0 ? " " + std::to_string(max_ctas) + " CTAs" : "");
+  // The low-bit pooling pass by TMA on Hopper (default) or by PoolKernel's
+  // own loads; few CTAs: each of the TMA pass's walks many query blocks.
   ScopedEnv pool_env("SLA2_POOL_TMA", pool_loads ? "0" : nullptr);
+  ScopedEnv ctas_env("SLA2_HOPPER_MAX_CTAS", max_ctas > 0 ? std::to_string(max_ctas).c_str() : nullptr);
   const int64_t tm = (len + 127) / 128, tn = (len + 63) / 64;
   const int64_t n = int64_t{batch} * len * heads * dim;
   auto at = [&](int b, int64_t l, int h, int c) { return ((b * len + l) * heads + h) * dim + c; };
@@ -696,6 +699,8 @@ void GpuCases() {
   QuantizeExactCase(1, 2, 128, 1000, 7);
   QuantizeExactCase(2, 2, 64, 600, 8);
   QuantizeExactCase(1, 2, 128, 1000, 7, /*pool_loads=*/true);
+  QuantizeExactCase(2, 3, 128, 3000, 9, /*pool_loads=*/false, /*max_ctas=*/5);
+  QuantizeExactCase(2, 2, 64, 1900, 10, /*pool_loads=*/false, /*max_ctas=*/3);
 
   // Lengths 4216 and 3920 have the tails of 32760 and 75600 (mod 128 and 64).
   const std::vector<Case> cases = {
